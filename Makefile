@@ -1,0 +1,49 @@
+# mario-dqn: two commands set everything up on a fresh machine.
+#   make train   create .venv (Python 3.13), install requirements, train with defaults
+#   make test    create .venv, install requirements + test tools, run the whole suite
+#   make bench   print throughput / memory figures (not part of the tests)
+# Pass PYTHON=/path/to/python3.13 to choose the interpreter; otherwise it is found
+# by scripts/find-python.sh (python3.13 on PATH, else pyenv's newest 3.13).
+
+VENV        := .venv
+VPY         := $(VENV)/bin/python
+RUNTIME_OK  := $(VENV)/.runtime-installed
+DEV_OK      := $(VENV)/.dev-installed
+ARGS        ?=
+PYTEST_ARGS ?=
+
+.PHONY: train test bench venv clean-venv help
+
+help:
+	@echo "make train | make test | make bench | make venv | make clean-venv"
+
+# The interpreter is only looked up when the venv has to be (re)created.
+$(VPY):
+	@PY="$$(./scripts/find-python.sh "$(PYTHON)")" || exit 1; \
+	echo "creating $(VENV) with $$PY"; \
+	"$$PY" -m venv $(VENV)
+	@$(VPY) -c 'import sys; assert sys.version_info[:2] >= (3, 13), sys.version' \
+		|| { echo "error: $(VENV) is not Python >= 3.13; run 'make clean-venv'" >&2; exit 1; }
+
+# Re-install whenever a requirements file is newer than the stamp.
+$(RUNTIME_OK): requirements.txt | $(VPY)
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(DEV_OK): requirements-dev.txt $(RUNTIME_OK)
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+venv: $(DEV_OK)
+
+train: $(RUNTIME_OK)
+	$(VPY) main.py train $(ARGS)
+
+test: $(DEV_OK)
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+bench: $(DEV_OK)
+	$(VPY) benchmarks/run_all.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,126 @@
+"""The constants of mario-dqn: typed, frozen dataclasses, one docstring per field.
+
+Every field carries its documentation and its allowed range in ``metadata`` so that
+``config.overrides`` can validate ``--set key=value`` and the CLI can print help from
+the same source. A resolved :class:`Config` is written into every run directory and
+is what ``play``/``evaluate``/``--resume`` read back, so a model is never run through
+a different wrapper stack than the one it was trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ACTION_SETS: tuple[str, ...] = ("right_only", "simple", "complex")
+"""Names of the reduced action sets (nes-py JoypadSpace button lists)."""
+
+
+def spec(default: Any, doc: str, *, low: float | None = None, high: float | None = None,
+         choices: tuple[Any, ...] | None = None, low_open: bool = False) -> Any:
+    """A dataclass field whose metadata holds its doc string and allowed values.
+
+    ``low``/``high`` bound numbers (inclusive, unless ``low_open``), ``choices`` lists
+    allowed values; ``config.overrides.validate`` enforces them.
+    """
+    meta = {"doc": doc, "low": low, "high": high, "choices": choices, "low_open": low_open}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Where runs are written."""
+
+    save_dir: str = spec("save/runs", "Root directory; each run writes <save_dir>/<name>/.")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """The Mario environment and its wrapper stack (see mario_dqn.environment)."""
+
+    stages: tuple[str, ...] = spec(
+        ("1-1",),
+        "Stages as 'W-S' strings (world 1-8, stage 1-4); each episode samples one (seeded).",
+    )
+    action_set: str = spec("simple", "Reduced action set.", choices=ACTION_SETS)
+    frame_skip: int = spec(4, "Emulator frames per agent step (rewards summed, last two frames max-pooled).",
+                           low=1, high=16)
+    stack_size: int = spec(4, "Number of consecutive frames in an observation.", low=1, high=16)
+    frame_size: int = spec(84, "Observation frames are resized to frame_size x frame_size.", low=16, high=240)
+    reward_scale: float = spec(0.1, "Multiplier applied to the game's reward before the agent sees it.",
+                               low=0.0, low_open=True, high=100.0)
+    no_progress_steps: int = spec(
+        250, "Truncate an episode when x position has not improved for this many agent steps (0 = off).",
+        low=0, high=100_000)
+    max_episode_steps: int = spec(
+        4000, "Truncate an episode after this many agent steps (0 = off; the game clock also ends it).",
+        low=0, high=1_000_000)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The DQN agent: network, learning step and exploration."""
+
+    dueling: bool = spec(True, "Dueling head (value + advantage - mean advantage) instead of a linear Q head.")
+    double: bool = spec(True, "Double DQN: the online net selects the next action, the target net evaluates it.")
+    gamma: float = spec(0.99, "Discount factor per agent step.", low=0.0, high=1.0)
+    n_step: int = spec(3, "Length of the multi-step return.", low=1, high=20)
+    learning_rate: float = spec(1e-4, "Adam learning rate.", low=0.0, low_open=True, high=1.0)
+    adam_epsilon: float = spec(1.5e-4, "Adam epsilon.", low=0.0, low_open=True, high=1.0)
+    batch_size: int = spec(32, "Transitions per gradient update.", low=1, high=4096)
+    huber_delta: float = spec(1.0, "Huber loss threshold.", low=0.0, low_open=True, high=1e6)
+    grad_clip_norm: float = spec(10.0, "Global gradient-norm clip (0 = off).", low=0.0, high=1e6)
+    target_update_period: int = spec(2000, "Copy online weights to the target net every this many updates.",
+                                     low=1, high=10_000_000)
+    target_tau: float = spec(1.0, "Target update rate: 1.0 = hard copy, < 1 = Polyak averaging each period.",
+                             low=0.0, low_open=True, high=1.0)
+    train_freq: int = spec(4, "One update per this many agent steps (summed over envs).", low=1, high=1000)
+    learning_starts: int = spec(10_000, "Agent steps collected before the first update.", low=0, high=100_000_000)
+    epsilon_start: float = spec(1.0, "Exploration rate at step 0.", low=0.0, high=1.0)
+    epsilon_end: float = spec(0.05, "Exploration floor.", low=0.0, high=1.0)
+    epsilon_decay_steps: int = spec(250_000, "Agent steps over which epsilon falls linearly to its floor.",
+                                    low=1, high=1_000_000_000)
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """The replay memory."""
+
+    capacity: int = spec(100_000, "Transitions kept (frames are stored once: ~7 KB each at 84x84).",
+                         low=100, high=100_000_000)
+    prioritized: bool = spec(False, "Proportional prioritized replay instead of uniform sampling.")
+    alpha: float = spec(0.6, "Priority exponent (prioritized only).", low=0.0, high=1.0)
+    beta_start: float = spec(0.4, "Initial importance-sampling exponent, annealed to 1.", low=0.0, high=1.0)
+    beta_steps: int = spec(1_000_000, "Agent steps over which beta anneals to 1.", low=1, high=1_000_000_000)
+    priority_epsilon: float = spec(1e-6, "Added to |TD error| so no priority is zero.",
+                                   low=0.0, low_open=True, high=1.0)
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """The training loop: length, parallelism, evaluation, checkpoints, logging."""
+
+    total_steps: int = spec(2_000_000, "Total agent steps of the run (summed over envs).", low=1, high=10_000_000_000)
+    num_envs: int = spec(1, "Environments stepped in parallel.", low=1, high=64)
+    seed: int = spec(0, "Seed of every random generator in the run.", low=0, high=2**31 - 1)
+    eval_every: int = spec(50_000, "Agent steps between evaluations (0 = never).", low=0, high=10_000_000_000)
+    eval_episodes: int = spec(5, "Episodes per evaluation.", low=1, high=1000)
+    eval_epsilon: float = spec(0.0, "Exploration rate during evaluation.", low=0.0, high=1.0)
+    checkpoint_every: int = spec(50_000, "Agent steps between checkpoints.", low=1, high=10_000_000_000)
+    keep_checkpoints: int = spec(3, "Complete checkpoints kept (older ones are deleted).", low=1, high=1000)
+    save_replay: bool = spec(True, "Store the replay memory in the latest checkpoint (exact resume).")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole resolved configuration of a run."""
+
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+
+
+SECTIONS: tuple[str, ...] = ("paths", "env", "agent", "replay", "runner")
+"""Section names of :class:`Config`, in order."""
