@@ -1,0 +1,86 @@
+"""The Q-network: Nature-DQN torso with a linear or dueling head, uint8 in.
+
+The model takes raw ``uint8`` frame stacks and scales them inside the graph, so the
+replay memory and the acting path never materialise float copies of observations
+(an 84x84x4 stack is 28 KB as uint8 and 113 KB as float32), and a saved ``.keras``
+file is self-contained: whoever loads it feeds it the same uint8 stacks the
+environment produces, with no preprocessing to remember.
+
+Every layer is a stock Keras layer except :class:`DuelingCombine`, which is registered
+so that ``keras.saving.load_model`` rebuilds the model after ``import mario_dqn.network``.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers
+
+# (filters, kernel, stride) of the three convolutions of Mnih et al. (2015).
+NATURE_CONVS: tuple[tuple[int, int, int], ...] = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
+NATURE_HIDDEN: int = 512
+
+
+@keras.saving.register_keras_serializable(package="mario_dqn")
+class DuelingCombine(layers.Layer):
+    """Q = V + A - mean_a(A) (Wang et al., 2016).
+
+    Subtracting the mean advantage makes V and A identifiable: without it any
+    constant could move between the two streams and neither would mean anything.
+    It is a layer (not a Lambda) so the saved model holds no pickled Python code.
+    """
+
+    def call(self, inputs: list[keras.KerasTensor]) -> keras.KerasTensor:
+        value, advantage = inputs
+        return value + advantage - keras.ops.mean(advantage, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape: list[tuple[int | None, ...]]) -> tuple[int | None, ...]:
+        return input_shape[1]
+
+
+def layer_seeds(seed: int, count: int) -> list[int]:
+    """``count`` distinct initializer seeds derived from one run seed.
+
+    A SeedSequence spreads them so that (seed, layer i) never collides with
+    (seed + 1, layer i - 1), which ``seed + i`` would.
+    """
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(count) % (2**31 - 1)]
+
+
+def build_q_network(
+    num_actions: int,
+    obs_shape: tuple[int, int, int] = (84, 84, 4),
+    dueling: bool = True,
+    seed: int = 0,
+    name: str = "q_network",
+) -> keras.Model:
+    """The Nature-DQN Q-network mapping uint8 stacks (N, H, W, S) to Q-values (N, A).
+
+    Kernels use He-uniform initialisation (the layers are ReLU) with one seed per
+    layer, so building twice with the same ``seed`` gives bitwise-identical weights;
+    biases start at zero.
+    """
+    if num_actions < 1:
+        raise ValueError(f"num_actions must be >= 1, got {num_actions}")
+    seeds = iter(layer_seeds(seed, len(NATURE_CONVS) + 3))
+
+    def init() -> keras.initializers.Initializer:
+        return keras.initializers.HeUniform(seed=next(seeds))
+
+    obs = keras.Input(shape=tuple(obs_shape), dtype="uint8", name="obs")
+    x = layers.Rescaling(1.0 / 255.0, name="scale")(obs)  # casts uint8 -> float32 too
+    for i, (filters, kernel, stride) in enumerate(NATURE_CONVS):
+        x = layers.Conv2D(filters, kernel, strides=stride, activation="relu",
+                          kernel_initializer=init(), name=f"conv{i + 1}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(NATURE_HIDDEN, activation="relu", kernel_initializer=init(), name="hidden")(x)
+    if not dueling:
+        q = layers.Dense(num_actions, kernel_initializer=init(), name="q")(x)
+        return keras.Model(obs, q, name=name)
+    # The dueling streams share the Nature torso up to its 512-unit layer and split
+    # into two linear heads; separate 512-unit streams would double the largest
+    # matrix (3136 x 512) and with it the cost of an update on a CPU.
+    value = layers.Dense(1, kernel_initializer=init(), name="value")(x)
+    advantage = layers.Dense(num_actions, kernel_initializer=init(), name="advantage")(x)
+    q = DuelingCombine(name="q")([value, advantage])
+    return keras.Model(obs, q, name=name)

@@ -1,0 +1,210 @@
+"""Small, single-purpose Gymnasium wrappers for the Mario observation pipeline.
+
+Each wrapper does one thing and checks its arguments (Gymnasium's
+``atari_preprocessing.py`` is the model). Resizing and reward scaling use
+Gymnasium's own wrappers (``ResizeObservation``, ``TransformReward``,
+``TimeLimit``); only what Gymnasium lacks is written here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+INFO_KEYS: tuple[str, ...] = (
+    "x_pos", "y_pos", "flag_get", "world", "stage", "score", "coins", "time", "life", "status",
+)
+"""The ``info`` entries kept per step: what training, evaluation and logging use.
+The base env returns ~40 entries; vector envs merge every key on every step, so
+fewer keys means less per-step Python work."""
+
+
+class StageSelector(gym.Env):
+    """One env over several stages: each ``reset`` picks a stage with the env's seeded RNG.
+
+    Why separate emulators: a Super Mario Bros env is bound to its target stage when
+    built (it skips the title screen and snapshots the start of that stage), so
+    switching stages means switching emulators. They are small (< 1 MB each).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 60}
+
+    def __init__(self, envs: Sequence[gym.Env], names: Sequence[str]) -> None:
+        if len(envs) < 1 or len(envs) != len(names):
+            raise ValueError("StageSelector needs one name per env and at least one env")
+        self.envs = list(envs)
+        self.names = list(names)
+        self.observation_space = envs[0].observation_space
+        self.action_space = envs[0].action_space
+        self.render_mode = envs[0].render_mode
+        self.current = 0
+
+    @property
+    def active(self) -> gym.Env:
+        """The emulator of the stage being played."""
+        return self.envs[self.current]
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.current = int(self.np_random.integers(len(self.envs)))
+        return self.active.reset(options=options)
+
+    def step(self, action):
+        return self.active.step(action)
+
+    def render(self):
+        return self.active.render()
+
+    def observation(self, mode: str = "rgb_array", output: np.ndarray | None = None) -> np.ndarray:
+        """The active emulator's screen in nes-py's observation ``mode`` (e.g. 'grayscale')."""
+        return self.active.observation(mode, output)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+class SkipMaxPool(gym.Wrapper):
+    """Repeat an action ``skip`` frames, sum the rewards, max-pool the last two screens.
+
+    The screens are read with nes-py's native grayscale copy, and only for the last
+    two frames: max-pooling needs two (NES sprites flicker between frames), the other
+    ``skip - 2`` are never looked at, so they are never copied. This is what
+    Gymnasium's AtariPreprocessing does with ALE's grayscale screen. Stops early if
+    the episode ends inside the skip; an episode's final screen is returned as it is.
+    """
+
+    def __init__(self, env: gym.Env, skip: int = 4) -> None:
+        if not isinstance(skip, (int, np.integer)) or skip < 1:
+            raise ValueError(f"frame skip must be an integer >= 1, got {skip!r}")
+        super().__init__(env)
+        self.skip = int(skip)
+        height, width = env.observation_space.shape[:2]
+        self.observation_space = spaces.Box(0, 255, (height, width), np.uint8)
+        self._buffers = np.zeros((2, height, width), dtype=np.uint8)
+
+    def _grab(self, slot: int) -> None:
+        self.env.unwrapped.observation("grayscale", output=self._buffers[slot])
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        _, info = self.env.reset(seed=seed, options=options)
+        self._grab(0)
+        return self._buffers[0].copy(), info
+
+    def step(self, action):
+        total = 0.0
+        terminated = truncated = done = False
+        info: dict[str, Any] = {}
+        for i in range(self.skip):
+            _, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+            if done or i >= self.skip - 2:
+                # Slot 1 holds the second-to-last frame, slot 0 the last one.
+                self._grab(0 if (done or i == self.skip - 1) else 1)
+            if done:
+                break
+        if done or self.skip == 1:
+            frame = self._buffers[0].copy()  # an episode's final screen is kept as it is
+        else:
+            frame = np.maximum(self._buffers[0], self._buffers[1])
+        return frame, total, terminated, truncated, info
+
+
+class FrameStackLast(gym.Wrapper):
+    """Stack the last ``size`` frames on a trailing channel axis, oldest first.
+
+    Channels-last is Keras' default layout, so observations go into the network as
+    they are. ``reset`` fills the whole stack with the first frame (the replay memory
+    pads episode starts the same way). The stack lives in one preallocated array;
+    each step shifts it in place and returns a copy, so nothing is rebuilt per step.
+    """
+
+    def __init__(self, env: gym.Env, size: int = 4) -> None:
+        if not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"frame stack size must be an integer >= 1, got {size!r}")
+        if len(env.observation_space.shape) != 2:
+            raise ValueError(f"FrameStackLast needs 2-D frames, got shape {env.observation_space.shape}")
+        super().__init__(env)
+        self.size = int(size)
+        height, width = env.observation_space.shape
+        self.observation_space = spaces.Box(0, 255, (height, width, self.size), np.uint8)
+        self._stack = np.zeros((height, width, self.size), dtype=np.uint8)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        frame, info = self.env.reset(seed=seed, options=options)
+        self._stack[...] = frame[..., None]
+        return self._stack.copy(), info
+
+    def step(self, action):
+        frame, reward, terminated, truncated, info = self.env.step(action)
+        self._stack[..., :-1] = self._stack[..., 1:]
+        self._stack[..., -1] = frame
+        return self._stack.copy(), reward, terminated, truncated, info
+
+    def get_stack(self) -> np.ndarray:
+        """A copy of the current stack (checkpoints save it)."""
+        return self._stack.copy()
+
+    def set_stack(self, stack: np.ndarray) -> None:
+        """Restore the stack saved by :meth:`get_stack`."""
+        if stack.shape != self._stack.shape or stack.dtype != np.uint8:
+            raise ValueError(f"frame stack must be uint8 {self._stack.shape}, got {stack.dtype} {stack.shape}")
+        self._stack[...] = stack
+
+
+class NoProgressTruncation(gym.Wrapper):
+    """Truncate an episode when ``info['x_pos']`` has not improved for ``patience`` steps.
+
+    Mario can stand still or walk into a pipe until the game clock kills him (~400 s of
+    game time); cutting that short saves samples. It is a truncation, not a
+    termination: the state is not terminal, so the TD target still bootstraps.
+    """
+
+    def __init__(self, env: gym.Env, patience: int) -> None:
+        if not isinstance(patience, (int, np.integer)) or patience < 1:
+            raise ValueError(f"no-progress patience must be an integer >= 1, got {patience!r}")
+        super().__init__(env)
+        self.patience = int(patience)
+        self.best_x = 0
+        self.stalled = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.best_x = int(info.get("x_pos", 0))
+        self.stalled = 0
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        x_pos = int(info.get("x_pos", 0))
+        if x_pos > self.best_x:
+            self.best_x = x_pos
+            self.stalled = 0
+        else:
+            self.stalled += 1
+        if self.stalled >= self.patience and not terminated:
+            truncated = True
+        return obs, reward, terminated, truncated, info
+
+
+class InfoFilter(gym.Wrapper):
+    """Keep only ``keys`` of the step/reset ``info`` (see :data:`INFO_KEYS` for why)."""
+
+    def __init__(self, env: gym.Env, keys: Sequence[str] = INFO_KEYS) -> None:
+        super().__init__(env)
+        self.keys = tuple(keys)
+
+    def _filter(self, info: dict[str, Any]) -> dict[str, Any]:
+        return {key: info[key] for key in self.keys if key in info}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        return obs, self._filter(info)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, self._filter(info)

@@ -1,0 +1,321 @@
+"""The Mario wrapper stack, checked against the raw emulator it wraps.
+
+The emulator is deterministic, so two fresh envs fed the same actions see the same
+frames: that is how the frame-skip test builds its frame-by-frame reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import cv2
+import gymnasium as gym
+import numpy as np
+import pytest
+from gym_super_mario_bros import SuperMarioBrosEnv
+from gymnasium.utils.env_checker import check_env
+from nes_py.wrappers import JoypadSpace
+
+from config import EnvConfig
+from mario_dqn.environment import (
+    ACTIONS,
+    action_meanings,
+    final_observations,
+    find_wrapper,
+    make_env,
+    make_vector_env,
+)
+from mario_dqn.wrappers import FrameStackLast, NoProgressTruncation, SkipMaxPool
+
+RIGHT = 1  # index of ['right'] in every action set
+NOOP = 0
+PLAIN = EnvConfig(reward_scale=1.0, no_progress_steps=0, max_episode_steps=0)
+"""No reward scaling and no truncation: only the game decides when an episode ends."""
+
+
+def cfg(**changes) -> EnvConfig:
+    return dataclasses.replace(PLAIN, **changes)
+
+
+@pytest.fixture(scope="module")
+def env():
+    env = make_env(EnvConfig(), seed=0)
+    yield env
+    env.close()
+
+
+def test_check_env_passes(env):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*different from the unwrapped.*")
+        check_env(env, skip_render_check=True)
+
+
+def test_observation_shape_dtype_and_reset_fill(env):
+    obs, info = env.reset(seed=1)
+    assert obs.shape == (84, 84, 4) and obs.dtype == np.uint8
+    assert env.observation_space.shape == (84, 84, 4)
+    for channel in range(1, 4):  # reset fills the stack with the first frame
+        np.testing.assert_array_equal(obs[..., channel], obs[..., 0])
+    assert obs.std() > 10, "the first frame should show the level, not a blank screen"
+    for key in ("x_pos", "flag_get", "world", "stage"):
+        assert key in info
+    assert (info["world"], info["stage"]) == (1, 1)
+
+
+def test_stack_is_oldest_to_newest(env):
+    prev, _ = env.reset(seed=0)
+    changed = 0
+    for _ in range(12):
+        obs, _, terminated, truncated, info = env.step(RIGHT)
+        np.testing.assert_array_equal(obs[..., :-1], prev[..., 1:])
+        changed += int(not np.array_equal(obs[..., -1], prev[..., -1]))
+        for key in ("x_pos", "flag_get", "world", "stage"):
+            assert key in info
+        assert not (terminated or truncated)
+        prev = obs
+    assert changed >= 10, "frames should change while Mario runs right"
+
+
+def _reference_frames(actions: list[int], skip: int) -> tuple[list[float], list[np.ndarray], list[bool]]:
+    """Step a raw env frame by frame: per agent step the summed reward, the max of the
+    last two grayscale screens, and whether the episode ended inside the skip."""
+    raw = JoypadSpace(SuperMarioBrosEnv(target=(1, 1)), ACTIONS["simple"])
+    raw.reset()
+    rewards, frames, dones = [], [], []
+    for action in actions:
+        total, screens, done = 0.0, [], False
+        for _ in range(skip):
+            _, reward, terminated, truncated, _ = raw.step(action)
+            total += reward
+            screens.append(raw.unwrapped.observation("grayscale").copy())
+            done = terminated or truncated
+            if done:
+                break
+        rewards.append(total)
+        frames.append(np.maximum(screens[-1], screens[-2]) if len(screens) >= 2 and not done else screens[-1])
+        dones.append(done)
+        if done:
+            break
+    raw.close()
+    return rewards, frames, dones
+
+
+def test_frame_skip_sums_rewards_and_max_pools_last_two_frames():
+    skip = 4
+    rng = np.random.default_rng(3)
+    # run right (and jump now and then) until the first Goomba kills Mario
+    actions = [int(a) for a in rng.choice([1, 2, 3, 4], size=200, p=[0.7, 0.1, 0.1, 0.1])]
+    ref_rewards, ref_frames, ref_dones = _reference_frames(actions, skip)
+    wrapped = SkipMaxPool(JoypadSpace(SuperMarioBrosEnv(target=(1, 1)), ACTIONS["simple"]), skip)
+    wrapped.reset()
+    pooled_differs = 0
+    for i, (reward, frame, done) in enumerate(zip(ref_rewards, ref_frames, ref_dones)):
+        obs, got_reward, terminated, truncated, _ = wrapped.step(actions[i])
+        assert got_reward == pytest.approx(reward)
+        np.testing.assert_array_equal(obs, frame)
+        assert (terminated or truncated) == done
+        if not done:
+            last = wrapped.unwrapped.observation("grayscale")
+            pooled_differs += int(not np.array_equal(obs, last))
+    assert any(ref_rewards), "the rollout should earn some reward"
+    assert pooled_differs > 0, "max-pooling should differ from the last frame somewhere"
+    wrapped.close()
+
+
+def test_resize_uses_inter_area():
+    env = make_env(cfg(), seed=0)
+    obs, _ = env.reset(seed=0)
+    raw = SuperMarioBrosEnv(target=(1, 1))
+    raw.reset()
+    gray = raw.observation("grayscale")
+    expected = cv2.resize(gray, (84, 84), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(obs[..., -1], expected)
+    env.close()
+    raw.close()
+
+
+def test_real_death_is_terminated_not_truncated():
+    env = make_env(cfg(), seed=0)
+    env.reset(seed=0)
+    for _ in range(300):  # running right only, the first Goomba kills Mario
+        _, reward, terminated, truncated, info = env.step(RIGHT)
+        if terminated or truncated:
+            break
+    assert terminated and not truncated
+    assert not info["flag_get"]
+    assert reward < 0, "death is penalised"
+    env.close()
+
+
+def test_no_progress_cutoff_truncates():
+    patience = 7
+    env = make_env(cfg(no_progress_steps=patience), seed=0)
+    env.reset(seed=0)
+    ends = []
+    for step in range(1, 30):
+        _, _, terminated, truncated, _ = env.step(NOOP)  # standing still: no progress
+        if terminated or truncated:
+            ends.append((step, terminated, truncated))
+            break
+    assert ends == [(patience, False, True)]
+    assert find_wrapper(env, NoProgressTruncation).stalled == patience
+    env.close()
+
+
+def test_progress_resets_the_no_progress_counter():
+    env = make_env(cfg(no_progress_steps=5), seed=0)
+    env.reset(seed=0)
+    for _ in range(20):  # running right improves x_pos every step
+        _, _, terminated, truncated, _ = env.step(RIGHT)
+        assert not truncated
+        if terminated:
+            break
+    env.close()
+
+
+def test_time_limit_truncates():
+    env = make_env(cfg(max_episode_steps=3), seed=0)
+    env.reset(seed=0)
+    flags = [env.step(NOOP)[2:4] for _ in range(3)]
+    assert flags == [(False, False), (False, False), (False, True)]
+    env.close()
+
+
+def test_reward_scale_multiplies_the_reward():
+    actions = [RIGHT] * 15
+    rewards = {}
+    for scale in (1.0, 0.25):
+        env = make_env(cfg(reward_scale=scale), seed=0)
+        env.reset(seed=0)
+        rewards[scale] = [env.step(a)[1] for a in actions]
+        env.close()
+    assert sum(rewards[1.0]) > 0
+    np.testing.assert_allclose(np.array(rewards[0.25]), 0.25 * np.array(rewards[1.0]))
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("right_only", [0b0, 0b10000000, 0b10000001, 0b10000010, 0b10000011]),
+        ("simple", [0b0, 0b10000000, 0b10000001, 0b10000010, 0b10000011, 0b00000001, 0b01000000]),
+        ("complex", [0b0, 0b10000000, 0b10000001, 0b10000010, 0b10000011, 0b00000001, 0b01000000,
+                     0b01000001, 0b01000010, 0b01000011, 0b00100000, 0b00010000]),
+    ],
+)
+def test_action_sets_map_to_the_right_buttons(name, expected):
+    # NES controller byte: right=0x80, left=0x40, down=0x20, up=0x10, B=0x02, A=0x01
+    env = make_env(cfg(action_set=name))
+    joypad = find_wrapper(env, JoypadSpace)
+    assert env.action_space.n == len(expected)
+    assert [joypad._action_map[i] for i in range(len(expected))] == expected
+    assert action_meanings(cfg(action_set=name))[1] == "right"
+    env.close()
+
+
+def test_seeding_makes_rollouts_identical_and_samples_stages():
+    config = cfg(stages=("1-1", "1-2", "4-1"), no_progress_steps=3)
+    runs = []
+    for _ in range(2):
+        env = make_env(config)
+        obs, info = env.reset(seed=123)
+        trace = [(info["world"], info["stage"], obs.sum())]
+        rng = np.random.default_rng(0)
+        for _ in range(60):  # mostly standing or walking left: frequent no-progress cutoffs
+            action = int(rng.choice([NOOP, 5, 6, RIGHT], p=[0.5, 0.2, 0.2, 0.1]))
+            obs, reward, terminated, truncated, info = env.step(action)
+            trace.append((info["world"], info["stage"], obs.sum(), reward))
+            if terminated or truncated:
+                obs, info = env.reset()
+                trace.append((info["world"], info["stage"], obs.sum()))
+        runs.append(trace)
+        env.close()
+    assert runs[0] == runs[1]
+    stages_seen = {(t[0], t[1]) for t in runs[0]}
+    assert len(stages_seen) >= 2, f"several stages should be sampled, saw {stages_seen}"
+    assert stages_seen <= {(1, 1), (1, 2), (4, 1)}
+
+
+def test_render_rgb_array_gives_full_resolution_frames():
+    env = make_env(cfg(), seed=0, render_mode="rgb_array")
+    env.reset(seed=0)
+    env.step(RIGHT)
+    frame = env.render()
+    assert frame.shape == (240, 256, 3) and frame.dtype == np.uint8
+    assert frame.std() > 10
+    env.close()
+
+
+@pytest.mark.parametrize(
+    "changes,word",
+    [
+        ({"stages": ("9-1",)}, "world"),
+        ({"stages": ("1-5",)}, "stage"),
+        ({"stages": ()}, "stages"),
+        ({"action_set": "everything"}, "action_set"),
+        ({"frame_skip": 0}, "frame_skip"),
+        ({"stack_size": 0}, "stack_size"),
+        ({"frame_size": 4}, "frame_size"),
+        ({"reward_scale": 0.0}, "reward_scale"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_them(changes, word):
+    with pytest.raises(ValueError, match=word):
+        make_env(cfg(**changes))
+
+
+def test_bad_render_mode_and_env_count():
+    with pytest.raises(ValueError, match="render_mode"):
+        make_env(cfg(), render_mode="human-eyes")
+    with pytest.raises(ValueError, match="num_envs"):
+        make_vector_env(cfg(), 0)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_vector_env_same_step_autoreset(asynchronous):
+    patience = 4
+    venv = make_vector_env(cfg(no_progress_steps=patience), 2, asynchronous=asynchronous)
+    try:
+        obs, info = venv.reset(seed=0)
+        assert obs.shape == (2, 84, 84, 4) and obs.dtype == np.uint8
+        # env 0 stands still (truncated after `patience` steps), env 1 runs right
+        for step in range(1, patience + 1):
+            prev = obs
+            obs, rewards, terminated, truncated, info = venv.step(np.array([NOOP, RIGHT]))
+            if step < patience:
+                assert not truncated.any() and not terminated.any()
+        assert truncated.tolist() == [True, False] and not terminated.any()
+        # env 0 was reset in the same step: a fresh stack of four equal frames ...
+        for channel in range(1, 4):
+            np.testing.assert_array_equal(obs[0, ..., channel], obs[0, ..., 0])
+        # ... and its true last observation continues the previous stack
+        next_obs = final_observations(obs, terminated, truncated, info)
+        np.testing.assert_array_equal(next_obs[0, ..., :-1], prev[0, ..., 1:])
+        np.testing.assert_array_equal(next_obs[1], obs[1])
+        assert info["x_pos"][1] > 40, "env 1 ran right and was not reset"
+    finally:
+        venv.close()
+
+
+def test_frame_stack_state_round_trip(env):
+    env.reset(seed=0)
+    for _ in range(5):
+        env.step(RIGHT)
+    stack = find_wrapper(env, FrameStackLast)
+    saved = stack.get_stack()
+    env.reset(seed=0)
+    stack.set_stack(saved)
+    np.testing.assert_array_equal(stack.get_stack(), saved)
+    with pytest.raises(ValueError, match="frame stack"):
+        stack.set_stack(saved[..., :2])
+
+
+def test_wrappers_check_their_arguments():
+    base = gym.make("CartPole-v1")
+    with pytest.raises(ValueError, match="frame skip"):
+        SkipMaxPool(JoypadSpace(SuperMarioBrosEnv(target=(1, 1)), ACTIONS["simple"]), 0)
+    with pytest.raises(ValueError, match="2-D frames"):
+        FrameStackLast(base, 4)
+    with pytest.raises(ValueError, match="patience"):
+        NoProgressTruncation(base, 0)
+    base.close()
