@@ -97,11 +97,12 @@ class DQNAgent:
         # input_signature with a free batch dimension: one trace serves every batch
         # size, and numpy arguments never trigger a retrace.
         self._train_fn = tf.function(self._train_graph, input_signature=batch_spec,
-                                     jit_compile=jit_compile, reduce_retracing=True)
-        self._target_fn = tf.function(self._td_target_graph, input_signature=batch_spec[2:5])
-        self._q_fn = tf.function(self._q_graph, input_signature=(obs_spec,))
-        self._greedy_fn = tf.function(self._greedy_graph, input_signature=(obs_spec,))
-        self._sync_fn = tf.function(self._sync_graph)
+                                     jit_compile=jit_compile, autograph=False)
+        self._target_fn = tf.function(self._td_target_graph, input_signature=batch_spec[2:5],
+                                      autograph=False)
+        self._q_fn = tf.function(self._q_graph, input_signature=(obs_spec,), autograph=False)
+        self._greedy_fn = tf.function(self._greedy_graph, input_signature=(obs_spec,), autograph=False)
+        self._sync_fn = tf.function(self._sync_graph, autograph=False)
 
     def _check_network(self, model: keras.Model) -> None:
         """Fail at construction, not deep inside a trace, when an injected net does not fit."""

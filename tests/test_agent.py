@@ -1,0 +1,408 @@
+"""The DQN agent, network and schedules against hand-computed numbers.
+
+Most tests use a tiny linear Q-network (Q = flatten(obs) @ W, no bias, no scaling) on
+2x2x1 observations, so every Q-value, TD target, loss and gradient below is a few
+multiplications that can be done by hand. A one-hot observation e_k picks row k of W.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from config.settings import AgentConfig
+from mario_dqn.agent import DQNAgent
+from mario_dqn.network import DuelingCombine, build_q_network
+from mario_dqn.schedules import linear_schedule
+
+TINY_SHAPE = (2, 2, 1)
+NUM_ACTIONS = 3
+BASE = AgentConfig(gamma=0.9, learning_rate=0.01, adam_epsilon=1e-8, huber_delta=1.0, grad_clip_norm=0.0,
+                   target_update_period=1000, target_tau=1.0, double=True, dueling=False)
+
+
+def config(**changes: object) -> AgentConfig:
+    return dataclasses.replace(BASE, **changes)
+
+
+def linear_net(kernel: np.ndarray) -> keras.Model:
+    """Q(obs) = flatten(obs) @ kernel, with obs taken as raw pixel values."""
+    obs = keras.Input(TINY_SHAPE, dtype="uint8")
+    x = keras.layers.Rescaling(1.0)(obs)  # only casts to float32
+    x = keras.layers.Flatten()(x)
+    q = keras.layers.Dense(kernel.shape[1], use_bias=False)(x)
+    model = keras.Model(obs, q)
+    model.set_weights([np.asarray(kernel, np.float32)])
+    return model
+
+
+def tiny_agent(kernel: np.ndarray, target_kernel: np.ndarray | None = None, seed: int = 0,
+               **changes: object) -> DQNAgent:
+    agent = DQNAgent(NUM_ACTIONS, TINY_SHAPE, config(**changes), seed=seed, network=linear_net(kernel))
+    if target_kernel is not None:
+        agent.target.set_weights([np.asarray(target_kernel, np.float32)])
+    return agent
+
+
+def onehot(*rows: int, scale: int = 1) -> np.ndarray:
+    """A batch of 2x2x1 uint8 observations, the k-th pixel set to ``scale``."""
+    obs = np.zeros((len(rows), 4), np.uint8)
+    obs[np.arange(len(rows)), rows] = scale
+    return obs.reshape(len(rows), *TINY_SHAPE)
+
+
+def make_batch(obs: np.ndarray, action: list[int], reward: list[float], next_obs: np.ndarray,
+               discount: list[float], weight: list[float] | None = None) -> dict[str, np.ndarray]:
+    size = len(action)
+    return {
+        "obs": obs, "action": np.asarray(action, np.int32), "reward": np.asarray(reward, np.float32),
+        "next_obs": next_obs, "discount": np.asarray(discount, np.float32),
+        "weight": np.ones(size, np.float32) if weight is None else np.asarray(weight, np.float32),
+        "index": np.arange(size, dtype=np.int64),
+    }
+
+
+def huber(x: np.ndarray, delta: float) -> np.ndarray:
+    return np.where(np.abs(x) <= delta, 0.5 * x**2, delta * (np.abs(x) - 0.5 * delta))
+
+
+def adam_first_step(grad: np.ndarray, lr: float, eps: float, beta_1: float = 0.9,
+                    beta_2: float = 0.999) -> np.ndarray:
+    """Keras Adam's first update (iteration 1, zero moments), written out."""
+    alpha = lr * np.sqrt(1 - beta_2) / (1 - beta_1)
+    m = (1 - beta_1) * grad
+    v = (1 - beta_2) * grad**2
+    return -alpha * m / (np.sqrt(v) + eps)
+
+
+# Rows 0 and 1 of these kernels are the next-state Q-values of e0 and e1.
+# Online argmax differs from target argmax on both rows, so Double != vanilla.
+ONLINE = np.array([[1.0, 3.0, 2.0],   # e0: online picks a=1
+                   [0.0, 0.0, 4.0],   # e1: online picks a=2
+                   [0.5, -1.0, 2.0],  # e2, e3: states the learner acts in
+                   [1.0, 2.0, 0.0]])
+TARGET = np.array([[5.0, 2.0, 4.0],   # e0: target max is a=0 (5), target at online's a=1 is 2
+                   [1.0, 6.0, 3.0],   # e1: target max is a=1 (6), target at online's a=2 is 3
+                   [0.0, 0.0, 0.0],
+                   [0.0, 0.0, 0.0]])
+# Sample 0: ordinary bootstrap; 1: terminated (discount 0); 2: truncated after 3 steps.
+TD_BATCH = make_batch(onehot(2, 3, 2), [0, 1, 2], [1.0, -0.5, 2.0], onehot(0, 1, 1), [0.9, 0.0, 0.9**3])
+
+
+# --------------------------------------------------------------- TD target
+
+
+def test_double_dqn_target_selects_with_online_and_evaluates_with_target() -> None:
+    agent = tiny_agent(ONLINE, TARGET, double=True)
+    expected = [1.0 + 0.9 * 2.0, -0.5, 2.0 + 0.729 * 3.0]
+    np.testing.assert_allclose(agent.td_target(TD_BATCH), expected, rtol=1e-6)
+
+
+def test_vanilla_dqn_target_takes_target_max() -> None:
+    agent = tiny_agent(ONLINE, TARGET, double=False)
+    expected = [1.0 + 0.9 * 5.0, -0.5, 2.0 + 0.729 * 6.0]
+    np.testing.assert_allclose(agent.td_target(TD_BATCH), expected, rtol=1e-6)
+
+
+def test_termination_masks_bootstrap_but_truncation_does_not() -> None:
+    agent = tiny_agent(ONLINE, TARGET)
+    same_next = make_batch(onehot(2, 2), [0, 0], [0.25, 0.25], onehot(1, 1), [0.0, 0.9**2])
+    terminated, truncated = agent.td_target(same_next)
+    assert terminated == pytest.approx(0.25)
+    assert truncated == pytest.approx(0.25 + 0.81 * 3.0)
+
+
+def test_target_is_not_the_online_net() -> None:
+    """With online == target (fresh agent) the Double target uses online values only."""
+    agent = tiny_agent(ONLINE)  # target is a clone with the same weights
+    np.testing.assert_allclose(agent.td_target(TD_BATCH), [1.0 + 0.9 * 3.0, -0.5, 2.0 + 0.729 * 4.0],
+                               rtol=1e-6)
+
+
+# --------------------------------------------------------------- loss and gradient
+
+
+def test_loss_is_weighted_huber_of_td_errors() -> None:
+    delta = 1.5
+    agent = tiny_agent(ONLINE, TARGET, huber_delta=delta)
+    weight = [0.5, 2.0, 1.0]
+    batch = dict(TD_BATCH, weight=np.asarray(weight, np.float32))
+    y = np.array([2.8, -0.5, 4.187])
+    q_taken = np.array([ONLINE[2, 0], ONLINE[3, 1], ONLINE[2, 2]])  # 0.5, 2.0, 2.0
+    td = y - q_taken  # 2.3 (linear part), -2.5 (linear part), 2.187 (linear part)
+    out = agent.train_step(batch)
+    np.testing.assert_allclose(out["td_errors"], td, rtol=1e-5)
+    assert out["loss"] == pytest.approx(np.mean(np.asarray(weight) * huber(td, delta)), rel=1e-5)
+    assert out["mean_q"] == pytest.approx(q_taken.mean(), rel=1e-6)
+    # The quadratic branch too: a small TD error.
+    small = make_batch(onehot(2), [0], [0.9], onehot(0), [0.0])
+    assert tiny_agent(ONLINE, TARGET, huber_delta=delta).train_step(small)["loss"] == pytest.approx(
+        0.5 * 0.4**2, rel=1e-5)
+
+
+def expected_kernel_step(batch: dict[str, np.ndarray], y: np.ndarray, lr: float, eps: float,
+                         clip: float = 0.0) -> np.ndarray:
+    """dL/dW of L = mean(w * huber(y - x.W[:, a])) by hand, then Adam's first step."""
+    x = batch["obs"].reshape(len(y), -1).astype(np.float64)
+    q_taken = (x @ ONLINE)[np.arange(len(y)), batch["action"]]
+    dloss_dq = -batch["weight"] * np.clip(y - q_taken, -1.0, 1.0) / len(y)  # huber' with delta 1
+    grad = np.zeros_like(ONLINE)
+    for i, a in enumerate(batch["action"]):
+        grad[:, a] += dloss_dq[i] * x[i]
+    norm = np.sqrt(np.sum(grad**2))
+    if clip > 0 and norm > clip:
+        grad = grad * clip / norm
+    return adam_first_step(grad, lr, eps)
+
+
+@pytest.mark.parametrize("weight", [[1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [0.25, 3.0, 0.0]])
+def test_importance_weights_scale_each_sample_gradient(weight: list[float]) -> None:
+    # A large Adam epsilon makes the first step nearly proportional to the gradient,
+    # so a weight that is wrong by any factor shows up in the update.
+    lr, eps = 0.01, 1.0
+    agent = tiny_agent(ONLINE, TARGET, learning_rate=lr, adam_epsilon=eps)
+    batch = dict(TD_BATCH, weight=np.asarray(weight, np.float32))
+    before = agent.online.get_weights()[0]
+    agent.train_step(batch)
+    step = agent.online.get_weights()[0] - before
+    expected = expected_kernel_step(batch, np.array([2.8, -0.5, 4.187]), lr, eps)
+    np.testing.assert_allclose(step, expected, rtol=1e-4, atol=1e-10)
+    if weight[1] == 0.0:  # sample 1 is the only one taking action 1: its column must not move
+        assert np.all(step[:, 1] == 0.0)
+
+
+def test_gradient_clipping_bounds_the_update() -> None:
+    lr, eps, clip = 0.01, 1.0, 0.05
+    batch = TD_BATCH
+    y = np.array([2.8, -0.5, 4.187])
+    steps = {}
+    for clip_norm in (0.0, clip):
+        agent = tiny_agent(ONLINE, TARGET, learning_rate=lr, adam_epsilon=eps, grad_clip_norm=clip_norm)
+        before = agent.online.get_weights()[0]
+        out = agent.train_step(batch)
+        steps[clip_norm] = agent.online.get_weights()[0] - before
+        np.testing.assert_allclose(steps[clip_norm], expected_kernel_step(batch, y, lr, eps, clip_norm),
+                                   rtol=1e-4, atol=1e-10)
+        assert out["grad_norm"] > clip  # the raw gradient is large enough for the clip to act
+    # With eps = 1 Adam's first step is at most 0.0316 * lr * |g| per entry.
+    assert np.linalg.norm(steps[clip]) <= lr * clip
+    assert np.linalg.norm(steps[0.0]) > 2 * np.linalg.norm(steps[clip])
+
+
+def test_td_errors_of_train_step_match_td_target() -> None:
+    agent = tiny_agent(ONLINE, TARGET)
+    y = agent.td_target(TD_BATCH)
+    q = agent.q_values(TD_BATCH["obs"])[np.arange(3), TD_BATCH["action"]]
+    np.testing.assert_allclose(agent.train_step(TD_BATCH)["td_errors"], y - q, rtol=1e-6)
+
+
+# --------------------------------------------------------------- target network
+
+
+def test_target_sync_happens_exactly_every_period() -> None:
+    agent = tiny_agent(ONLINE, TARGET, target_update_period=3)
+    synced = []
+    for _ in range(7):
+        agent.train_step(TD_BATCH)
+        synced.append(np.array_equal(agent.target.get_weights()[0], agent.online.get_weights()[0]))
+    assert synced == [False, False, True, False, False, True, False]
+    assert agent.updates == 7
+
+
+def test_polyak_sync_mixes_online_into_target() -> None:
+    tau = 0.25
+    agent = tiny_agent(ONLINE, TARGET, target_update_period=2, target_tau=tau)
+    agent.train_step(TD_BATCH)
+    np.testing.assert_array_equal(agent.target.get_weights()[0], TARGET.astype(np.float32))  # no sync yet
+    agent.train_step(TD_BATCH)
+    online = agent.online.get_weights()[0]
+    np.testing.assert_allclose(agent.target.get_weights()[0], tau * online + (1 - tau) * TARGET, rtol=1e-6)
+
+
+def test_target_starts_as_copy_and_does_not_share_variables() -> None:
+    agent = tiny_agent(ONLINE)
+    np.testing.assert_array_equal(agent.target.get_weights()[0], agent.online.get_weights()[0])
+    agent.train_step(TD_BATCH)
+    assert not np.array_equal(agent.target.get_weights()[0], agent.online.get_weights()[0])
+    np.testing.assert_array_equal(agent.target.get_weights()[0], ONLINE.astype(np.float32))
+
+
+# --------------------------------------------------------------- acting
+
+
+def test_epsilon_zero_is_greedy() -> None:
+    agent = tiny_agent(ONLINE)
+    # argmax rows: e0 -> 1, e1 -> 2, e2 -> 2, e3 -> 1
+    np.testing.assert_array_equal(agent.act(onehot(0, 1, 2, 3), 0.0), [1, 2, 2, 1])
+    np.testing.assert_allclose(agent.q_values(onehot(0, 3, scale=2)), 2 * ONLINE[[0, 3]], rtol=1e-6)
+
+
+def test_epsilon_one_is_uniform_and_reproducible() -> None:
+    obs = onehot(*([0] * 3000))
+    actions = tiny_agent(ONLINE, seed=7).act(obs, 1.0)
+    assert actions.dtype == np.int64 and actions.shape == (3000,)
+    frequencies = np.bincount(actions, minlength=NUM_ACTIONS) / len(actions)
+    np.testing.assert_allclose(frequencies, 1 / 3, atol=0.04)
+    np.testing.assert_array_equal(tiny_agent(ONLINE, seed=7).act(obs, 1.0), actions)
+    assert not np.array_equal(tiny_agent(ONLINE, seed=8).act(obs, 1.0), actions)
+
+
+def test_epsilon_mixes_greedy_and_random_actions() -> None:
+    actions = tiny_agent(ONLINE, seed=3).act(onehot(*([0] * 4000)), 0.3)
+    # greedy action 1 with prob 0.7 + 0.3/3; each other action 0.3/3
+    frequencies = np.bincount(actions, minlength=NUM_ACTIONS) / len(actions)
+    np.testing.assert_allclose(frequencies, [0.1, 0.8, 0.1], atol=0.03)
+
+
+def test_rng_state_round_trips() -> None:
+    agent = tiny_agent(ONLINE, seed=5)
+    agent.act(onehot(0, 0), 0.5)
+    agent.updates = 42
+    state = agent.get_state()
+    expected = agent.act(onehot(*([0] * 50)), 0.5)
+    other = tiny_agent(ONLINE, seed=99)
+    other.set_state(state)
+    assert other.updates == 42
+    np.testing.assert_array_equal(other.act(onehot(*([0] * 50)), 0.5), expected)
+
+
+# --------------------------------------------------------------- network
+
+
+def test_dueling_output_is_value_plus_centred_advantage() -> None:
+    net = build_q_network(5, (84, 84, 4), dueling=True, seed=1)
+    heads = keras.Model(net.input, [net.get_layer("value").output, net.get_layer("advantage").output])
+    obs = np.random.default_rng(0).integers(0, 256, (3, 84, 84, 4), dtype=np.uint8)
+    value, advantage = (np.asarray(t) for t in heads(obs))
+    assert value.shape == (3, 1) and advantage.shape == (3, 5)
+    expected = value + advantage - advantage.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(net(obs)), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(expected, advantage)  # the value stream contributes
+
+
+def test_network_scales_uint8_inside_and_has_nature_torso() -> None:
+    net = build_q_network(4, dueling=False)
+    assert net.input.dtype == "uint8"
+    assert [(layer.filters, layer.kernel_size, layer.strides) for layer in net.layers
+            if isinstance(layer, keras.layers.Conv2D)] == [(32, (8, 8), (4, 4)), (64, (4, 4), (2, 2)),
+                                                          (64, (3, 3), (1, 1))]
+    assert net.get_layer("hidden").units == 512
+    assert net.output.shape == (None, 4)
+
+
+def test_same_seed_same_weights_and_layers_get_distinct_seeds() -> None:
+    first, again = build_q_network(4, seed=3), build_q_network(4, seed=3)
+    for a, b in zip(first.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    other = build_q_network(4, seed=4)
+    assert not np.array_equal(first.get_weights()[0], other.get_weights()[0])
+    # conv2 and conv3 kernels have the same shape: distinct seeds make them differ.
+    conv2, conv3 = first.get_layer("conv2").kernel.numpy(), first.get_layer("conv3").kernel.numpy()
+    assert not np.allclose(conv2[:3, :3], conv3)
+
+
+@pytest.mark.parametrize("dueling", [True, False])
+def test_keras_file_round_trip(tmp_path, dueling: bool) -> None:
+    net = build_q_network(6, dueling=dueling, seed=2)
+    path = tmp_path / "q.keras"
+    net.save(path)
+    loaded = keras.saving.load_model(path)
+    obs = np.random.default_rng(1).integers(0, 256, (4, 84, 84, 4), dtype=np.uint8)
+    np.testing.assert_array_equal(np.asarray(loaded(obs)), np.asarray(net(obs)))
+    assert isinstance(loaded.get_layer("q"), DuelingCombine) == dueling
+
+
+# --------------------------------------------------------------- determinism and resume
+
+
+def random_batch(rng: np.random.Generator, size: int = 8, actions: int = 4) -> dict[str, np.ndarray]:
+    return {
+        "obs": rng.integers(0, 256, (size, 84, 84, 4), dtype=np.uint8),
+        "action": rng.integers(0, actions, size).astype(np.int32),
+        "reward": rng.standard_normal(size).astype(np.float32),
+        "next_obs": rng.integers(0, 256, (size, 84, 84, 4), dtype=np.uint8),
+        "discount": rng.choice([0.0, 0.99], size).astype(np.float32),
+        "weight": rng.uniform(0.5, 1.0, size).astype(np.float32),
+        "index": np.arange(size, dtype=np.int64),
+    }
+
+
+def assert_same_weights(a: keras.Model, b: keras.Model) -> None:
+    for x, y in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_same_seed_same_batches_bitwise_identical(jit_compile: bool) -> None:
+    tf.config.experimental.enable_op_determinism()
+    cfg = AgentConfig(target_update_period=2, learning_rate=1e-3)
+    agents = [DQNAgent(4, (84, 84, 4), cfg, seed=11, jit_compile=jit_compile) for _ in range(2)]
+    rng = np.random.default_rng(0)
+    batches = [random_batch(rng) for _ in range(3)]
+    start = agents[0].online.get_weights()
+    results = [[agent.train_step(b) for b in batches] for agent in agents]
+    assert_same_weights(agents[0].online, agents[1].online)
+    assert_same_weights(agents[0].target, agents[1].target)
+    for out_a, out_b in zip(*results):
+        assert out_a["loss"] == out_b["loss"]
+        np.testing.assert_array_equal(out_a["td_errors"], out_b["td_errors"])
+    assert not np.array_equal(start[0], agents[0].online.get_weights()[0])  # training did move
+
+
+def test_restored_agent_continues_bitwise_like_uninterrupted_one() -> None:
+    """What a checkpoint must carry: online, target, optimizer variables, get_state."""
+    tf.config.experimental.enable_op_determinism()
+    cfg = AgentConfig(target_update_period=3, learning_rate=1e-3)
+    rng = np.random.default_rng(1)
+    batches = [random_batch(rng) for _ in range(5)]
+    straight = DQNAgent(4, (84, 84, 4), cfg, seed=4)
+    for batch in batches[:2]:
+        straight.train_step(batch)
+    saved = (straight.online.get_weights(), straight.target.get_weights(),
+             [v.numpy() for v in straight.optimizer.variables], straight.get_state())
+
+    resumed = DQNAgent(4, (84, 84, 4), cfg, seed=123)  # different init, overwritten below
+    resumed.online.set_weights(saved[0])
+    resumed.target.set_weights(saved[1])
+    for variable, value in zip(resumed.optimizer.variables, saved[2], strict=True):
+        variable.assign(value)
+    resumed.set_state(saved[3])
+    for batch in batches[2:]:
+        straight.train_step(batch)
+        resumed.train_step(batch)
+    assert straight.updates == resumed.updates == 5
+    assert_same_weights(straight.online, resumed.online)
+    assert_same_weights(straight.target, resumed.target)  # the sync at update 3 happened in both
+    for a, b in zip(straight.optimizer.variables, resumed.optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_optimizer_is_built_before_the_first_update() -> None:
+    agent = tiny_agent(ONLINE)
+    names = [v.path for v in agent.optimizer.variables]
+    assert any("momentum" in n for n in names) and any("velocity" in n for n in names)
+    assert int(agent.optimizer.iterations.numpy()) == 0
+
+
+def test_injected_network_must_match_action_count() -> None:
+    with pytest.raises(ValueError, match="expected"):
+        DQNAgent(5, TINY_SHAPE, BASE, network=linear_net(ONLINE))
+
+
+# --------------------------------------------------------------- schedules
+
+
+def test_linear_schedule() -> None:
+    assert linear_schedule(0, 1.0, 0.05, 100) == 1.0
+    assert linear_schedule(50, 1.0, 0.05, 100) == pytest.approx(0.525)
+    assert linear_schedule(100, 1.0, 0.05, 100) == pytest.approx(0.05)
+    assert linear_schedule(10_000, 1.0, 0.05, 100) == pytest.approx(0.05)
+    assert linear_schedule(-5, 1.0, 0.05, 100) == 1.0
+    assert linear_schedule(25, 0.4, 1.0, 100) == pytest.approx(0.55)  # PER beta rises
+    assert linear_schedule(3, 0.4, 1.0, 0) == 1.0
+    with pytest.raises(ValueError):
+        linear_schedule(3, 1.0, 0.0, -1)

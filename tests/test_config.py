@@ -1,0 +1,123 @@
+"""config/: overrides, validation and the lossless JSON round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+import config as C
+
+
+def test_defaults_are_valid_and_frozen():
+    cfg = C.validate(C.Config())
+    assert cfg.env.stages == ("1-1",) and cfg.env.action_set == "simple"
+    assert cfg.env.frame_skip == 4 and cfg.env.stack_size == 4 and cfg.env.frame_size == 84
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.agent.gamma = 0.5  # type: ignore[misc]
+
+
+def test_every_field_has_a_doc():
+    rows = C.field_docs()
+    assert len(rows) >= 30
+    for key, _, doc in rows:
+        assert doc and doc[0].isupper(), f"{key} needs a docstring"
+
+
+def test_overrides_parse_each_type():
+    cfg = C.apply_overrides(C.Config(), [
+        "agent.gamma=0.9", "n_step=5", "replay.capacity=1e4", "prioritized=yes",
+        "env.stages=1-1, 2-3", "action_set=complex", "total_steps=100_000", "dueling=false",
+    ])
+    assert cfg.agent.gamma == 0.9 and isinstance(cfg.agent.gamma, float)
+    assert cfg.agent.n_step == 5
+    assert cfg.replay.capacity == 10_000 and isinstance(cfg.replay.capacity, int)
+    assert cfg.replay.prioritized is True and cfg.agent.dueling is False
+    assert cfg.env.stages == ("1-1", "2-3")
+    assert cfg.env.action_set == "complex"
+    assert cfg.runner.total_steps == 100_000
+    # the original is untouched
+    assert C.Config().agent.gamma == 0.99
+
+
+def test_later_override_wins():
+    assert C.apply_overrides(C.Config(), ["gamma=0.5", "gamma=0.7"]).agent.gamma == 0.7
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("gama=0.9", "unknown config key 'gama'"),
+        ("agent.nope=1", "unknown config key 'agent.nope'"),
+        ("brain.gamma=1", "unknown config section 'brain'"),
+        ("gamma", "expected key=value"),
+        ("gamma=abc", "bad value 'abc' for agent.gamma: expected float"),
+        ("gamma=1.5", "agent.gamma must be <= 1.0"),
+        ("n_step=0", "agent.n_step must be >= 1"),
+        ("capacity=1.5", "expected int"),
+        ("learning_rate=0", "agent.learning_rate must be > 0.0"),
+        ("dueling=maybe", "expected bool"),
+        ("action_set=all", "env.action_set must be one of right_only, simple, complex"),
+        ("stages=9-1", "world must be 1-8"),
+        ("stages=1-5", "stage must be 1-4"),
+        ("stages=one", "expected 'W-S'"),
+        ("stages=", "at least one stage"),
+        ("epsilon_end=0.9", None),  # fine alone (start is 1.0) ...
+    ],
+)
+def test_bad_overrides_are_rejected_with_a_clear_message(override, message):
+    if message is None:
+        C.apply_overrides(C.Config(), [override])
+        return
+    with pytest.raises(C.ConfigError) as err:
+        C.apply_overrides(C.Config(), [override])
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_cross_field_rule():
+    with pytest.raises(C.ConfigError, match="epsilon_end must be <= agent.epsilon_start"):
+        C.apply_overrides(C.Config(), ["epsilon_start=0.1", "epsilon_end=0.2"])
+
+
+def test_json_round_trip_is_lossless():
+    cfg = C.apply_overrides(C.Config(), ["gamma=0.123456789012345", "stages=1-1,8-4", "seed=7",
+                                         "learning_rate=6.25e-5", "prioritized=true"])
+    text = C.to_json(cfg)
+    back = C.from_json(text)
+    assert back == cfg
+    assert C.to_json(back) == text
+    assert json.loads(text)["format_version"] == C.CONFIG_FORMAT_VERSION
+
+
+def test_json_ints_for_floats_are_accepted():
+    data = C.to_dict(C.Config())
+    data["agent"]["gamma"] = 1  # a hand-edited file may drop the ".0"
+    assert C.from_dict(data).agent.gamma == 1.0
+
+
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda d: d["agent"].pop("gamma"), "missing: gamma"),
+        (lambda d: d["agent"].update(extra=1), "unknown config key(s) in agent: extra"),
+        (lambda d: d.pop("replay"), "missing section 'replay'"),
+        (lambda d: d.update(format_version=99), "format_version 99 is not supported"),
+        (lambda d: d.update(plugins={}), "unknown config section(s): plugins"),
+        (lambda d: d["env"].update(stages="1-1"), "env.stages must be a list of strings"),
+        (lambda d: d["agent"].update(gamma="high"), "agent.gamma must be a number"),
+        (lambda d: d["agent"].update(dueling=1), "agent.dueling must be true or false"),
+    ],
+)
+def test_bad_config_files_are_refused(mutate, message):
+    data = C.to_dict(C.Config())
+    mutate(data)
+    with pytest.raises(C.ConfigError) as err:
+        C.from_dict(data)
+    assert message in str(err.value)
+
+
+def test_invalid_json_text_is_refused():
+    with pytest.raises(C.ConfigError, match="not valid JSON"):
+        C.from_json("{not json")
