@@ -208,3 +208,57 @@ class InfoFilter(gym.Wrapper):
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         return obs, reward, terminated, truncated, self._filter(info)
+
+
+class EpisodeRecorder(gym.Wrapper):
+    """Remember how the running episode began and every action since, so it can be rebuilt.
+
+    Why: nes-py's emulator snapshots are opaque in-memory objects that cannot be written
+    to disk, but the emulator and every wrapper below this one are deterministic. So
+    "the RNG state before the reset + the actions since" *is* the full state of the
+    episode (emulator, frame-skip buffers, frame stack, no-progress and time-limit
+    counters). A checkpoint stores that; resuming replays it and continues the very
+    episode that was running. Replay costs at most one episode of emulation.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._seed: int | None = None
+        self._rng_state: dict[str, Any] | None = None
+        self._actions: list[int] = []
+        self.pending_state: dict[str, Any] | None = None  # set through VectorEnv.set_attr
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        self._seed = seed
+        self._rng_state = None if seed is not None else self.env.unwrapped.np_random.bit_generator.state
+        self._actions = []
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action):
+        self._actions.append(int(action))
+        return self.env.step(action)
+
+    def get_episode_state(self) -> dict[str, Any]:
+        """A JSON-ready description of the running episode."""
+        return {"seed": self._seed, "rng_state": self._rng_state, "actions": list(self._actions)}
+
+    def set_episode_state(self, state: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        """Rebuild the episode described by ``state``; return its current observation and info."""
+        if state["seed"] is None:
+            if state["rng_state"] is None:
+                raise ValueError("episode state has neither a seed nor an RNG state")
+            self.env.unwrapped.np_random.bit_generator.state = state["rng_state"]
+        obs, info = self.reset(seed=state["seed"])
+        for action in state["actions"]:
+            obs, _, terminated, truncated, info = self.step(action)
+            if terminated or truncated:
+                raise ValueError("episode state does not replay: the episode ended early")
+        return obs, info
+
+    def restore_pending(self) -> tuple[np.ndarray, dict[str, Any]]:
+        """:meth:`set_episode_state` with ``pending_state``: vector envs can set a
+        different value per env with ``set_attr`` but call methods with the same arguments."""
+        if self.pending_state is None:
+            raise ValueError("no pending episode state to restore")
+        state, self.pending_state = self.pending_state, None
+        return self.set_episode_state(state)

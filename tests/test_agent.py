@@ -162,8 +162,9 @@ def expected_kernel_step(batch: dict[str, np.ndarray], y: np.ndarray, lr: float,
 @pytest.mark.parametrize("weight", [[1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [0.25, 3.0, 0.0]])
 def test_importance_weights_scale_each_sample_gradient(weight: list[float]) -> None:
     # A large Adam epsilon makes the first step nearly proportional to the gradient,
-    # so a weight that is wrong by any factor shows up in the update.
-    lr, eps = 0.01, 1.0
+    # so a weight that is wrong by any factor shows up in the update. A large learning
+    # rate keeps the step well above float32 resolution of the weights it moves.
+    lr, eps = 1.0, 1.0
     agent = tiny_agent(ONLINE, TARGET, learning_rate=lr, adam_epsilon=eps)
     batch = dict(TD_BATCH, weight=np.asarray(weight, np.float32))
     before = agent.online.get_weights()[0]
@@ -176,7 +177,7 @@ def test_importance_weights_scale_each_sample_gradient(weight: list[float]) -> N
 
 
 def test_gradient_clipping_bounds_the_update() -> None:
-    lr, eps, clip = 0.01, 1.0, 0.05
+    lr, eps, clip = 1.0, 1.0, 0.05
     batch = TD_BATCH
     y = np.array([2.8, -0.5, 4.187])
     steps = {}
@@ -300,9 +301,8 @@ def test_same_seed_same_weights_and_layers_get_distinct_seeds() -> None:
         np.testing.assert_array_equal(a, b)
     other = build_q_network(4, seed=4)
     assert not np.array_equal(first.get_weights()[0], other.get_weights()[0])
-    # conv2 and conv3 kernels have the same shape: distinct seeds make them differ.
-    conv2, conv3 = first.get_layer("conv2").kernel.numpy(), first.get_layer("conv3").kernel.numpy()
-    assert not np.allclose(conv2[:3, :3], conv3)
+    seeds = [layer.kernel_initializer.seed for layer in first.layers if hasattr(layer, "kernel_initializer")]
+    assert len(seeds) == 7 and len(set(seeds)) == 7
 
 
 @pytest.mark.parametrize("dueling", [True, False])

@@ -1,0 +1,641 @@
+"""Replay memory: uint8 frames stored once, stacks and n-step returns rebuilt by index.
+
+Layout (one ring per env stream, so each stream's trajectory stays contiguous)::
+
+    frames        uint8   (E, C, H, W)  newest frame of each observation, written once
+    action        uint8   (E, C)        action taken from the state that ends at this entry
+    reward        float32 (E, C)        reward of that transition
+    terminated    bool    (E, C)        that transition ended the episode by termination
+    last          bool    (E, C)        this entry is an episode's final observation
+    episode_step  uint8   (E, C)        steps since the episode's first entry (capped at 255)
+
+with E = num_envs and C = capacity // num_envs. The per-step fields of entry ``i``
+describe the transition *from* the state ending at ``i`` *to* the state ending at
+``i + 1``; an entry with ``last`` set has no outgoing transition (it is only ever used
+as a next state), which is how an episode's final observation is kept even though no
+action is taken from it.
+
+A stack for entry ``i`` is frames ``i-S+1 .. i`` (oldest first, channels-last), except
+that it never reaches before the episode's first entry: offsets are clipped to
+``episode_step[i]``, so the missing frames repeat the episode's first frame, which is
+exactly what the env's frame stack holds after reset. This is Dopamine's
+``circular_replay_buffer`` idea, with padding that copies the first frame instead of
+zeros because our env does so.
+
+A transition at entry ``i`` is sampled only when (a) ``i`` is not a ``last`` entry,
+(b) its whole n-step window ``i .. i+k`` (``k = n``, or fewer if the episode ends
+first) is written, which rules out the newest entries next to the write cursor, and
+(c) its stack does not reach back past the oldest entry still in the ring, which the
+write cursor has just overwritten. Sampling draws candidates, checks (a)-(c) for the
+whole batch at once, and redraws the few rejects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mario_dqn.sumtree import SumTree
+
+try:  # cv2 interleaves planes into channels-last ~2-5x faster than a strided numpy copy.
+    import cv2 as _cv2
+except ImportError:  # pragma: no cover - cv2 is a runtime dependency; numpy is the fallback
+    _cv2 = None
+
+FORMAT_VERSION = 1
+"""Version of the on-disk layout written by :meth:`ReplayMemory.save`."""
+
+STATE_FILE = "replay.json"
+"""Scalars (cursors, fill counts, RNG state, config) of a saved memory."""
+
+_MAX_EPISODE_STEP = 255  # episode_step is uint8; only min(step, stack_size - 1) is ever used
+_REJECTION_ROUNDS = 8  # then fall back to drawing from an explicit list of valid transitions
+
+
+def _interleave_numpy(planes: np.ndarray) -> np.ndarray:
+    """(S, B, H, W) -> C-contiguous (B, H, W, S) with one strided copy per channel."""
+    stack, batch, height, width = planes.shape
+    out = np.empty((batch, height, width, stack), dtype=planes.dtype)
+    for s in range(stack):
+        out[..., s] = planes[s]
+    return out
+
+
+def _interleave_cv2(planes: np.ndarray) -> np.ndarray:
+    """(S, B, H, W) -> C-contiguous (B, H, W, S) with cv2.merge (SIMD channel interleave).
+
+    Each plane is viewed as one tall (B*H, W) image, so the whole batch is one merge.
+    """
+    stack, batch, height, width = planes.shape
+    merged = _cv2.merge([planes[s].reshape(batch * height, width) for s in range(stack)])
+    return merged.reshape(batch, height, width, stack)
+
+
+_interleave = _interleave_cv2 if _cv2 is not None else _interleave_numpy
+
+
+class ReplayMemory:
+    """Uniform n-step replay over ``num_envs`` parallel streams; see the module docstring.
+
+    ``capacity`` counts stored frames (~ transitions); it is split evenly over the
+    streams, so the effective capacity is ``(capacity // num_envs) * num_envs``.
+    """
+
+    prioritized = False
+
+    def __init__(self, capacity: int, num_envs: int = 1, frame_shape: tuple[int, int] = (84, 84),
+                 stack_size: int = 4, n_step: int = 1, gamma: float = 0.99, seed: int = 0) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if stack_size < 1 or stack_size > _MAX_EPISODE_STEP:
+            raise ValueError(f"stack_size must be in [1, {_MAX_EPISODE_STEP}], got {stack_size}")
+        if n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {n_step}")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+        per_env = capacity // num_envs
+        # A window (stack + n steps) plus the entry being written must fit in one ring.
+        min_per_env = stack_size + n_step + 2
+        if per_env < min_per_env:
+            raise ValueError(f"capacity // num_envs = {per_env} is too small for stack_size={stack_size}, "
+                             f"n_step={n_step}: need at least {min_per_env} per env")
+        height, width = (int(v) for v in frame_shape)
+        self.num_envs = int(num_envs)
+        self.capacity_per_env = int(per_env)
+        self.capacity = self.capacity_per_env * self.num_envs
+        self.frame_shape = (height, width)
+        self.stack_size = int(stack_size)
+        self.n_step = int(n_step)
+        self.gamma = float(gamma)
+        self.seed = int(seed)
+        self._rng = np.random.default_rng(seed)
+
+        shape = (self.num_envs, self.capacity_per_env)
+        self._frames = np.zeros(shape + self.frame_shape, dtype=np.uint8)
+        self._action = np.zeros(shape, dtype=np.uint8)
+        self._reward = np.zeros(shape, dtype=np.float32)
+        self._terminated = np.zeros(shape, dtype=bool)
+        self._last = np.zeros(shape, dtype=bool)
+        self._episode_step = np.zeros(shape, dtype=np.uint8)
+        # Flat views: entry (e, i) is flat index e * C + i, also the id handed out by sample().
+        self._frames_flat = self._frames.reshape((-1,) + self.frame_shape)
+        self._action_flat = self._action.reshape(-1)
+        self._reward_flat = self._reward.reshape(-1)
+        self._terminated_flat = self._terminated.reshape(-1)
+        self._last_flat = self._last.reshape(-1)
+        self._episode_step_flat = self._episode_step.reshape(-1)
+
+        self._cursor = np.zeros(self.num_envs, dtype=np.int64)  # next slot to write, per stream
+        self._count = np.zeros(self.num_envs, dtype=np.int64)  # entries written and not overwritten
+        self._num_last = np.zeros(self.num_envs, dtype=np.int64)  # `last` entries among those
+        self._needs_start = np.ones(self.num_envs, dtype=bool)  # next add starts a new episode
+        self._sampleable: int | None = None  # cached count, invalidated by add/load
+
+        self._streams = np.arange(self.num_envs, dtype=np.int64)
+        self._stream_base = self._streams * self.capacity_per_env
+        # Channel s (0 = oldest) of a stack sits this many entries before the newest one.
+        self._stack_back = np.arange(self.stack_size - 1, -1, -1, dtype=np.int64)
+        self._window = np.arange(self.n_step, dtype=np.int64)  # reward offsets 0..n-1
+        self._ahead = np.arange(1, self.n_step + 1, dtype=np.int64)  # successor offsets 1..n
+        self._gamma_powers = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
+
+    # ================================================================== writing
+    def add(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray,
+            terminated: np.ndarray, truncated: np.ndarray) -> None:
+        """Store one transition per env stream (all arrays batched over num_envs).
+
+        Only newest frames are written: a stream that starts an episode (first add, or
+        its previous add ended one) first writes the newest frame of ``obs`` as the
+        episode's first entry; then every stream writes the newest frame of
+        ``next_obs``. The caller guarantees that for a continuing episode ``obs`` is the
+        stream's previous ``next_obs`` (the frames are not compared, to keep add cheap).
+        When ``terminated | truncated``, ``next_obs`` must be the episode's *final*
+        observation (not the reset one): it is kept as the next state of the episode's
+        last transitions.
+        """
+        obs_frame, next_frame, action, reward, terminated, truncated = self._check_add(
+            obs, action, reward, next_obs, terminated, truncated)
+        starting = np.flatnonzero(self._needs_start)
+        if starting.size:
+            self._write(starting, obs_frame[starting], np.zeros(starting.size, np.uint8), False)
+        # The transition leaves the newest entry of each stream (just written if starting).
+        src = self._stream_base + (self._cursor - 1) % self.capacity_per_env
+        self._action_flat[src] = action
+        self._reward_flat[src] = reward
+        self._terminated_flat[src] = terminated
+        step = np.minimum(self._episode_step_flat[src].astype(np.int64) + 1, _MAX_EPISODE_STEP)
+        done = terminated | truncated
+        dst = self._write(self._streams, next_frame, step.astype(np.uint8), done)
+        self._needs_start = done
+        self._sampleable = None
+        self._on_added(src, dst)
+
+    def _check_add(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray,
+                   terminated: np.ndarray, truncated: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Validate shapes/dtypes/ranges; return (obs newest frames, next newest frames,
+        action, reward, terminated, truncated) as the arrays the ring stores."""
+        n = self.num_envs
+        stack_shape = (n, *self.frame_shape, self.stack_size)
+        for name, value in (("obs", obs), ("next_obs", next_obs)):
+            if not isinstance(value, np.ndarray) or value.dtype != np.uint8 or value.shape != stack_shape:
+                got = (getattr(value, "dtype", type(value)), getattr(value, "shape", None))
+                raise ValueError(f"{name} must be uint8 {stack_shape}, got {got[0]} {got[1]}")
+        action = np.asarray(action)
+        reward = np.asarray(reward, dtype=np.float32)
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        for name, value in (("action", action), ("reward", reward), ("terminated", terminated),
+                            ("truncated", truncated)):
+            if value.shape != (n,):
+                raise ValueError(f"{name} must have shape ({n},), got {value.shape}")
+        if not np.issubdtype(action.dtype, np.integer) or action.min() < 0 or action.max() > 255:
+            raise ValueError("action must be integers in [0, 255] (stored as uint8)")
+        if not np.isfinite(reward).all():
+            raise ValueError("reward must be finite")
+        return obs[..., -1], next_obs[..., -1], action.astype(np.uint8), reward, terminated, truncated
+
+    def _write(self, streams: np.ndarray, frames: np.ndarray, episode_step: np.ndarray,
+               last: np.ndarray | bool) -> np.ndarray:
+        """Write one entry at the cursor of each of ``streams`` (no repeats); return flat ids.
+
+        Keeps ``count``/``num_last`` exact: once a ring is full, each write drops its
+        oldest entry, and if that entry was an episode's final observation it no longer
+        counts.
+        """
+        pos = self._cursor[streams]
+        flat = self._stream_base[streams] + pos
+        full = self._count[streams] == self.capacity_per_env
+        self._num_last[streams] -= full & self._last_flat[flat]
+        self._frames_flat[flat] = frames
+        self._episode_step_flat[flat] = episode_step
+        self._last_flat[flat] = last
+        self._num_last[streams] += np.asarray(last, dtype=np.int64)
+        self._cursor[streams] = (pos + 1) % self.capacity_per_env
+        self._count[streams] = np.minimum(self._count[streams] + 1, self.capacity_per_env)
+        return flat
+
+    def _on_added(self, src: np.ndarray, dst: np.ndarray) -> None:
+        """Hook: transitions were recorded at ``src``; fresh entries were written at ``dst``."""
+
+    # ================================================================== counting
+    def __len__(self) -> int:
+        """Stored transitions: entries still in the rings that have an outgoing transition
+        (neither an episode's final observation nor a stream's pending newest entry).
+        Some of them may not be sampleable yet/any more; see :meth:`can_sample`."""
+        pending = int(np.count_nonzero(~self._needs_start & (self._count > 0)))
+        return int(self._count.sum() - self._num_last.sum()) - pending
+
+    def num_sampleable(self) -> int:
+        """Transitions :meth:`sample` can return right now (exact).
+
+        Only entries next to the two ends of a ring can fail the checks: the newest
+        ``n_step`` (window not written yet) and the oldest ``stack_size - 1`` (stack
+        reaches into the overwritten slot), so only those are inspected.
+        """
+        if self._sampleable is None:
+            ages = np.concatenate([np.arange(self.n_step), self._count[:, None] - 1 - np.arange(self.stack_size - 1)]
+                                  if False else [np.broadcast_to(np.arange(self.n_step), (self.num_envs, self.n_step)),
+                                                 self._count[:, None] - 1 - np.arange(self.stack_size - 1)], axis=1)
+            streams = np.broadcast_to(self._streams[:, None], ages.shape)
+            count = self._count[:, None]
+            # The oldest group only counts ages not already in the newest group.
+            keep = (ages >= 0) & (ages < count)
+            keep[:, self.n_step:] &= ages[:, self.n_step:] >= self.n_step
+            ages, streams = ages[keep], streams[keep]
+            flat = self._flat_from_age(streams, ages)
+            valid, _, _ = self._inspect(flat)
+            rejected = int(np.count_nonzero(~valid & ~self._last_flat[flat]))
+            self._sampleable = int(self._count.sum() - self._num_last.sum()) - rejected
+        return self._sampleable
+
+    def can_sample(self, batch_size: int) -> bool:
+        """True when at least ``batch_size`` distinct transitions are sampleable."""
+        return self.num_sampleable() >= batch_size
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all preallocated arrays."""
+        return sum(int(a.nbytes) for a in self._arrays().values()) + sum(
+            int(a.nbytes) for a in (self._cursor, self._count, self._num_last, self._needs_start))
+
+    def bytes_per_transition(self) -> float:
+        return self.nbytes / self.capacity
+
+    # ================================================================== sampling
+    def sample(self, batch_size: int, beta: float = 1.0) -> dict[str, np.ndarray]:
+        """A batch of n-step transitions (drawn with replacement).
+
+        Keys: obs/next_obs uint8 (B, H, W, S); action int32; reward float32 (n-step
+        discounted sum, stopping at the episode end); discount float32 (gamma**k, or 0
+        when the window ends in termination; truncation keeps gamma**k); weight float32
+        (importance weights, ones here); index int64 (ids for update_priorities).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if self.num_sampleable() == 0:
+            raise ValueError("nothing to sample yet: no transition has its n-step window written")
+        flat, k, back = self._draw_valid(batch_size)
+        batch = self._build(flat, k, back)
+        batch["weight"] = self._weights(flat, beta)
+        return batch
+
+    def _draw_candidates(self, n: int) -> np.ndarray:
+        """``n`` flat ids drawn uniformly over the written entries of all streams."""
+        counts = self._count
+        u = self._rng.integers(0, int(counts.sum()), size=n)
+        if self.num_envs == 1:
+            return self._flat_from_age(np.zeros(n, np.int64), u)
+        ends = np.cumsum(counts)
+        streams = np.searchsorted(ends, u, side="right")
+        return self._flat_from_age(streams, u - (ends[streams] - counts[streams]))
+
+    def _flat_from_age(self, streams: np.ndarray, age: np.ndarray) -> np.ndarray:
+        """Flat id of the entry written ``age`` writes before the newest of each stream."""
+        return self._stream_base[streams] + (self._cursor[streams] - 1 - age) % self.capacity_per_env
+
+    def _inspect(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For candidate start entries: (valid, k, back) where k is the number of steps
+        in the n-step window and back how far the stack reaches behind the entry.
+
+        Invalid are: entries not written (or overwritten), an episode's final observation
+        (no action was taken from it), a window that runs into the write cursor before n
+        steps or the episode's end (the newest entry's successor does not exist yet), and
+        a stack that reaches into the slot the cursor overwrote last.
+        """
+        cap = self.capacity_per_env
+        streams = flat // cap
+        pos = flat - streams * cap
+        age = (self._cursor[streams] - 1 - pos) % cap
+        count = self._count[streams]
+        back = np.minimum(self._episode_step_flat[flat], self.stack_size - 1).astype(np.int64)
+        ahead = self._stream_base[streams][:, None] + (pos[:, None] + self._ahead) % cap
+        # First successor that ends the episode, among the ones already written; if none, k = n.
+        ends = self._last_flat[ahead] & (self._ahead <= age[:, None])
+        ends[:, -1] = True
+        k = ends.argmax(axis=1) + 1
+        valid = (k <= age) & (age + back < count) & ~self._last_flat[flat]
+        return valid, k, back
+
+    def _draw_valid(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Draw candidates, inspect them as a batch, redraw the rejects.
+
+        Rejects are rare in a filled ring (episode ends and a few entries at each ring
+        end), so a couple of rounds almost always suffice; when most of a small ring is
+        invalid, fall back to an explicit list of the valid ids.
+        """
+        flat = self._draw_candidates(batch_size)
+        valid, k, back = self._inspect(flat)
+        for _ in range(_REJECTION_ROUNDS):
+            if valid.all():
+                return flat, k, back
+            redo = np.flatnonzero(~valid)
+            flat[redo] = self._draw_candidates(redo.size)
+            valid[redo], k[redo], back[redo] = self._inspect(flat[redo])
+        redo = np.flatnonzero(~valid)
+        if redo.size:
+            flat[redo] = self._draw_from_list(self._valid_ids(), redo.size)
+            _, k[redo], back[redo] = self._inspect(flat[redo])
+        return flat, k, back
+
+    def _valid_ids(self) -> np.ndarray:
+        """Flat ids of every sampleable transition (inspects every written entry)."""
+        streams = np.repeat(self._streams, self._count)
+        ages = np.arange(streams.size) - np.repeat(np.cumsum(self._count) - self._count, self._count)
+        flat = self._flat_from_age(streams, ages)
+        return flat[self._inspect(flat)[0]]
+
+    def _draw_from_list(self, ids: np.ndarray, n: int) -> np.ndarray:
+        """``n`` ids drawn from ``ids`` with this memory's sampling distribution."""
+        return ids[self._rng.integers(0, ids.size, size=n)]
+
+    def _build(self, flat: np.ndarray, k: np.ndarray, back: np.ndarray) -> dict[str, np.ndarray]:
+        """Rebuild stacks and n-step returns for valid start entries (all vectorised).
+
+        Channel s of a stack is the entry ``stack_size-1-s`` steps back, clipped to the
+        episode's first entry (padding repeats the first frame, like the env's reset).
+        The next state sits k entries ahead in the same episode, so it is at least k
+        steps into it.
+        """
+        cap = self.capacity_per_env
+        streams = flat // cap
+        base = (streams * cap)[:, None]
+        pos = (flat - streams * cap)[:, None]
+        obs_ids = base + (pos - np.minimum(self._stack_back, back[:, None])) % cap
+        next_back = np.minimum(back + k, self.stack_size - 1)[:, None]
+        next_ids = base + (pos + k[:, None] - np.minimum(self._stack_back, next_back)) % cap
+        planes = self._frames_flat[np.concatenate([obs_ids.T, next_ids.T])]  # (2S, B, H, W)
+
+        rewards = self._reward_flat[base + (pos + self._window) % cap]  # (B, n)
+        scale = np.where(self._window < k[:, None], self._gamma_powers[:-1], 0.0)
+        ended_terminal = self._terminated_flat[base[:, 0] + (pos[:, 0] + k - 1) % cap]
+        discount = np.where(ended_terminal, 0.0, self._gamma_powers[k])
+        return {
+            "obs": _interleave(planes[: self.stack_size]),
+            "action": self._action_flat[flat].astype(np.int32),
+            "reward": (rewards * scale).sum(axis=1).astype(np.float32),
+            "next_obs": _interleave(planes[self.stack_size:]),
+            "discount": discount.astype(np.float32),
+            "index": flat.astype(np.int64, copy=False),
+        }
+
+    def _weights(self, flat: np.ndarray, beta: float) -> np.ndarray:
+        """Importance weights: all ones for uniform sampling."""
+        return np.ones(flat.size, dtype=np.float32)
+
+    def update_priorities(self, index: np.ndarray, td_errors: np.ndarray) -> None:
+        """No-op: uniform sampling has no priorities (kept so callers need not branch)."""
+
+    # ================================================================== persistence
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """The arrays saved as ``<name>.npy`` (and counted by :attr:`nbytes`)."""
+        return {
+            "frames": self._frames,
+            "action": self._action,
+            "reward": self._reward,
+            "terminated": self._terminated,
+            "last": self._last,
+            "episode_step": self._episode_step,
+        }
+
+    def _config(self) -> dict[str, Any]:
+        """What must match for a saved memory to load into this one (the array layout)."""
+        return {
+            "prioritized": self.prioritized,
+            "num_envs": self.num_envs,
+            "capacity_per_env": self.capacity_per_env,
+            "frame_shape": list(self.frame_shape),
+        }
+
+    def _scalars(self) -> dict[str, Any]:
+        return {
+            "cursor": self._cursor.tolist(),
+            "count": self._count.tolist(),
+            "rng": self._rng.bit_generator.state,
+        }
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write every array as ``<name>.npy`` (no pickle) plus ``replay.json`` (last).
+
+        ``num_last`` and ``needs_start`` are not saved: they follow from the arrays and
+        cursors, so a reload cannot make them disagree. Sampling-time settings (gamma,
+        n_step, stack_size, alpha) are recorded for information only.
+        """
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        for name, array in self._arrays().items():
+            np.save(path / f"{name}.npy", array, allow_pickle=False)
+        state = {
+            "format": FORMAT_VERSION,
+            "config": self._config(),
+            "settings": {"stack_size": self.stack_size, "n_step": self.n_step, "gamma": self.gamma},
+            **self._scalars(),
+        }
+        (path / STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True))
+
+    def load(self, directory: str | os.PathLike) -> None:
+        """Restore a :meth:`save` into this memory, in place.
+
+        Everything is checked before anything is copied, so a refused directory leaves
+        this memory untouched: a missing file, an array of the wrong shape or dtype, or
+        a layout config that differs raises ValueError naming the file.
+        """
+        path = Path(directory)
+        state = self._read_state(path / STATE_FILE)
+        arrays = {name: self._open_array(path / f"{name}.npy", target)
+                  for name, target in self._arrays().items()}
+        cursor, count = self._check_scalars(state, path / STATE_FILE)
+        rng = np.random.default_rng()
+        try:
+            rng.bit_generator.state = state["rng"]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path / STATE_FILE}: bad rng state ({exc})") from exc
+        self._load_extra(state, path)
+        for name, target in self._arrays().items():
+            np.copyto(target, arrays[name])
+        self._cursor[:] = cursor
+        self._count[:] = count
+        self._rng = rng
+        self._restore_derived()
+
+    def _read_state(self, file: Path) -> dict[str, Any]:
+        if not file.is_file():
+            raise ValueError(f"{file}: missing")
+        try:
+            state = json.loads(file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{file}: unreadable ({exc})") from exc
+        if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{file}: not a replay memory of format {FORMAT_VERSION}")
+        if state.get("config") != self._config():
+            raise ValueError(f"{file}: saved layout {state.get('config')} does not match this memory's "
+                             f"{self._config()}")
+        return state
+
+    @staticmethod
+    def _open_array(file: Path, target: np.ndarray) -> np.ndarray:
+        """Memory-map a saved array (no copy yet) and check it against ``target``."""
+        if not file.is_file():
+            raise ValueError(f"{file}: missing")
+        try:
+            array = np.load(file, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:  # truncated files fail here too
+            raise ValueError(f"{file}: unreadable ({exc})") from exc
+        if array.shape != target.shape or array.dtype != target.dtype:
+            raise ValueError(f"{file}: expected {target.dtype} {target.shape}, got {array.dtype} {array.shape}")
+        return array
+
+    def _check_scalars(self, state: dict[str, Any], file: Path) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            cursor = np.asarray(state["cursor"], dtype=np.int64)
+            count = np.asarray(state["count"], dtype=np.int64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{file}: bad cursor/count ({exc})") from exc
+        cap = self.capacity_per_env
+        if (cursor.shape != (self.num_envs,) or count.shape != (self.num_envs,)
+                or (cursor < 0).any() or (cursor >= cap).any() or (count < 0).any() or (count > cap).any()):
+            raise ValueError(f"{file}: cursor/count out of range for {self.num_envs} streams of {cap}")
+        return cursor, count
+
+    def _load_extra(self, state: dict[str, Any], path: Path) -> None:
+        """Hook for subclasses: check and restore their own state (before arrays are copied)."""
+
+    def _restore_derived(self) -> None:
+        """Recompute what follows from arrays + cursors: final-observation counts and
+        which streams start an episode on their next add."""
+        ages = (self._cursor[:, None] - 1 - np.arange(self.capacity_per_env)) % self.capacity_per_env
+        written = np.empty_like(self._last)
+        written[self._streams[:, None], ages] = np.arange(self.capacity_per_env) < self._count[:, None]
+        self._num_last[:] = np.count_nonzero(self._last & written, axis=1)
+        newest = self._stream_base + (self._cursor - 1) % self.capacity_per_env
+        self._needs_start[:] = (self._count == 0) | self._last_flat[newest]
+        self._sampleable = None
+
+
+class PrioritizedReplayMemory(ReplayMemory):
+    """Proportional prioritized replay (Schaul et al. 2016) on a vectorised sum tree.
+
+    Leaf ``e * C + i`` holds the priority of the transition at entry (e, i); entries
+    without a transition (final observations, a stream's pending newest entry) hold 0,
+    so the tree never proposes them. New transitions get the largest priority seen so
+    far, so each is replayed at least about once before its TD error is known.
+    """
+
+    prioritized = True
+
+    def __init__(self, capacity: int, num_envs: int = 1, frame_shape: tuple[int, int] = (84, 84),
+                 stack_size: int = 4, n_step: int = 1, gamma: float = 0.99, seed: int = 0,
+                 alpha: float = 0.6, priority_epsilon: float = 1e-6, fanout: int = 32) -> None:
+        super().__init__(capacity, num_envs, frame_shape, stack_size, n_step, gamma, seed)
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if not priority_epsilon > 0.0:
+            raise ValueError(f"priority_epsilon must be > 0, got {priority_epsilon}")
+        self.alpha = float(alpha)
+        self.priority_epsilon = float(priority_epsilon)
+        self._tree = SumTree(self.capacity, fanout=fanout)
+        self._max_priority = 1.0
+
+    def _on_added(self, src: np.ndarray, dst: np.ndarray) -> None:
+        """New transitions at ``src`` get the max priority; the fresh entries at ``dst``
+        have no transition yet (or never will, if final), so they get 0."""
+        self._tree.set(np.concatenate([src, dst]),
+                       np.concatenate([np.full(src.size, self._max_priority), np.zeros(dst.size)]))
+
+    def _draw_candidates(self, n: int) -> np.ndarray:
+        """Stratified proportional draw: one uniform point in each of n equal slices of
+        the total priority mass (lower variance than n independent points)."""
+        total = self._tree.total
+        mass = (np.arange(n) + self._rng.random(n)) * (total / n)
+        return self._tree.find(np.minimum(mass, np.nextafter(total, 0.0)))
+
+    def _draw_from_list(self, ids: np.ndarray, n: int) -> np.ndarray:
+        p = self._tree.get(ids)
+        if p.sum() <= 0.0:
+            raise ValueError("no sampleable transition has a positive priority")
+        return ids[self._rng.choice(ids.size, size=n, p=p / p.sum())]
+
+    def _weights(self, flat: np.ndarray, beta: float) -> np.ndarray:
+        """w_i = (N * P(i))**-beta / max_j w_j over the batch (Dopamine's normalisation).
+
+        N and the total mass cancel in the ratio, so this is (p_i / min_j p_j)**-beta.
+        """
+        if beta < 0.0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        p = self._tree.get(flat)
+        return ((p / p.min()) ** -beta).astype(np.float32)
+
+    def update_priorities(self, index: np.ndarray, td_errors: np.ndarray) -> None:
+        """Set the priorities of sampled transitions to ``(|td| + eps) ** alpha``.
+
+        Repeated ids keep their last value. Ids whose slot holds no transition any more
+        (overwritten by a final observation or a pending entry since they were sampled)
+        are skipped, so a stale update cannot make an unsampleable slot proposable.
+        """
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        td = np.asarray(td_errors, dtype=np.float64).reshape(-1)
+        if index.shape != td.shape:
+            raise ValueError(f"index and td_errors differ in length: {index.size} vs {td.size}")
+        if index.size == 0:
+            return
+        if index.min() < 0 or index.max() >= self.capacity:
+            raise ValueError(f"index out of range [0, {self.capacity})")
+        if not np.isfinite(td).all():
+            raise ValueError("td_errors must be finite")
+        priority = (np.abs(td) + self.priority_epsilon) ** self.alpha
+        unique, last_pos = np.unique(index[::-1], return_index=True)
+        priority = priority[::-1][last_pos]
+        live = self._tree.get(unique) > 0.0
+        self._tree.set(unique[live], priority[live])
+        self._max_priority = max(self._max_priority, float(priority.max()))
+
+    def get_priorities(self, index: np.ndarray) -> np.ndarray:
+        """Current priorities of ``index`` (0 for slots without a transition)."""
+        return self._tree.get(np.asarray(index, dtype=np.int64)).copy()
+
+    @property
+    def total_priority(self) -> float:
+        return self._tree.total
+
+    # persistence -----------------------------------------------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {**super()._arrays(), "priority_tree": self._tree.state()}
+
+    def _config(self) -> dict[str, Any]:
+        return {**super()._config(), "fanout": self._tree.fanout}
+
+    def _scalars(self) -> dict[str, Any]:
+        return {**super()._scalars(), "max_priority": self._max_priority,
+                "alpha": self.alpha, "priority_epsilon": self.priority_epsilon}
+
+    def _load_extra(self, state: dict[str, Any], path: Path) -> None:
+        value = state.get("max_priority")
+        if not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{path / STATE_FILE}: bad max_priority {value!r}")
+        self._pending_max_priority = float(value)
+
+    def _restore_derived(self) -> None:
+        super()._restore_derived()
+        if hasattr(self, "_pending_max_priority"):
+            self._max_priority = self._pending_max_priority
+            del self._pending_max_priority
+
+
+def make_replay(replay_cfg: Any, agent_cfg: Any, env_cfg: Any, num_envs: int, seed: int) -> ReplayMemory:
+    """Build the replay memory a run's config asks for (uniform or prioritized)."""
+    common = dict(
+        capacity=replay_cfg.capacity,
+        num_envs=num_envs,
+        frame_shape=(env_cfg.frame_size, env_cfg.frame_size),
+        stack_size=env_cfg.stack_size,
+        n_step=agent_cfg.n_step,
+        gamma=agent_cfg.gamma,
+        seed=seed,
+    )
+    if replay_cfg.prioritized:
+        return PrioritizedReplayMemory(**common, alpha=replay_cfg.alpha,
+                                       priority_epsilon=replay_cfg.priority_epsilon)
+    return ReplayMemory(**common)
