@@ -237,9 +237,9 @@ class ReplayMemory:
         reaches into the overwritten slot), so only those are inspected.
         """
         if self._sampleable is None:
-            ages = np.concatenate([np.arange(self.n_step), self._count[:, None] - 1 - np.arange(self.stack_size - 1)]
-                                  if False else [np.broadcast_to(np.arange(self.n_step), (self.num_envs, self.n_step)),
-                                                 self._count[:, None] - 1 - np.arange(self.stack_size - 1)], axis=1)
+            newest = np.broadcast_to(np.arange(self.n_step), (self.num_envs, self.n_step))
+            oldest = self._count[:, None] - 1 - np.arange(self.stack_size - 1)
+            ages = np.concatenate([newest, oldest], axis=1)
             streams = np.broadcast_to(self._streams[:, None], ages.shape)
             count = self._count[:, None]
             # The oldest group only counts ages not already in the newest group.
@@ -453,12 +453,13 @@ class ReplayMemory:
             rng.bit_generator.state = state["rng"]
         except (TypeError, ValueError, KeyError) as exc:
             raise ValueError(f"{path / STATE_FILE}: bad rng state ({exc})") from exc
-        self._load_extra(state, path)
+        extra = self._check_extra(state, arrays, path)
         for name, target in self._arrays().items():
             np.copyto(target, arrays[name])
         self._cursor[:] = cursor
         self._count[:] = count
         self._rng = rng
+        self._apply_extra(extra)
         self._restore_derived()
 
     def _read_state(self, file: Path) -> dict[str, Any]:
@@ -500,15 +501,20 @@ class ReplayMemory:
             raise ValueError(f"{file}: cursor/count out of range for {self.num_envs} streams of {cap}")
         return cursor, count
 
-    def _load_extra(self, state: dict[str, Any], path: Path) -> None:
-        """Hook for subclasses: check and restore their own state (before arrays are copied)."""
+    def _check_extra(self, state: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> Any:
+        """Hook: validate a subclass's own state (before anything is copied)."""
+        return None
+
+    def _apply_extra(self, checked: Any) -> None:
+        """Hook: restore what :meth:`_check_extra` validated."""
 
     def _restore_derived(self) -> None:
         """Recompute what follows from arrays + cursors: final-observation counts and
         which streams start an episode on their next add."""
-        ages = (self._cursor[:, None] - 1 - np.arange(self.capacity_per_env)) % self.capacity_per_env
+        ages = np.arange(self.capacity_per_env)
+        slots = (self._cursor[:, None] - 1 - ages) % self.capacity_per_env  # slot of each age
         written = np.empty_like(self._last)
-        written[self._streams[:, None], ages] = np.arange(self.capacity_per_env) < self._count[:, None]
+        written[self._streams[:, None], slots] = ages < self._count[:, None]
         self._num_last[:] = np.count_nonzero(self._last & written, axis=1)
         newest = self._stream_base + (self._cursor - 1) % self.capacity_per_env
         self._needs_start[:] = (self._count == 0) | self._last_flat[newest]
@@ -611,17 +617,18 @@ class PrioritizedReplayMemory(ReplayMemory):
         return {**super()._scalars(), "max_priority": self._max_priority,
                 "alpha": self.alpha, "priority_epsilon": self.priority_epsilon}
 
-    def _load_extra(self, state: dict[str, Any], path: Path) -> None:
+    def _check_extra(self, state: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> float:
+        """A tree with negative or non-finite nodes would silently skew every draw."""
+        tree = arrays["priority_tree"]
+        if not (np.isfinite(tree).all() and (tree >= 0.0).all()):
+            raise ValueError(f"{path / 'priority_tree.npy'}: priorities must be finite and >= 0")
         value = state.get("max_priority")
-        if not isinstance(value, (int, float)) or not value > 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < float("inf"):
             raise ValueError(f"{path / STATE_FILE}: bad max_priority {value!r}")
-        self._pending_max_priority = float(value)
+        return float(value)
 
-    def _restore_derived(self) -> None:
-        super()._restore_derived()
-        if hasattr(self, "_pending_max_priority"):
-            self._max_priority = self._pending_max_priority
-            del self._pending_max_priority
+    def _apply_extra(self, checked: float) -> None:
+        self._max_priority = checked
 
 
 def make_replay(replay_cfg: Any, agent_cfg: Any, env_cfg: Any, num_envs: int, seed: int) -> ReplayMemory:

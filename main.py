@@ -1,0 +1,205 @@
+"""mario-dqn command line: train, evaluate, play and inspect the configuration.
+
+Every user mistake ends with one line on stderr and exit code 2, never a traceback,
+and never touches an existing run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import click  # noqa: E402
+
+import config as C  # noqa: E402
+
+DEFAULTS = C.Config()
+
+
+class UserError(click.ClickException):
+    """One line, exit code 2 (click's convention for usage errors)."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise click.BadParameter("must be >= 1")
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def cli() -> None:
+    """Train a Deep Q-Network to play Super Mario Bros from pixels.
+
+    \b
+    python main.py train                     train on World 1-1 with the defaults
+    python main.py train --resume RUN_DIR    continue a stopped run exactly
+    python main.py evaluate RUN_DIR --json   greedy evaluation on fixed seeds
+    python main.py config                    every config key, its default and meaning
+    """
+
+
+def _resolve_train_config(world: int | None, stage: int | None, stages: str | None, steps: int | None,
+                          envs: int | None, seed: int | None, save_dir: str | None,
+                          overrides: tuple[str, ...]) -> C.Config:
+    if stages and (world is not None or stage is not None):
+        raise UserError("--stages cannot be combined with --world/--stage")
+    items = list(overrides)
+    if world is not None or stage is not None:
+        items.append(f"env.stages={world or 1}-{stage or 1}")
+    if stages:
+        items.append(f"env.stages={stages}")
+    for key, value in (("runner.total_steps", steps), ("runner.num_envs", envs), ("runner.seed", seed),
+                       ("paths.save_dir", save_dir)):
+        if value is not None:
+            items.append(f"{key}={value}")
+    try:
+        return C.apply_overrides(DEFAULTS, items)
+    except C.ConfigError as err:
+        raise UserError(str(err)) from None
+
+
+@cli.command()
+@click.option("--world", type=int, help="World 1-8 (with --stage). Default: 1.")
+@click.option("--stage", type=int, help="Stage 1-4 (with --world). Default: 1.")
+@click.option("--stages", help="Several stages, e.g. '1-1,1-2'; each episode samples one.")
+@click.option("--steps", type=int, callback=_positive,
+              help=f"Total agent steps of the run (a resumed run continues up to this). "
+                   f"Default: {DEFAULTS.runner.total_steps:,}.")
+@click.option("--envs", type=int, callback=_positive,
+              help=f"Environments stepped in parallel. Default: {DEFAULTS.runner.num_envs}.")
+@click.option("--seed", type=int, help=f"Seed of every RNG. Default: {DEFAULTS.runner.seed}.")
+@click.option("--name", help="Run name; the run goes to SAVE_DIR/NAME. Default: world-stage and a timestamp.")
+@click.option("--save-dir", help=f"Root of runs. Default: {DEFAULTS.paths.save_dir}.")
+@click.option("--resume", "resume", type=click.Path(file_okay=False, path_type=Path),
+              help="Continue the run in this directory from its latest complete checkpoint.")
+@click.option("--force", is_flag=True, help="Replace an existing run of the same name.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override any config field, e.g. --set agent.gamma=0.95 (repeatable; "
+                   "see 'python main.py config').")
+@click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
+def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force, overrides, no_progress):
+    """Train a DQN agent; writes config.json, checkpoints/, metrics.csv and TensorBoard logs.
+
+    Stop it any time with Ctrl-C (or SIGTERM): it writes a checkpoint first, and
+    --resume continues with exactly the numbers an uninterrupted run would give.
+    """
+    from mario_dqn import checkpoint as ckpt
+    from mario_dqn.runner import Trainer, read_config, write_config
+
+    if resume is not None:
+        if any(v is not None for v in (world, stage, stages, envs, seed, name, save_dir)) or overrides or force:
+            raise UserError("--resume continues a run with its saved config; only --steps may change")
+        try:
+            config = read_config(resume)
+            path = ckpt.resolve(resume / "checkpoints") if (resume / "checkpoints").exists() else None
+            if path is None:
+                raise ckpt.CheckpointError(f"{resume} holds no complete checkpoint")
+            checkpoint = ckpt.load_checkpoint(path)
+            if steps is not None:
+                config = C.replace(config, {"runner": {"total_steps": steps}})
+            click.echo(f"resuming {resume} from {checkpoint.path.name} (step {checkpoint.state['step']:,})")
+            trainer = Trainer(config, resume, progress=not no_progress)
+            trainer.restore(checkpoint)
+        except (ckpt.CheckpointError, C.ConfigError) as err:
+            raise UserError(str(err)) from None
+        run_dir = resume
+    else:
+        config = _resolve_train_config(world, stage, stages, steps, envs, seed, save_dir, overrides)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = name or f"world-{config.env.stages[0]}-{stamp}"
+        if "/" in name or name in (".", ".."):
+            raise UserError(f"bad run name {name!r}: use a plain directory name")
+        run_dir = Path(config.paths.save_dir) / name
+        if run_dir.exists():
+            if not force:
+                raise UserError(f"run {run_dir} already exists; use --resume {run_dir} or --force to replace it")
+            shutil.rmtree(run_dir)
+        try:
+            (run_dir / "videos").mkdir(parents=True)
+        except OSError as err:
+            raise UserError(f"cannot create {run_dir}: {err.strerror}") from None
+        write_config(run_dir, config)
+        click.echo(f"run directory: {run_dir}")
+        trainer = Trainer(config, run_dir, progress=not no_progress)
+    result = trainer.run()
+    click.echo(f"done: step {result['step']:,}, {result['episodes']} episodes, {result['flags']} flags, "
+               f"best x_pos {result['best_x']}; checkpoint {result['checkpoint']}")
+    if result["stopped_by"]:
+        sys.exit(130 if result["stopped_by"] == "SIGINT" else 143)
+
+
+def _load_for_play(path: Path) -> tuple[Any, Any]:
+    """(config, agent) from a run dir or checkpoint: the saved config, never today's defaults."""
+    from mario_dqn import checkpoint as ckpt
+    from mario_dqn.environment import make_env
+    from mario_dqn.runner import build_agent
+
+    try:
+        checkpoint = ckpt.load_checkpoint(path)
+        env = make_env(checkpoint.config.env)
+        agent = build_agent(checkpoint.config, int(env.action_space.n))
+        env.close()
+        ckpt.restore_agent(checkpoint, agent)
+    except ckpt.CheckpointError as err:
+        raise UserError(str(err)) from None
+    return checkpoint.config, agent
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--episodes", type=int, default=5, show_default=True, callback=_positive, help="Episodes to play.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Episode i uses seed SEED+i.")
+@click.option("--epsilon", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Exploration rate (0 = greedy).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def evaluate(path, episodes, seed, epsilon, as_json):
+    """Evaluate a run or checkpoint on fixed seeds: mean return, x_pos and flag rate."""
+    from mario_dqn.runner import evaluate as run_eval
+
+    config, agent = _load_for_play(path)
+    result = run_eval(agent, config, episodes, seed, epsilon)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    for i, row in enumerate(result["per_episode"]):
+        click.echo(f"episode {i}: stage {row['stage']} return {row['return']:.2f} x_pos {row['x_pos']} "
+                   f"flag {'yes' if row['flag'] else 'no'}")
+    click.echo(f"mean return {result['mean_return']:.2f}, mean x_pos {result['mean_x_pos']:.0f}, "
+               f"max x_pos {result['max_x_pos']}, flag rate {result['flag_rate']:.0%}")
+
+
+@cli.command("config")
+def show_config():
+    """List every config key with its default and what it means (for --set KEY=VALUE)."""
+    for key, value, doc in C.field_docs():
+        shown = ",".join(value) if isinstance(value, tuple) else value
+        click.echo(f"{key} = {shown}\n    {doc}")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:  # usage errors and UserError: one line, exit 2
+        click.echo(f"error: {err.format_message()}", err=True)
+        sys.exit(2)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+
+
+if __name__ == "__main__":
+    main()

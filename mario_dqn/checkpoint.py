@@ -1,0 +1,211 @@
+"""Atomic, complete checkpoints: one directory per save, refused on load unless whole.
+
+Layout of ``<run>/checkpoints/step-000123456/``::
+
+    model.keras        online network (loads with keras.saving.load_model)
+    target.npz         target network weights, in get_weights() order
+    optimizer.npz      Adam variables (iteration count and moments), in optimizer.variables order
+    state.json         counters, every RNG state, per-env episode states, running accumulators
+    config.json        the resolved config
+    replay/            the replay memory (latest checkpoint only, when enabled)
+    COMPLETE           written last: its presence is the promise that everything above is whole
+
+Writing goes into a temporary sibling, every file is fsynced, the directory renamed,
+then the marker written and fsynced (Dopamine's sentinel files are the model). A crash
+at any moment leaves either a complete checkpoint or one without a marker, which
+loading refuses and the next save cleans up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+import config as C
+
+MARKER = "COMPLETE"
+PREFIX = "step-"
+REQUIRED = ("model.keras", "target.npz", "optimizer.npz", "state.json", "config.json")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, partial, corrupt or does not match the config."""
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` read back; model weights are applied by the caller."""
+
+    path: Path
+    config: C.Config
+    state: dict[str, Any]
+    online_weights: list[np.ndarray]
+    target_weights: list[np.ndarray]
+    optimizer_variables: list[np.ndarray]
+
+    @property
+    def has_replay(self) -> bool:
+        return (self.path / "replay").is_dir()
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(dirpath, name), "rb") as handle:
+                os.fsync(handle.fileno())
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def step_name(step: int) -> str:
+    return f"{PREFIX}{step:012d}"
+
+
+def is_complete(path: Path) -> bool:
+    return (path / MARKER).is_file()
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Complete checkpoints in ``directory``, oldest first."""
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and is_complete(p)]
+    return sorted(found, key=lambda p: p.name)
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def save_checkpoint(directory: Path, step: int, agent: Any, state: dict[str, Any], config: C.Config,
+                    replay: Any = None, name: str | None = None) -> Path:
+    """Write one checkpoint atomically and return its final path.
+
+    ``name`` overrides the default ``step-<step>`` directory name (used for ``best``,
+    which is replaced in place: the new one is complete before the old one goes).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / (name or step_name(step))
+    tmp = directory / f".tmp-{final.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        agent.online.save(tmp / "model.keras")
+        np.savez(tmp / "target.npz", *agent.target.get_weights())
+        np.savez(tmp / "optimizer.npz", *[np.asarray(v) for v in agent.optimizer.variables])
+        (tmp / "state.json").write_text(json.dumps({"step": step, **state}))
+        (tmp / "config.json").write_text(C.to_json(config))
+        if replay is not None:
+            replay.save(tmp / "replay")
+        _fsync_tree(tmp)
+        old = None
+        if final.exists():  # only for a named checkpoint like `best`
+            old = directory / f".old-{final.name}-{os.getpid()}"
+            final.rename(old)
+        tmp.rename(final)
+        (final / MARKER).write_text("ok\n")
+        _fsync_tree(final)
+        _fsync_dir(directory)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def prune(directory: Path, keep: int) -> None:
+    """Keep the ``keep`` newest complete checkpoints, the replay only in the newest,
+    and remove leftovers of interrupted saves."""
+    for leftover in directory.glob(".tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for partial in directory.glob(f"{PREFIX}*"):
+        if partial.is_dir() and not is_complete(partial):
+            shutil.rmtree(partial, ignore_errors=True)
+    complete = list_checkpoints(directory)
+    for old in complete[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    for older in complete[-keep:-1]:
+        shutil.rmtree(older / "replay", ignore_errors=True)
+
+
+def resolve(path: Path) -> Path:
+    """A checkpoint directory from a run dir, a ``checkpoints`` dir or a checkpoint itself."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist")
+    if (path / "state.json").exists() or (path / MARKER).exists():
+        return path
+    for candidate in (path / "checkpoints", path):
+        latest = latest_checkpoint(candidate)
+        if latest is not None:
+            return latest
+    raise CheckpointError(f"{path} holds no complete checkpoint")
+
+
+def _load_npz(file: Path) -> list[np.ndarray]:
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            return [data[f"arr_{i}"] for i in range(len(data.files))]
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise CheckpointError(f"{file} is unreadable ({type(err).__name__})") from None
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Read a complete checkpoint; raise CheckpointError naming the first thing wrong."""
+    path = resolve(path)
+    if not is_complete(path):
+        raise CheckpointError(f"{path} is incomplete (no {MARKER} marker): it was interrupted while saving")
+    for name in REQUIRED:
+        if not (path / name).is_file():
+            raise CheckpointError(f"{path / name} is missing")
+    try:
+        config = C.from_json((path / "config.json").read_text())
+    except C.ConfigError as err:
+        raise CheckpointError(f"{path / 'config.json'}: {err}") from None
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path / 'state.json'} is not valid JSON") from None
+    try:
+        import mario_dqn.network  # noqa: F401 - registers the custom layers
+        model = keras.saving.load_model(path / "model.keras", compile=False)
+    except Exception as err:  # noqa: BLE001
+        raise CheckpointError(f"{path / 'model.keras'} is unreadable ({type(err).__name__})") from None
+    return Checkpoint(path, config, state, model.get_weights(), _load_npz(path / "target.npz"),
+                      _load_npz(path / "optimizer.npz"))
+
+
+def _check_shapes(label: str, file: Path, got: list[np.ndarray], want: list[Any]) -> None:
+    if len(got) != len(want) or any(tuple(g.shape) != tuple(w.shape) for g, w in zip(got, want)):
+        raise CheckpointError(f"{file} does not match the model built from its config ({label})")
+
+
+def restore_agent(checkpoint: Checkpoint, agent: Any) -> None:
+    """Put weights, target weights, optimizer variables and agent state into ``agent``."""
+    path = checkpoint.path
+    _check_shapes("online weights", path / "model.keras", checkpoint.online_weights, agent.online.weights)
+    _check_shapes("target weights", path / "target.npz", checkpoint.target_weights, agent.target.weights)
+    _check_shapes("optimizer variables", path / "optimizer.npz", checkpoint.optimizer_variables,
+                  agent.optimizer.variables)
+    agent.online.set_weights(checkpoint.online_weights)
+    agent.target.set_weights(checkpoint.target_weights)
+    for variable, value in zip(agent.optimizer.variables, checkpoint.optimizer_variables):
+        variable.assign(value)
+    agent.set_state(checkpoint.state["agent"])

@@ -1,0 +1,337 @@
+"""The training loop: act -> step envs -> store -> learn -> log -> evaluate -> checkpoint.
+
+One code path for one or many envs: the envs are always a Gymnasium vector env with
+same-step auto-reset (a single env is a SyncVectorEnv of one). The replay ratio is
+counted in agent steps summed over envs, so runs with different ``num_envs`` stay
+comparable: after ``learning_starts`` there is one update per ``train_freq`` steps.
+
+Everything the loop depends on is in the checkpoint (see ``mario_dqn.checkpoint``),
+including each env's running episode, so a resumed run produces the same numbers as
+an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import signal
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import config as C
+from mario_dqn import checkpoint as ckpt
+from mario_dqn.agent import DQNAgent
+from mario_dqn.environment import final_observations, make_env, make_vector_env
+from mario_dqn.replay import make_replay
+from mario_dqn.schedules import linear_schedule
+
+METRIC_FIELDS = ("kind", "step", "episode", "return", "length", "x_pos", "flag", "epsilon", "loss", "mean_q",
+                 "steps_per_s", "max_x_pos", "flag_rate")
+"""Columns of metrics.csv. ``kind`` is 'episode' (one training episode) or 'eval'
+(the mean over an evaluation's episodes; max_x_pos and flag_rate only there)."""
+
+EVAL_SEED_OFFSET = 1_000_003
+"""Evaluation episodes use seeds ``seed + EVAL_SEED_OFFSET + i``: fixed, and apart from training's."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and Keras, and make TensorFlow's CPU kernels deterministic."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def build_agent(config: C.Config, num_actions: int) -> DQNAgent:
+    obs_shape = (config.env.frame_size, config.env.frame_size, config.env.stack_size)
+    return DQNAgent(num_actions, obs_shape, config.agent, seed=config.runner.seed)
+
+
+def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilon: float = 0.0,
+             on_frame: Callable[[int, np.ndarray], None] | None = None) -> dict[str, Any]:
+    """Play ``episodes`` episodes with seeds ``seed + i``; the same protocol everywhere.
+
+    Exploration (when ``epsilon > 0``) draws from its own generator seeded by ``seed``,
+    so evaluating never disturbs the training RNG streams. ``on_frame(episode, rgb)``
+    receives each full-resolution frame (for videos).
+    """
+    env = make_env(config.env, render_mode="rgb_array" if on_frame else None)
+    rng = np.random.default_rng(seed)
+    rows = []
+    try:
+        for i in range(episodes):
+            obs, info = env.reset(seed=seed + i)
+            if on_frame:
+                on_frame(i, env.render().copy())
+            total, length, done = 0.0, 0, False
+            while not done:
+                q = agent.q_values(obs[None])[0]
+                action = int(np.argmax(q))
+                if rng.random() < epsilon:
+                    action = int(rng.integers(len(q)))
+                obs, reward, terminated, truncated, info = env.step(action)
+                if on_frame:
+                    on_frame(i, env.render().copy())
+                total += float(reward)
+                length += 1
+                done = terminated or truncated
+            rows.append({"return": total, "length": length, "x_pos": int(info["x_pos"]),
+                         "flag": bool(info["flag_get"]), "stage": f"{info['world']}-{info['stage']}"})
+    finally:
+        env.close()
+    return {
+        "episodes": episodes,
+        "mean_return": float(np.mean([r["return"] for r in rows])),
+        "mean_x_pos": float(np.mean([r["x_pos"] for r in rows])),
+        "max_x_pos": int(max(r["x_pos"] for r in rows)),
+        "flag_rate": float(np.mean([r["flag"] for r in rows])),
+        "per_episode": rows,
+    }
+
+
+class Trainer:
+    """Owns one run directory and trains it up to ``config.runner.total_steps``."""
+
+    def __init__(self, config: C.Config, run_dir: Path, *, progress: bool = True,
+                 log: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.progress = progress
+        self.log = log
+        self.stop_requested: str | None = None
+        seed_everything(config.runner.seed)
+        n = config.runner.num_envs
+        self.envs = make_vector_env(config.env, n)
+        self.agent = build_agent(config, int(self.envs.single_action_space.n))
+        self.replay = make_replay(config.replay, config.agent, config.env, n, config.runner.seed)
+        # counters and accumulators: all of it goes into state.json
+        self.step = 0
+        self.episodes = 0
+        self.flags = 0
+        self.best_x = 0
+        self.best_eval: float | None = None
+        self.ep_return = np.zeros(n, np.float64)
+        self.ep_length = np.zeros(n, np.int64)
+        self.last_loss = math.nan
+        self.last_mean_q = math.nan
+        self.recent_returns: deque[float] = deque(maxlen=20)
+        self.obs, _ = self.envs.reset(seed=config.runner.seed)
+
+    # ------------------------------------------------------------------ state
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "format_version": C.CONFIG_FORMAT_VERSION,
+            "episodes": self.episodes, "flags": self.flags, "best_x": self.best_x, "best_eval": self.best_eval,
+            "ep_return": self.ep_return.tolist(), "ep_length": self.ep_length.tolist(),
+            "last_loss": self.last_loss, "last_mean_q": self.last_mean_q,
+            "recent_returns": list(self.recent_returns),
+            "agent": self.agent.get_state(),
+            "envs": list(self.envs.call("get_episode_state")),
+        }
+
+    def restore(self, checkpoint: ckpt.Checkpoint) -> None:
+        """Continue exactly where ``checkpoint`` stopped (weights, optimizer, replay, episodes)."""
+        state = checkpoint.state
+        if len(state.get("envs", [])) != self.config.runner.num_envs:
+            raise ckpt.CheckpointError(f"{checkpoint.path / 'state.json'} was saved with a different env count")
+        ckpt.restore_agent(checkpoint, self.agent)
+        if checkpoint.has_replay:
+            try:
+                self.replay.load(checkpoint.path / "replay")
+            except ValueError as err:
+                raise ckpt.CheckpointError(str(err)) from None
+        else:
+            self.log(f"note: {checkpoint.path.name} has no replay memory; refilling it from scratch")
+        self.step = int(state["step"])
+        self.episodes, self.flags, self.best_x = int(state["episodes"]), int(state["flags"]), int(state["best_x"])
+        self.best_eval = state["best_eval"]
+        self.ep_return = np.asarray(state["ep_return"], np.float64)
+        self.ep_length = np.asarray(state["ep_length"], np.int64)
+        self.last_loss, self.last_mean_q = state["last_loss"], state["last_mean_q"]
+        self.recent_returns = deque(state["recent_returns"], maxlen=20)
+        self.envs.set_attr("pending_state", list(state["envs"]))
+        restored = self.envs.call("restore_pending")
+        self.obs = np.stack([obs for obs, _ in restored])
+        self._truncate_metrics(self.step)
+
+    # ---------------------------------------------------------------- logging
+
+    def _metrics_path(self) -> Path:
+        return self.run_dir / "metrics.csv"
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop rows written after the checkpoint we resume from: they will be written again."""
+        path = self._metrics_path()
+        if not path.exists():
+            return
+        with open(path, newline="") as handle:
+            rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= step]
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, METRIC_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def _open_logs(self) -> None:
+        import tensorflow as tf
+
+        path = self._metrics_path()
+        new = not path.exists()
+        self._csv_handle = open(path, "a", newline="")
+        self._csv = csv.DictWriter(self._csv_handle, METRIC_FIELDS)
+        if new:
+            self._csv.writeheader()
+        self._tb = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"), max_queue=200)
+
+    def _close_logs(self) -> None:
+        self._csv_handle.close()
+        self._tb.close()
+
+    def _write_row(self, row: dict[str, Any]) -> None:
+        import tensorflow as tf
+
+        self._csv.writerow({k: row.get(k, "") for k in METRIC_FIELDS})
+        prefix = row["kind"]
+        with self._tb.as_default(step=row["step"]):
+            for key in ("return", "length", "x_pos", "flag", "epsilon", "loss", "mean_q", "steps_per_s",
+                        "max_x_pos", "flag_rate"):
+                value = row.get(key, "")
+                if value != "" and value is not None and not (isinstance(value, float) and math.isnan(value)):
+                    tf.summary.scalar(f"{prefix}/{key}", float(value))
+
+    # -------------------------------------------------------------- the loop
+
+    def epsilon(self) -> float:
+        a = self.config.agent
+        return linear_schedule(self.step, a.epsilon_start, a.epsilon_end, a.epsilon_decay_steps)
+
+    def _updates_due(self) -> int:
+        a = self.config.agent
+        if self.step < a.learning_starts:
+            return 0
+        return (self.step - a.learning_starts) // a.train_freq
+
+    def _learn(self) -> None:
+        a, r = self.config.agent, self.config.replay
+        while self.agent.updates < self._updates_due() and self.replay.can_sample(a.batch_size):
+            beta = linear_schedule(self.step, r.beta_start, 1.0, r.beta_steps)
+            batch = self.replay.sample(a.batch_size, beta=beta)
+            out = self.agent.train_step(batch)
+            if r.prioritized:
+                self.replay.update_priorities(batch["index"], out["td_errors"])
+            self.last_loss, self.last_mean_q = out["loss"], out["mean_q"]
+
+    def _end_episodes(self, done: np.ndarray, info: dict[str, Any], epsilon: float, sps: float) -> None:
+        final = info["final_info"]
+        for i in np.flatnonzero(done):
+            x_pos, flag = int(final["x_pos"][i]), bool(final["flag_get"][i])
+            self.episodes += 1
+            self.flags += int(flag)
+            self.best_x = max(self.best_x, x_pos)
+            self.recent_returns.append(float(self.ep_return[i]))
+            self._write_row({"kind": "episode", "step": self.step, "episode": self.episodes,
+                             "return": round(float(self.ep_return[i]), 6), "length": int(self.ep_length[i]),
+                             "x_pos": x_pos, "flag": int(flag), "epsilon": round(epsilon, 6),
+                             "loss": self.last_loss, "mean_q": self.last_mean_q, "steps_per_s": round(sps, 1)})
+            self.ep_return[i] = 0.0
+            self.ep_length[i] = 0
+
+    def _evaluate(self) -> None:
+        r = self.config.runner
+        result = evaluate(self.agent, self.config, r.eval_episodes, r.seed + EVAL_SEED_OFFSET, r.eval_epsilon)
+        self._write_row({"kind": "eval", "step": self.step, "episode": self.episodes,
+                         "return": round(result["mean_return"], 6), "x_pos": result["mean_x_pos"],
+                         "max_x_pos": result["max_x_pos"], "flag_rate": result["flag_rate"]})
+        score = result["mean_return"]
+        if self.best_eval is None or score > self.best_eval:
+            self.best_eval = score
+            ckpt.save_checkpoint(self.ckpt_dir, self.step, self.agent, self.state(), self.config, name="best")
+
+    def save(self) -> Path:
+        replay = self.replay if self.config.runner.save_replay else None
+        path = ckpt.save_checkpoint(self.ckpt_dir, self.step, self.agent, self.state(), self.config, replay)
+        ckpt.prune(self.ckpt_dir, self.config.runner.keep_checkpoints)
+        self._tb.flush()
+        self._csv_handle.flush()
+        return path
+
+    def _request_stop(self, signum: int, _frame: Any) -> None:
+        self.stop_requested = signal.Signals(signum).name
+
+    def run(self) -> dict[str, Any]:
+        """Train until ``total_steps`` (or a SIGINT/SIGTERM); always end with a checkpoint."""
+        r = self.config.runner
+        n = r.num_envs
+        self._open_logs()
+        handlers = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=r.total_steps, initial=self.step, unit="step", dynamic_ncols=True, smoothing=0.05)
+        started, started_step = time.perf_counter(), self.step
+        last_path = None
+        try:
+            while self.step < r.total_steps and self.stop_requested is None:
+                epsilon = self.epsilon()
+                actions = self.agent.act(self.obs, epsilon)
+                obs, reward, terminated, truncated, info = self.envs.step(actions)
+                next_obs = final_observations(obs, terminated, truncated, info)
+                self.replay.add(self.obs, actions, reward, next_obs, terminated, truncated)
+                self.obs = obs
+                before = self.step
+                self.step += n
+                self.ep_return += reward
+                self.ep_length += 1
+                done = np.logical_or(terminated, truncated)
+                sps = (self.step - started_step) / max(time.perf_counter() - started, 1e-9)
+                if done.any():
+                    self._end_episodes(done, info, epsilon, sps)
+                self._learn()
+                if r.eval_every and self.step // r.eval_every > before // r.eval_every:
+                    self._evaluate()
+                if self.step // r.checkpoint_every > before // r.checkpoint_every and self.step < r.total_steps:
+                    last_path = self.save()
+                if bar is not None:
+                    bar.update(n)
+                    if done.any() or self.step % 200 < n:
+                        mean_ret = np.mean(self.recent_returns) if self.recent_returns else float("nan")
+                        bar.set_postfix(sps=f"{sps:.0f}", fps=f"{sps * self.config.env.frame_skip:.0f}",
+                                        eps=f"{epsilon:.3f}", ret=f"{mean_ret:.1f}", best_x=self.best_x,
+                                        flags=self.flags, refresh=False)
+            last_path = self.save()
+        finally:
+            if bar is not None:
+                bar.close()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            self._close_logs()
+            self.envs.close()
+        if self.stop_requested:
+            self.log(f"stopped by {self.stop_requested} at step {self.step}; checkpoint: {last_path}")
+        return {"step": self.step, "episodes": self.episodes, "flags": self.flags, "best_x": self.best_x,
+                "checkpoint": str(last_path), "stopped_by": self.stop_requested}
+
+
+def write_config(run_dir: Path, config: C.Config) -> None:
+    (run_dir / "config.json").write_text(C.to_json(config))
+
+
+def read_config(run_dir: Path) -> C.Config:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ckpt.CheckpointError(f"{path} is missing: {run_dir} is not a mario-dqn run")
+    try:
+        return C.from_json(path.read_text())
+    except C.ConfigError as err:
+        raise ckpt.CheckpointError(f"{path}: {err}") from None
+
+
+def summary_json(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=2)
