@@ -252,8 +252,8 @@ def test_hand_computed_n_step_returns_and_termination() -> None:
     for key, (ret, discount, nxt) in expected.items():
         assert seen[key][:2] == (ret, discount), key
         np.testing.assert_array_equal(seen[key][2], nxt)
-    # Episode C: steps 0..2 have full windows; 3..5 wait for steps not taken yet.
-    assert {k for k in seen if k[1] == 2} == {(0, 2, 0), (0, 2, 1), (0, 2, 2)}
+    # Episode C (6 steps so far): steps 0..3 have full windows; 4 and 5 wait for steps not taken yet.
+    assert {k for k in seen if k[1] == 2} == {(0, 2, 0), (0, 2, 1), (0, 2, 2), (0, 2, 3)}
     assert seen[(0, 2, 0)][:2] == (1 + 0.5 + 0.25, 0.125)
     # The final observations were stored (they are next states) but never start a transition.
     assert (0, 0, 3) not in seen and (0, 1, 2) not in seen

@@ -1,0 +1,217 @@
+"""Runner, checkpoints and CLI: exact resume across processes, refusals, one-line errors.
+
+Tiny configs keep each training run to a few hundred agent steps of real Mario.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--no-progress", "--set", "learning_starts=100", "--set", "capacity=1000", "--set", "eval_every=0",
+        "--set", "max_episode_steps=100", "--set", "target_update_period=10", "--set", "batch_size=8"]
+
+
+def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python main.py ARGS` in a fresh process, as a user would."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def metrics_rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row.pop("steps_per_s")  # wall-clock, the one column allowed to differ
+    return rows
+
+
+def npz(path: Path) -> list[np.ndarray]:
+    with np.load(path) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """One straight 300-step run and one stopped at 150 then resumed to 300 in new processes."""
+    root = tmp_path_factory.mktemp("runs")
+    straight = cli("train", "--steps", "300", "--save-dir", str(root), "--name", "straight", *TINY)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    first = cli("train", "--steps", "150", "--save-dir", str(root), "--name", "resumed", *TINY)
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = cli("train", "--resume", str(root / "resumed"), "--steps", "300", "--no-progress")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resuming" in second.stdout
+    return {"root": root, "straight": root / "straight", "resumed": root / "resumed"}
+
+
+def test_run_layout(runs):
+    run = runs["straight"]
+    for name in ("config.json", "metrics.csv", "checkpoints", "videos", "tensorboard"):
+        assert (run / name).exists(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    config = json.loads((run / "config.json").read_text())
+    assert config["runner"]["total_steps"] == 300 and config["replay"]["capacity"] == 1000
+    latest = sorted((run / "checkpoints").glob("step-*"))[-1]
+    assert latest.name == "step-000000000300" and (latest / "COMPLETE").is_file()
+
+
+def test_resume_gives_the_same_numbers_as_not_stopping(runs):
+    a = runs["straight"] / "checkpoints" / "step-000000000300"
+    b = runs["resumed"] / "checkpoints" / "step-000000000300"
+    rows_a, rows_b = metrics_rows(runs["straight"]), metrics_rows(runs["resumed"])
+    assert len(rows_a) >= 3 and any(r["loss"] not in ("", "nan") for r in rows_a), "learning must have started"
+    assert rows_a == rows_b
+    for name in ("target.npz", "optimizer.npz"):
+        for x, y in zip(npz(a / name), npz(b / name), strict=True):
+            np.testing.assert_array_equal(x, y)
+    from mario_dqn.checkpoint import load_checkpoint
+
+    ca, cb = load_checkpoint(a), load_checkpoint(b)
+    for x, y in zip(ca.online_weights, cb.online_weights, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert ca.state == cb.state
+    for file in sorted((a / "replay").glob("*.npy")):
+        np.testing.assert_array_equal(np.load(file), np.load(b / "replay" / file.name))
+    # and the update counter moved: the comparison is not between two untrained agents
+    assert ca.state["agent"]["updates"] == (300 - 100) // 4
+
+
+def test_checkpoint_restores_weights_optimizer_and_q_values(runs):
+    from config import Config
+    from mario_dqn.checkpoint import load_checkpoint, restore_agent
+    from mario_dqn.runner import build_agent
+
+    checkpoint = load_checkpoint(runs["straight"])
+    agent = build_agent(checkpoint.config, 7)
+    fresh_q = agent.q_values(np.full((2, 84, 84, 4), 77, np.uint8))
+    restore_agent(checkpoint, agent)
+    for variable, saved in zip(agent.optimizer.variables, checkpoint.optimizer_variables, strict=True):
+        np.testing.assert_array_equal(np.asarray(variable), saved)
+    assert int(np.asarray(agent.optimizer.iterations)) == checkpoint.state["agent"]["updates"]
+    obs = np.random.default_rng(0).integers(0, 255, (4, 84, 84, 4), dtype=np.uint8)
+    import keras
+
+    model = keras.saving.load_model(checkpoint.path / "model.keras", compile=False)
+    np.testing.assert_array_equal(agent.q_values(obs), np.asarray(model(obs)))
+    assert not np.allclose(agent.q_values(obs[:2] * 0 + 77), fresh_q)
+    assert isinstance(checkpoint.config, Config)
+
+
+def test_partial_checkpoints_are_refused(runs, tmp_path):
+    import shutil
+
+    from mario_dqn.checkpoint import CheckpointError, load_checkpoint
+
+    source = runs["straight"] / "checkpoints" / "step-000000000300"
+    no_marker = tmp_path / "no-marker"
+    shutil.copytree(source, no_marker)
+    (no_marker / "COMPLETE").unlink()
+    with pytest.raises(CheckpointError, match="incomplete"):
+        load_checkpoint(no_marker)
+    truncated = tmp_path / "truncated"
+    shutil.copytree(source, truncated)
+    data = (truncated / "model.keras").read_bytes()
+    (truncated / "model.keras").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="model.keras"):
+        load_checkpoint(truncated)
+    missing = tmp_path / "missing"
+    shutil.copytree(source, missing)
+    (missing / "optimizer.npz").unlink()
+    with pytest.raises(CheckpointError, match="optimizer.npz is missing"):
+        load_checkpoint(missing)
+
+
+def test_evaluate_json_is_reproducible(runs):
+    outs = [cli("evaluate", str(runs["straight"]), "--episodes", "2", "--seed", "3", "--json") for _ in range(2)]
+    for out in outs:
+        assert out.returncode == 0, out.stderr[-2000:]
+    results = [json.loads(out.stdout) for out in outs]
+    assert results[0] == results[1]
+    assert results[0]["episodes"] == 2 and len(results[0]["per_episode"]) == 2
+    assert set(results[0]) >= {"mean_return", "mean_x_pos", "max_x_pos", "flag_rate"}
+
+
+def test_sigint_writes_a_loadable_checkpoint(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "train", "--steps", "100000", "--save-dir",
+                             str(tmp_path), "--name", "sig", *TINY], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "sig" / "metrics.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "stopped by SIGINT" in out
+    from mario_dqn.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(tmp_path / "sig")
+    assert 0 < checkpoint.state["step"] < 100000
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "--world", "9"], "world must be 1-8"),
+        (["train", "--stage", "5"], "stage must be 1-4"),
+        (["train", "--steps", "0"], "must be >= 1"),
+        (["train", "--steps", "-5"], "must be >= 1"),
+        (["train", "--steps", "many"], "is not a valid integer"),
+        (["train", "--envs", "0"], "must be >= 1"),
+        (["train", "--set", "gama=0.9"], "unknown config key 'gama'"),
+        (["train", "--set", "gamma=2"], "agent.gamma must be <= 1.0"),
+        (["train", "--set", "gamma"], "expected key=value"),
+        (["train", "--set", "action_set=all"], "env.action_set must be one of"),
+        (["train", "--stages", "1-1,9-9"], "world must be 1-8"),
+        (["train", "--stages", "1-1", "--world", "1"], "cannot be combined"),
+        (["train", "--resume", "/nonexistent/run"], "config.json is missing"),
+        (["train", "--name", "a/b"], "bad run name"),
+        (["evaluate", "/nonexistent/run"], "does not exist"),
+        (["evaluate", str(ROOT / "tests")], "holds no complete checkpoint"),
+        (["evaluate", "x", "--episodes", "0"], "must be >= 1"),
+        (["evaluate", "x", "--epsilon", "2"], "2.0 is not in the range"),
+        (["nonsense"], "No such command"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, message, tmp_path, monkeypatch, capsys):
+    import main as entry
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["main.py", *args, *(["--save-dir", str(tmp_path)] if args[0] == "train"
+                                                         and "--resume" not in args else [])])
+    with pytest.raises(SystemExit) as exit_info:
+        entry.main()
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert message in lines[0]
+    assert "Traceback" not in captured.err
+    assert not list(tmp_path.iterdir()), "a refused command must not create anything"
+
+
+def test_existing_run_is_refused_and_left_untouched(runs, monkeypatch, capsys):
+    import main as entry
+
+    run = runs["straight"]
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    monkeypatch.setattr(sys, "argv", ["main.py", "train", "--save-dir", str(runs["root"]), "--name", "straight"])
+    with pytest.raises(SystemExit) as exit_info:
+        entry.main()
+    assert exit_info.value.code == 2
+    assert "already exists" in capsys.readouterr().err
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before
