@@ -180,6 +180,55 @@ def evaluate(path, episodes, seed, epsilon, as_json):
                f"max x_pos {result['max_x_pos']}, flag rate {result['flag_rate']:.0%}")
 
 
+PRETRAINED = Path("save/pretrained/world-1-1")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+@click.option("--episodes", type=int, default=1, show_default=True, callback=_positive, help="Episodes to play.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Episode i uses seed SEED+i.")
+@click.option("--epsilon", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Exploration rate (0 = greedy).")
+@click.option("--record", is_flag=True, help="Write one mp4 per episode (full-resolution frames).")
+@click.option("--video-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where --record writes videos. Default: the run's videos/ directory.")
+def play(path, episodes, seed, epsilon, record, video_dir):
+    """Play a trained agent from PATH (a run directory or a checkpoint; default: the shipped agent).
+
+    The model runs through the wrapper stack saved with it, never today's defaults.
+    """
+    from mario_dqn import checkpoint as ckpt
+    from mario_dqn.runner import evaluate as run_eval
+    from mario_dqn.video import EpisodeRecorder
+
+    if path is None:
+        if not PRETRAINED.exists():
+            raise UserError(f"no shipped agent at {PRETRAINED} yet; pass a run directory or checkpoint")
+        path = PRETRAINED
+    config, agent = _load_for_play(path)
+    recorder = None
+    if record:
+        checkpoint_dir = ckpt.resolve(path)
+        run_dir = checkpoint_dir.parent.parent if checkpoint_dir.parent.name == "checkpoints" else checkpoint_dir
+        target = video_dir or run_dir / "videos"
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create {target}: {err.strerror}") from None
+        recorder = EpisodeRecorder(target, checkpoint_dir.name, fps=60 / config.env.frame_skip)
+    try:
+        result = run_eval(agent, config, episodes, seed, epsilon, recorder.on_frame if recorder else None)
+    finally:
+        if recorder:
+            recorder.close()
+    for i, row in enumerate(result["per_episode"]):
+        line = (f"episode {i}: stage {row['stage']} return {row['return']:.2f} x_pos {row['x_pos']} "
+                f"flag {'yes' if row['flag'] else 'no'}")
+        if recorder:
+            line += f" video {recorder.paths[i]}"
+        click.echo(line)
+
+
 @cli.command("config")
 def show_config():
     """List every config key with its default and what it means (for --set KEY=VALUE)."""

@@ -215,3 +215,21 @@ def test_existing_run_is_refused_and_left_untouched(runs, monkeypatch, capsys):
     assert "already exists" in capsys.readouterr().err
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_play_record_writes_one_mp4_per_episode_with_every_frame(runs, tmp_path):
+    out = cli("play", str(runs["straight"]), "--episodes", "2", "--record", "--video-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr[-2000:]
+    videos = sorted(tmp_path.glob("*.mp4"))
+    assert len(videos) == 2
+    lines = [line for line in out.stdout.splitlines() if line.startswith("episode")]
+    assert len(lines) == 2 and all("x_pos" in line and "flag" in line for line in lines)
+    evaluation = json.loads(cli("evaluate", str(runs["straight"]), "--episodes", "2", "--seed", "0",
+                                "--json").stdout)
+    import imageio.v2 as imageio
+
+    for video, episode in zip(videos, evaluation["per_episode"], strict=True):
+        reader = imageio.get_reader(video)
+        assert reader.count_frames() == episode["length"] + 1  # the reset frame, then one per agent step
+        assert reader.get_meta_data()["size"] == (256, 240)
+        reader.close()
