@@ -10,6 +10,9 @@ Layout of ``<run>/checkpoints/step-000123456/``::
     replay/            the replay memory (latest checkpoint only, when enabled)
     COMPLETE           written last: its presence is the promise that everything above is whole
 
+Beside them: ``checkpoints/latest`` (a text file naming the newest) and
+``checkpoints/best/`` (the best model by evaluation score, without replay).
+
 Writing goes into a temporary sibling, every file is fsynced, the directory renamed,
 then the marker written and fsynced (Dopamine's sentinel files are the model). A crash
 at any moment leaves either a complete checkpoint or one without a marker, which
@@ -128,6 +131,14 @@ def save_checkpoint(directory: Path, step: int, agent: Any, state: dict[str, Any
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def write_latest_pointer(directory: Path, path: Path) -> None:
+    """``checkpoints/latest`` names the newest complete checkpoint, for people and scripts
+    (loading does not trust it: it scans for the newest directory with a marker)."""
+    tmp = directory / ".latest.tmp"
+    tmp.write_text(path.name + "\n")
+    os.replace(tmp, directory / "latest")
 
 
 def prune(directory: Path, keep: int) -> None:

@@ -257,6 +257,7 @@ class Trainer:
     def save(self) -> Path:
         replay = self.replay if self.config.runner.save_replay else None
         path = ckpt.save_checkpoint(self.ckpt_dir, self.step, self.agent, self.state(), self.config, replay)
+        ckpt.write_latest_pointer(self.ckpt_dir, path)
         ckpt.prune(self.ckpt_dir, self.config.runner.keep_checkpoints)
         self._tb.flush()
         self._csv_handle.flush()

@@ -44,16 +44,23 @@ def npz(path: Path) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """One straight 300-step run and one stopped at 150 then resumed to 300 in new processes."""
+    """For 1 and 2 envs: a straight 300-step run, and one stopped at 150 then resumed to
+    300 in new processes. Checkpoints every 100 steps, keeping 2."""
     root = tmp_path_factory.mktemp("runs")
-    straight = cli("train", "--steps", "300", "--save-dir", str(root), "--name", "straight", *TINY)
-    assert straight.returncode == 0, straight.stderr[-2000:]
-    first = cli("train", "--steps", "150", "--save-dir", str(root), "--name", "resumed", *TINY)
-    assert first.returncode == 0, first.stderr[-2000:]
-    second = cli("train", "--resume", str(root / "resumed"), "--steps", "300", "--no-progress")
-    assert second.returncode == 0, second.stderr[-2000:]
-    assert "resuming" in second.stdout
-    return {"root": root, "straight": root / "straight", "resumed": root / "resumed"}
+    paths: dict[str, Path] = {"root": root}
+    for envs in ("1", "2"):
+        common = ("--envs", envs, "--set", "checkpoint_every=100", "--set", "keep_checkpoints=2", *TINY)
+        straight = cli("train", "--steps", "300", "--save-dir", str(root), "--name", f"straight{envs}", *common)
+        assert straight.returncode == 0, straight.stderr[-2000:]
+        first = cli("train", "--steps", "150", "--save-dir", str(root), "--name", f"resumed{envs}", *common)
+        assert first.returncode == 0, first.stderr[-2000:]
+        second = cli("train", "--resume", str(root / f"resumed{envs}"), "--steps", "300", "--no-progress")
+        assert second.returncode == 0, second.stderr[-2000:]
+        assert "resuming" in second.stdout
+        paths[f"straight{envs}"] = root / f"straight{envs}"
+        paths[f"resumed{envs}"] = root / f"resumed{envs}"
+    paths["straight"] = paths["straight1"]
+    return paths
 
 
 def test_run_layout(runs):
@@ -63,15 +70,20 @@ def test_run_layout(runs):
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     config = json.loads((run / "config.json").read_text())
     assert config["runner"]["total_steps"] == 300 and config["replay"]["capacity"] == 1000
-    latest = sorted((run / "checkpoints").glob("step-*"))[-1]
-    assert latest.name == "step-000000000300" and (latest / "COMPLETE").is_file()
+    kept = sorted(p.name for p in (run / "checkpoints").glob("step-*"))
+    assert kept == ["step-000000000200", "step-000000000300"], "keep_checkpoints=2 keeps the newest two"
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step-000000000300"
+    assert (run / "checkpoints" / "step-000000000300" / "replay").is_dir()
+    assert not (run / "checkpoints" / "step-000000000200" / "replay").exists(), "replay only in the latest"
+    assert (run / "checkpoints" / "step-000000000300" / "COMPLETE").is_file()
 
 
-def test_resume_gives_the_same_numbers_as_not_stopping(runs):
-    a = runs["straight"] / "checkpoints" / "step-000000000300"
-    b = runs["resumed"] / "checkpoints" / "step-000000000300"
-    rows_a, rows_b = metrics_rows(runs["straight"]), metrics_rows(runs["resumed"])
-    assert len(rows_a) >= 3 and any(r["loss"] not in ("", "nan") for r in rows_a), "learning must have started"
+@pytest.mark.parametrize("envs", ["1", "2"])
+def test_resume_gives_the_same_numbers_as_not_stopping(runs, envs):
+    a = runs[f"straight{envs}"] / "checkpoints" / "step-000000000300"
+    b = runs[f"resumed{envs}"] / "checkpoints" / "step-000000000300"
+    rows_a, rows_b = metrics_rows(runs[f"straight{envs}"]), metrics_rows(runs[f"resumed{envs}"])
+    assert len(rows_a) >= 2 and any(r["loss"] not in ("", "nan") for r in rows_a), "learning must have started"
     assert rows_a == rows_b
     for name in ("target.npz", "optimizer.npz"):
         for x, y in zip(npz(a / name), npz(b / name), strict=True):
@@ -143,7 +155,8 @@ def test_evaluate_json_is_reproducible(runs):
     assert set(results[0]) >= {"mean_return", "mean_x_pos", "max_x_pos", "flag_rate"}
 
 
-def test_sigint_writes_a_loadable_checkpoint(tmp_path):
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signals_write_a_loadable_checkpoint(tmp_path, sig, code):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "train", "--steps", "100000", "--save-dir",
                              str(tmp_path), "--name", "sig", *TINY], cwd=ROOT, env=env,
@@ -152,10 +165,10 @@ def test_sigint_writes_a_loadable_checkpoint(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
         time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
-    assert "stopped by SIGINT" in out
+    assert proc.returncode == code, err[-2000:]
+    assert f"stopped by {sig.name}" in out
     from mario_dqn.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(tmp_path / "sig")
