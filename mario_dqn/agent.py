@@ -47,8 +47,9 @@ class DQNAgent:
     clone of the online one with copied weights, so both start identical.
 
     ``jit_compile`` compiles the learning step with XLA. It is off by default because
-    on the 2-core CPU machines this project runs on it was not faster (see
-    ``benchmarks/agent_bench.py``); both paths are deterministic.
+    on the 2-core CPU machines this project runs on it made an update about three
+    times slower (XLA's CPU convolutions lose to oneDNN's; see
+    ``benchmarks/agent_bench.py``); it may pay on a GPU. Both paths are deterministic.
     """
 
     def __init__(
@@ -117,7 +118,7 @@ class DQNAgent:
         """y = reward + discount * Q_target(s', a*), the one place the target is computed.
 
         Double DQN picks a* with the online net and evaluates it with the target net,
-        which removes the max-operator's upward bias; vanilla DQN takes max_a Q_target.
+        which curbs the max operator's upward bias; vanilla DQN takes max_a Q_target.
         A terminated window arrives with discount 0, so its bootstrap term vanishes.
         """
         next_q_target = self.target(next_obs, training=False)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,25 +55,29 @@ STATE_FILE = "replay.json"
 
 _MAX_EPISODE_STEP = 255  # episode_step is uint8; only min(step, stack_size - 1) is ever used
 _REJECTION_ROUNDS = 8  # then fall back to drawing from an explicit list of valid transitions
+_NOTHING_TO_SAMPLE = "nothing to sample yet: no stored transition has its n-step window written"
+_OUTPUT_POOL = 3  # returned stack arrays kept for reuse per key (see ReplayMemory._output)
 
 
-def _interleave_numpy(planes: np.ndarray) -> np.ndarray:
-    """(S, B, H, W) -> C-contiguous (B, H, W, S) with one strided copy per channel."""
-    stack, batch, height, width = planes.shape
-    out = np.empty((batch, height, width, stack), dtype=planes.dtype)
-    for s in range(stack):
+def _interleave_numpy(planes: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """(S, B, H, W) planes -> ``out`` C-contiguous (B, H, W, S), one strided copy per channel."""
+    for s in range(planes.shape[0]):
         out[..., s] = planes[s]
     return out
 
 
-def _interleave_cv2(planes: np.ndarray) -> np.ndarray:
-    """(S, B, H, W) -> C-contiguous (B, H, W, S) with cv2.merge (SIMD channel interleave).
+def _interleave_cv2(planes: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """(S, B, H, W) planes -> ``out`` C-contiguous (B, H, W, S) with cv2.merge (SIMD).
 
-    Each plane is viewed as one tall (B*H, W) image, so the whole batch is one merge.
+    Each plane is viewed as one tall (B*H, W) image, so the whole batch is one merge,
+    written straight into ``out`` (a numpy allocation, so no extra copy or fresh buffer).
     """
     stack, batch, height, width = planes.shape
-    merged = _cv2.merge([planes[s].reshape(batch * height, width) for s in range(stack)])
-    return merged.reshape(batch, height, width, stack)
+    merged = _cv2.merge([planes[s].reshape(batch * height, width) for s in range(stack)],
+                        out.reshape(batch * height, width, stack))
+    if merged.ctypes.data != out.ctypes.data:  # cv2 made its own array (e.g. 2-D for one channel)
+        out[...] = merged.reshape(out.shape)
+    return out
 
 
 _interleave = _interleave_cv2 if _cv2 is not None else _interleave_numpy
@@ -83,6 +88,7 @@ class ReplayMemory:
 
     ``capacity`` counts stored frames (~ transitions); it is split evenly over the
     streams, so the effective capacity is ``(capacity // num_envs) * num_envs``.
+    Not thread-safe: sampling reuses internal buffers.
     """
 
     prioritized = False
@@ -134,14 +140,37 @@ class ReplayMemory:
         self._num_last = np.zeros(self.num_envs, dtype=np.int64)  # `last` entries among those
         self._needs_start = np.ones(self.num_envs, dtype=bool)  # next add starts a new episode
         self._sampleable: int | None = None  # cached count, invalidated by add/load
+        self._scratch: np.ndarray | None = None  # gathered frame planes, see _gather_planes
+        self._outputs: dict[str, list[np.ndarray]] = {}  # recently returned stacks, see _output
+        self._pool_turn = 0
 
         self._streams = np.arange(self.num_envs, dtype=np.int64)
         self._stream_base = self._streams * self.capacity_per_env
-        # Channel s (0 = oldest) of a stack sits this many entries before the newest one.
-        self._stack_back = np.arange(self.stack_size - 1, -1, -1, dtype=np.int64)
-        self._window = np.arange(self.n_step, dtype=np.int64)  # reward offsets 0..n-1
-        self._ahead = np.arange(1, self.n_step + 1, dtype=np.int64)  # successor offsets 1..n
-        self._gamma_powers = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
+        self._build_tables()
+
+    def _build_tables(self) -> None:
+        """Lookup tables that turn per-sample (back, k) into columns and coefficients.
+
+        A sample at entry p is rebuilt from its *window*: the entries p-S+1 .. p+n, one
+        row of columns 0 .. S+n-1 (column S-1 is p itself). Every index the sample needs
+        is a column of that row, so the ring's wrap-around (a modulo) is computed once per
+        sample, and the per-sample choices (padding at an episode start, k < n at an
+        episode end) become table lookups instead of a dozen small array operations.
+        """
+        s, n = self.stack_size, self.n_step
+        self._window_offsets = np.arange(-(s - 1), n + 1, dtype=np.int64)  # (S+n,)
+        self._ahead = np.arange(1, n + 1, dtype=np.int64)  # successors p+1 .. p+n: columns S .. S+n-1
+        back = np.arange(s)[:, None, None]  # frames available behind p in its episode (clipped to S-1)
+        k = np.arange(n + 1)[None, :, None]  # steps in the n-step window
+        channel_back = np.arange(s - 1, -1, -1)[None, None, :]  # channel c sits S-1-c entries back
+        obs_cols = (s - 1) - np.minimum(channel_back, back)
+        next_cols = (s - 1) + k - np.minimum(channel_back, np.minimum(back + k, s - 1))
+        # (S, n+1, 2S): columns of the obs stack then of the next stack (oldest channel first).
+        self._stack_cols = np.concatenate(np.broadcast_arrays(obs_cols, next_cols), axis=2).astype(np.int64)
+        powers = self.gamma ** np.arange(n + 1, dtype=np.float64)
+        # Row k: gamma**m for the k rewards inside the window, 0 for those past an episode end.
+        self._return_coef = np.where(np.arange(n)[None, :] < np.arange(n + 1)[:, None], powers[:n], 0.0)
+        self._discount_of_k = powers
 
     # ================================================================== writing
     def add(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray,
@@ -247,7 +276,7 @@ class ReplayMemory:
             keep[:, self.n_step:] &= ages[:, self.n_step:] >= self.n_step
             ages, streams = ages[keep], streams[keep]
             flat = self._flat_from_age(streams, ages)
-            valid, _, _ = self._inspect(flat)
+            valid = self._inspect(flat)[0]
             rejected = int(np.count_nonzero(~valid & ~self._last_flat[flat]))
             self._sampleable = int(self._count.sum() - self._num_last.sum()) - rejected
         return self._sampleable
@@ -258,7 +287,8 @@ class ReplayMemory:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of all preallocated arrays."""
+        """Bytes of all preallocated arrays (not counting sample()'s few-MB scratch and
+        output buffers, which do not grow with capacity)."""
         return sum(int(a.nbytes) for a in self._arrays().values()) + sum(
             int(a.nbytes) for a in (self._cursor, self._count, self._num_last, self._needs_start))
 
@@ -276,19 +306,22 @@ class ReplayMemory:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if self.num_sampleable() == 0:
-            raise ValueError("nothing to sample yet: no transition has its n-step window written")
-        flat, k, back = self._draw_valid(batch_size)
-        batch = self._build(flat, k, back)
+        if self._sampleable == 0 or not self._count.any():  # else _draw_valid finds out
+            raise ValueError(_NOTHING_TO_SAMPLE)
+        flat, k, back, window = self._draw_valid(batch_size)
+        batch = self._build(flat, k, back, window)
         batch["weight"] = self._weights(flat, beta)
         return batch
 
     def _draw_candidates(self, n: int) -> np.ndarray:
         """``n`` flat ids drawn uniformly over the written entries of all streams."""
         counts = self._count
-        u = self._rng.integers(0, int(counts.sum()), size=n)
+        total = int(counts.sum())
+        # floor(U * total): uniform up to float rounding (bias < total / 2**53), and much
+        # cheaper than Generator.integers; the clamp guards U * total rounding up to total.
+        u = np.minimum((self._rng.random(n) * total).astype(np.int64), total - 1)
         if self.num_envs == 1:
-            return self._flat_from_age(np.zeros(n, np.int64), u)
+            return (self._cursor[0] - 1 - u) % self.capacity_per_env
         ends = np.cumsum(counts)
         streams = np.searchsorted(ends, u, side="right")
         return self._flat_from_age(streams, u - (ends[streams] - counts[streams]))
@@ -297,30 +330,32 @@ class ReplayMemory:
         """Flat id of the entry written ``age`` writes before the newest of each stream."""
         return self._stream_base[streams] + (self._cursor[streams] - 1 - age) % self.capacity_per_env
 
-    def _inspect(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For candidate start entries: (valid, k, back) where k is the number of steps
-        in the n-step window and back how far the stack reaches behind the entry.
+    def _inspect(self, flat: np.ndarray) -> tuple[np.ndarray, ...]:
+        """For candidate start entries: (valid, k, back, window).
 
-        Invalid are: entries not written (or overwritten), an episode's final observation
-        (no action was taken from it), a window that runs into the write cursor before n
-        steps or the episode's end (the newest entry's successor does not exist yet), and
-        a stack that reaches into the slot the cursor overwrote last.
+        ``k`` is the number of steps in the n-step window, ``back`` how many frames of
+        its episode lie behind the entry (clipped to S-1), ``window`` the flat ids of
+        entries p-S+1 .. p+n (see :meth:`_build_tables`). Invalid are: an episode's final
+        observation (no action was taken from it); a window that runs into the write
+        cursor before n steps or the episode's end (do not sample the newest entry: its
+        successor is not written yet); a stack that reaches into the slot the cursor
+        overwrote last; slots never written.
         """
         cap = self.capacity_per_env
         streams = flat // cap
-        pos = flat - streams * cap
-        age = (self._cursor[streams] - 1 - pos) % cap
-        count = self._count[streams]
-        back = np.minimum(self._episode_step_flat[flat], self.stack_size - 1).astype(np.int64)
-        ahead = self._stream_base[streams][:, None] + (pos[:, None] + self._ahead) % cap
+        base = streams * cap
+        pos = flat - base
+        window = (pos[:, None] + self._window_offsets) % cap + base[:, None]
+        age = (self._cursor[streams] - 1 - pos) % cap  # 0 = newest entry of its stream
+        back = np.minimum(self._episode_step_flat[flat], self.stack_size - 1)
         # First successor that ends the episode, among the ones already written; if none, k = n.
-        ends = self._last_flat[ahead] & (self._ahead <= age[:, None])
+        ends = self._last_flat[window[:, self.stack_size:]] & (self._ahead <= age[:, None])
         ends[:, -1] = True
         k = ends.argmax(axis=1) + 1
-        valid = (k <= age) & (age + back < count) & ~self._last_flat[flat]
-        return valid, k, back
+        valid = (k <= age) & (age + back < self._count[streams]) & ~self._last_flat[flat]
+        return valid, k, back, window
 
-    def _draw_valid(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _draw_valid(self, batch_size: int) -> tuple[np.ndarray, ...]:
         """Draw candidates, inspect them as a batch, redraw the rejects.
 
         Rejects are rare in a filled ring (episode ends and a few entries at each ring
@@ -328,18 +363,21 @@ class ReplayMemory:
         invalid, fall back to an explicit list of the valid ids.
         """
         flat = self._draw_candidates(batch_size)
-        valid, k, back = self._inspect(flat)
+        valid, k, back, window = self._inspect(flat)
         for _ in range(_REJECTION_ROUNDS):
             if valid.all():
-                return flat, k, back
+                return flat, k, back, window
             redo = np.flatnonzero(~valid)
             flat[redo] = self._draw_candidates(redo.size)
-            valid[redo], k[redo], back[redo] = self._inspect(flat[redo])
+            valid[redo], k[redo], back[redo], window[redo] = self._inspect(flat[redo])
         redo = np.flatnonzero(~valid)
         if redo.size:
-            flat[redo] = self._draw_from_list(self._valid_ids(), redo.size)
-            _, k[redo], back[redo] = self._inspect(flat[redo])
-        return flat, k, back
+            ids = self._valid_ids()
+            if ids.size == 0:
+                raise ValueError(_NOTHING_TO_SAMPLE)
+            flat[redo] = self._draw_from_list(ids, redo.size)
+            _, k[redo], back[redo], window[redo] = self._inspect(flat[redo])
+        return flat, k, back, window
 
     def _valid_ids(self) -> np.ndarray:
         """Flat ids of every sampleable transition (inspects every written entry)."""
@@ -352,35 +390,67 @@ class ReplayMemory:
         """``n`` ids drawn from ``ids`` with this memory's sampling distribution."""
         return ids[self._rng.integers(0, ids.size, size=n)]
 
-    def _build(self, flat: np.ndarray, k: np.ndarray, back: np.ndarray) -> dict[str, np.ndarray]:
+    def _build(self, flat: np.ndarray, k: np.ndarray, back: np.ndarray, window: np.ndarray) -> dict[str, np.ndarray]:
         """Rebuild stacks and n-step returns for valid start entries (all vectorised).
 
-        Channel s of a stack is the entry ``stack_size-1-s`` steps back, clipped to the
-        episode's first entry (padding repeats the first frame, like the env's reset).
-        The next state sits k entries ahead in the same episode, so it is at least k
-        steps into it.
+        Channel c of a stack is the entry S-1-c steps back, clipped to the episode's
+        first entry (padding repeats the first frame, like the env's reset). The next
+        state sits k entries ahead in the same episode, so at least k more frames of
+        the episode lie behind it.
         """
-        cap = self.capacity_per_env
-        streams = flat // cap
-        base = (streams * cap)[:, None]
-        pos = (flat - streams * cap)[:, None]
-        obs_ids = base + (pos - np.minimum(self._stack_back, back[:, None])) % cap
-        next_back = np.minimum(back + k, self.stack_size - 1)[:, None]
-        next_ids = base + (pos + k[:, None] - np.minimum(self._stack_back, next_back)) % cap
-        planes = self._frames_flat[np.concatenate([obs_ids.T, next_ids.T])]  # (2S, B, H, W)
-
-        rewards = self._reward_flat[base + (pos + self._window) % cap]  # (B, n)
-        scale = np.where(self._window < k[:, None], self._gamma_powers[:-1], 0.0)
-        ended_terminal = self._terminated_flat[base[:, 0] + (pos[:, 0] + k - 1) % cap]
-        discount = np.where(ended_terminal, 0.0, self._gamma_powers[k])
+        s, n = self.stack_size, self.n_step
+        rows = np.arange(flat.size)[:, None]
+        frame_ids = window[rows, self._stack_cols[back, k]]  # (B, 2S): obs stack, next stack
+        planes = self._gather_planes(frame_ids.T)  # (2S, B, H, W)
+        rewards = self._reward_flat[window[:, s - 1:s - 1 + n]]  # rewards of steps p .. p+n-1
+        ended_terminal = self._terminated_flat[window[rows[:, 0], s - 2 + k]]  # step p+k-1
+        stack_shape = (flat.size, *self.frame_shape, s)
         return {
-            "obs": _interleave(planes[: self.stack_size]),
+            "obs": _interleave(planes[:s], self._output("obs", stack_shape)),
             "action": self._action_flat[flat].astype(np.int32),
-            "reward": (rewards * scale).sum(axis=1).astype(np.float32),
-            "next_obs": _interleave(planes[self.stack_size:]),
-            "discount": discount.astype(np.float32),
+            "reward": np.einsum("ij,ij->i", rewards, self._return_coef[k]).astype(np.float32),
+            "next_obs": _interleave(planes[s:], self._output("next_obs", stack_shape)),
+            "discount": np.where(ended_terminal, 0.0, self._discount_of_k[k]).astype(np.float32),
             "index": flat.astype(np.int64, copy=False),
         }
+
+    def _gather_planes(self, ids: np.ndarray) -> np.ndarray:
+        """Frames ``ids`` (shape (2S, B)) copied into a reused scratch buffer.
+
+        The planes only live until they are interleaved into the returned stacks, so one
+        buffer per batch size is kept: a fresh 2 MB allocation per call costs page faults
+        that, on a VM, can exceed the copy itself. ``mode="clip"`` (ids are always in
+        range) because take() with ``out`` and the default mode="raise" buffers the copy.
+        """
+        shape = ids.shape + self.frame_shape
+        if self._scratch is None or self._scratch.shape != shape:
+            self._scratch = np.empty(shape, dtype=np.uint8)
+        return self._frames_flat.take(ids, axis=0, out=self._scratch, mode="clip")
+
+    def _output(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The array to return as ``batch[key]``: a recent call's one that the caller has
+        dropped every reference to, else a new one.
+
+        Why: a new ~1 MB array is mmapped by malloc and faulted in page by page (~230
+        faults); on a VM that costs as much as filling it. Reuse is safe exactly when
+        nothing else refers to the array: the batch dict, a view (it holds its base) and
+        a tensor or memoryview aliasing it (buffer exports hold a reference) all raise
+        its reference count above the 3 counted here (our pool list, the loop variable,
+        the call's argument); NumPy's temporary elision relies on the same count. A few
+        arrays are pooled so that ``batch = memory.sample(...)`` in a loop, which still
+        holds the previous batch during the call, alternates between two of them.
+        """
+        pool = self._outputs.setdefault(key, [])
+        for array in pool:
+            if array.shape == shape and sys.getrefcount(array) == 3:
+                return array
+        array = np.empty(shape, dtype=np.uint8)
+        if len(pool) < _OUTPUT_POOL:
+            pool.append(array)
+        else:  # all busy (the caller keeps batches): forget one, it is the caller's alone now
+            pool[self._pool_turn % _OUTPUT_POOL] = array
+            self._pool_turn += 1
+        return array
 
     def _weights(self, flat: np.ndarray, beta: float) -> np.ndarray:
         """Importance weights: all ones for uniform sampling."""
@@ -426,6 +496,9 @@ class ReplayMemory:
         """
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
+        # Saving over an older save: drop its state file first, so a save cut short leaves
+        # a directory that load() refuses instead of old scalars next to new arrays.
+        (path / STATE_FILE).unlink(missing_ok=True)
         for name, array in self._arrays().items():
             np.save(path / f"{name}.npy", array, allow_pickle=False)
         state = {
@@ -534,7 +607,7 @@ class PrioritizedReplayMemory(ReplayMemory):
 
     def __init__(self, capacity: int, num_envs: int = 1, frame_shape: tuple[int, int] = (84, 84),
                  stack_size: int = 4, n_step: int = 1, gamma: float = 0.99, seed: int = 0,
-                 alpha: float = 0.6, priority_epsilon: float = 1e-6, fanout: int = 32) -> None:
+                 alpha: float = 0.6, priority_epsilon: float = 1e-6, fanout: int = 64) -> None:
         super().__init__(capacity, num_envs, frame_shape, stack_size, n_step, gamma, seed)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
@@ -595,8 +668,9 @@ class PrioritizedReplayMemory(ReplayMemory):
         unique, last_pos = np.unique(index[::-1], return_index=True)
         priority = priority[::-1][last_pos]
         live = self._tree.get(unique) > 0.0
-        self._tree.set(unique[live], priority[live])
-        self._max_priority = max(self._max_priority, float(priority.max()))
+        if live.any():
+            self._tree.set(unique[live], priority[live])
+            self._max_priority = max(self._max_priority, float(priority[live].max()))
 
     def get_priorities(self, index: np.ndarray) -> np.ndarray:
         """Current priorities of ``index`` (0 for slots without a transition)."""

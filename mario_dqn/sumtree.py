@@ -8,8 +8,8 @@ level instead of 32 Python-level walks.
 
 Why k-ary instead of binary: with numpy, the cost of a descent or an update is set by
 the number of levels (each level is a few array calls of fixed overhead), not by the
-work inside a level. A fanout of 32 turns the 17 levels a binary tree needs for 100k
-leaves into 4, and the internal nodes take 1/31 of the leaf storage instead of as much
+work inside a level. A fanout of 64 turns the 17 levels a binary tree needs for 100k
+leaves into 3, and the internal nodes take 1/63 of the leaf storage instead of as much
 again. ``fanout=2`` gives the classic binary tree (the tests use it on hand-computed
 examples).
 
@@ -28,7 +28,7 @@ import numpy as np
 class SumTree:
     """Sums of non-negative leaf values, with batched prefix-sum search and batched updates."""
 
-    def __init__(self, size: int, fanout: int = 32) -> None:
+    def __init__(self, size: int, fanout: int = 64) -> None:
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
         if fanout < 2:
@@ -75,20 +75,23 @@ class SumTree:
         that float rounding at ``u ~= total`` can land on one; callers must treat a
         zero-valued result as a miss (the replay memory rejects and redraws it).
         """
-        u = np.asarray(mass, dtype=np.float64).copy()
+        u = np.asarray(mass, dtype=np.float64)
         top = self._levels[0]
-        cum = np.cumsum(top)
+        cum = top.cumsum()
         node = np.minimum(np.searchsorted(cum, u, side="right"), top.size - 1)
-        u -= cum[node] - top[node]
+        u = u - (cum[node] - top[node])
         rows = np.arange(u.size)
-        last = self.fanout - 1
         for level in self._levels[1:]:
-            children = level[node[:, None] * self.fanout + self._child_offsets]  # (B, fanout)
-            cum = np.cumsum(children, axis=1)
-            # Number of children whose running sum is <= u == index of the first one above u.
-            j = np.minimum((cum <= u[:, None]).sum(axis=1), last)
+            first_child = node * self.fanout
+            children = level[first_child[:, None] + self._child_offsets]  # (B, fanout)
+            cum = children.cumsum(axis=1)
+            # The first child whose running sum exceeds u is the first False of (cum <= u);
+            # forcing the last column False picks the last child if rounding put u past all.
+            below = cum <= u[:, None]
+            below[:, -1] = False
+            j = below.argmin(axis=1)
             u -= cum[rows, j] - children[rows, j]
-            node = node * self.fanout + j
+            node = first_child + j
         return node
 
     # ------------------------------------------------------------------ updates

@@ -19,7 +19,7 @@ from mario_dqn.wrappers import FrameStackLast
 
 LEFT, RIGHT, NOOP = 0, 1, 2
 GOAL_REWARD = 1.0
-STEP_REWARD = -0.01
+STEP_REWARD = -0.1
 
 
 class CorridorEnv(gym.Env):
@@ -28,7 +28,7 @@ class CorridorEnv(gym.Env):
     The agent (a bright block in the upper band) starts in an interior cell; the goal
     (a grey block in the lower band) is at cell 0 or cell ``length - 1``. Actions:
     0 = left, 1 = right, 2 = noop (moves into a wall are noops). Reaching the goal
-    gives +1 and terminates; every other step gives -0.01. Start cell and goal side
+    gives +1 and terminates; every other step gives -0.1. Start cell and goal side
     are drawn from the env's seeded RNG, or fixed with
     ``reset(options={"start": cell, "goal": cell})`` for exhaustive evaluation.
     """

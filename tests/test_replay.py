@@ -56,6 +56,7 @@ class Stream:
     stack_size: int
     rng: np.random.Generator
     max_len: int
+    min_len: int = 1
     episode: int = -1
     step: int = 0
     length: int = 0
@@ -67,7 +68,7 @@ class Stream:
     def reset(self) -> None:
         self.episode += 1
         self.step = 0
-        self.length = int(self.rng.integers(1, self.max_len + 1))
+        self.length = int(self.rng.integers(self.min_len, self.max_len + 1))
         first = make_frame(self.index, self.episode, 0)
         self.stack = np.repeat(first[..., None], self.stack_size, axis=-1)
 
@@ -96,10 +97,10 @@ class Stream:
 class Rollout:
     """N fake streams feeding one memory, plus the naive store of all transitions."""
 
-    def __init__(self, memory: ReplayMemory, seed: int, max_len: int = 9) -> None:
+    def __init__(self, memory: ReplayMemory, seed: int, max_len: int = 9, min_len: int = 1) -> None:
         self.memory = memory
         rng = np.random.default_rng(seed)
-        self.streams = [Stream(i, memory.stack_size, rng, max_len) for i in range(memory.num_envs)]
+        self.streams = [Stream(i, memory.stack_size, rng, max_len, min_len) for i in range(memory.num_envs)]
         self.by_key: dict[tuple[int, int, int], Transition] = {}
 
     def step(self) -> tuple[np.ndarray, ...]:
@@ -134,26 +135,32 @@ class Rollout:
         """The transition's start entry has not been overwritten."""
         return t.entry >= stream.entries - self.memory.capacity_per_env
 
-    def expected_sampleable(self) -> set[tuple[int, int, int]]:
-        """Keys whose stack is still in the ring and whose n-step window is complete."""
-        keys = set()
+    def expected_sampleable(self) -> dict[tuple[int, int, int], tuple]:
+        """Brute force: key -> (obs bytes, action, n-step return, next bytes, discount) for
+        every transition whose stack is still in the ring (the ring holds a stream's last
+        capacity_per_env entries) and whose n-step window has been written."""
+        expected = {}
         for s in self.streams:
             for t in reversed(s.transitions):
                 if not self.in_ring(s, t):
                     break
                 key = decode(t.obs[..., -1])
-                oldest = t.entry - min(key[2], self.memory.stack_size - 1)
-                if oldest >= s.entries - self.memory.capacity_per_env and self.window(key) is not None:
-                    keys.add(key)
-        return keys
+                oldest = t.entry - min(key[2], self.memory.stack_size - 1)  # padding stops at the first frame
+                window = self.window(key)
+                if oldest >= s.entries - self.memory.capacity_per_env and window is not None:
+                    ret, nxt, discount, next_entry = window
+                    assert next_entry < s.entries
+                    expected[key] = (t.obs.tobytes(), t.action, ret, nxt.tobytes(), discount)
+        return expected
 
     def stored(self) -> int:
         return sum(sum(1 for t in s.transitions[-2 * self.memory.capacity_per_env:] if self.in_ring(s, t))
                    for s in self.streams)
 
-    def check_batch(self, batch: dict[str, np.ndarray]) -> list[tuple[int, int, int]]:
+    def check_batch(self, batch: dict[str, np.ndarray], expected: dict | None = None) -> list[tuple[int, int, int]]:
         """Every field of every sample against the naive store; returns the sampled keys."""
         mem = self.memory
+        expected = self.expected_sampleable() if expected is None else expected
         b = batch["obs"].shape[0]
         assert batch["obs"].shape == (b, *FRAME, mem.stack_size) and batch["obs"].dtype == np.uint8
         assert batch["next_obs"].shape == batch["obs"].shape and batch["next_obs"].dtype == np.uint8
@@ -163,39 +170,30 @@ class Rollout:
         keys = []
         for i in range(b):
             key = decode(batch["obs"][i, ..., -1])
-            t = self.by_key[key]
-            stream = self.streams[key[0]]
+            assert key in expected, f"{key} is not sampleable (window unwritten or stack overwritten)"
+            obs, action, ret, nxt, discount = expected[key]
             assert batch["index"][i] // mem.capacity_per_env == key[0], "index names another stream"
-            np.testing.assert_array_equal(batch["obs"][i], t.obs)
-            assert batch["action"][i] == t.action
-            expected = self.window(key)
-            assert expected is not None, f"{key} sampled before its n-step window was written"
-            ret, nxt, discount, next_entry = expected
-            assert next_entry < stream.entries
-            assert t.entry - min(key[2], mem.stack_size - 1) >= stream.entries - mem.capacity_per_env, \
-                f"{key}: stack reaches into overwritten slots"
-            np.testing.assert_allclose(batch["reward"][i], ret, rtol=1e-5, atol=1e-6)
-            np.testing.assert_array_equal(batch["next_obs"][i], nxt)
-            np.testing.assert_allclose(batch["discount"][i], discount, rtol=1e-6)
+            assert batch["obs"][i].tobytes() == obs, f"{key}: obs stack differs from the env's"
+            assert batch["next_obs"][i].tobytes() == nxt, f"{key}: next stack differs from the env's"
+            assert batch["action"][i] == action
+            assert math.isclose(batch["reward"][i], ret, rel_tol=1e-5, abs_tol=1e-6), (key, batch["reward"][i], ret)
+            assert math.isclose(batch["discount"][i], discount, rel_tol=1e-6), (key, batch["discount"][i], discount)
             keys.append(key)
         return keys
 
 
 # ============================================================== rollout tests
-@pytest.mark.parametrize("num_envs", [1, 3])
-@pytest.mark.parametrize("prioritized", [False, True])
-@pytest.mark.parametrize("stack_size,n_step", [(4, 3), (2, 1)])
-def test_long_rollout_samples_match_env(num_envs: int, prioritized: bool, stack_size: int, n_step: int) -> None:
-    cls = PrioritizedReplayMemory if prioritized else ReplayMemory
-    memory = cls(capacity=30 * num_envs, num_envs=num_envs, frame_shape=FRAME, stack_size=stack_size,
-                 n_step=n_step, gamma=0.9, seed=1)
-    roll = Rollout(memory, seed=2)
+def check_rollout(memory: ReplayMemory, roll: Rollout, steps: int, check_every: int) -> set[tuple[int, int, int]]:
+    """Step the rollout; at checkpoints compare counts and samples with the naive store.
+
+    Returns every key ever sampled. With uniform sampling it also checks coverage:
+    every sampleable transition shows up, so the validity checks reject nothing valid.
+    """
     rng = np.random.default_rng(3)
     sampled_ever: set[tuple[int, int, int]] = set()
-    checks = 0
-    for step in range(900):  # ~30 wraps of each ring
+    for step in range(steps):
         roll.step()
-        if step % 23 and step > 40:
+        if step % check_every and step > 40:  # every step while the rings fill, then now and then
             continue
         expected = roll.expected_sampleable()
         assert len(memory) == roll.stored()
@@ -206,20 +204,41 @@ def test_long_rollout_samples_match_env(num_envs: int, prioritized: bool, stack_
                 memory.sample(8)
             continue
         keys: set[tuple[int, int, int]] = set()
-        for _ in range(4 if prioritized else 40):
+        # Uniform: ~16 draws per key, so each key is missed with probability ~e^-16.
+        for _ in range(4 if memory.prioritized else 1 + len(expected) // 2):
             batch = memory.sample(32, beta=0.5)
-            keys.update(roll.check_batch(batch))
-            if prioritized:
+            keys.update(roll.check_batch(batch, expected))
+            if memory.prioritized:
                 memory.update_priorities(batch["index"], rng.exponential(size=32))
-        assert keys <= expected
-        if not prioritized:  # 1280 uniform draws over <= 90 keys: each one shows up
-            assert keys == expected
+        if not memory.prioritized:
+            assert keys == expected.keys()
         sampled_ever |= keys
-        checks += 1
-    assert checks > 30
+    return sampled_ever
+
+
+@pytest.mark.parametrize("num_envs", [1, 3])
+@pytest.mark.parametrize("prioritized", [False, True])
+@pytest.mark.parametrize("stack_size,n_step", [(4, 3), (2, 1)])
+def test_long_rollout_samples_match_env(num_envs: int, prioritized: bool, stack_size: int, n_step: int) -> None:
+    """Episodes of 1-9 steps, rings of 30 per stream: ~30 wraps, many episode edges."""
+    cls = PrioritizedReplayMemory if prioritized else ReplayMemory
+    memory = cls(capacity=30 * num_envs, num_envs=num_envs, frame_shape=FRAME, stack_size=stack_size,
+                 n_step=n_step, gamma=0.9, seed=1)
+    roll = Rollout(memory, seed=2)
+    sampled = check_rollout(memory, roll, steps=900, check_every=29)
     ends = {t.terminated for s in roll.streams for t in s.transitions if t.terminated or t.truncated}
     assert ends == {True, False}, "rollout should end episodes both ways"
-    assert len(sampled_ever) > 200
+    assert len(sampled) > 200
+
+
+def test_episodes_longer_than_the_ring() -> None:
+    """Episode starts get overwritten mid-episode, and episodes pass 255 steps (the
+    uint8 episode_step cap)."""
+    memory = ReplayMemory(capacity=50, num_envs=2, frame_shape=FRAME, stack_size=4, n_step=3, gamma=0.9)
+    roll = Rollout(memory, seed=4, max_len=400, min_len=260)
+    check_rollout(memory, roll, steps=1000, check_every=37)
+    assert max(t.entry for s in roll.streams for t in s.transitions) > 900
+    assert sum(t.terminated or t.truncated for s in roll.streams for t in s.transitions) >= 4
 
 
 def test_hand_computed_n_step_returns_and_termination() -> None:
@@ -268,10 +287,10 @@ def test_hand_computed_n_step_returns_and_termination() -> None:
 
 def test_sampling_needs_a_complete_window() -> None:
     memory = ReplayMemory(capacity=20, frame_shape=FRAME, stack_size=2, n_step=3, seed=0)
-    roll = Rollout(memory, seed=0, max_len=100)
+    roll = Rollout(memory, seed=0, max_len=100, min_len=100)
     with pytest.raises(ValueError):
         memory.sample(1)
-    for _ in range(3):
+    for _ in range(2):  # transition 0's window (steps 0, 1, 2) needs the third step's frame
         roll.step()
         assert not memory.can_sample(1)
         with pytest.raises(ValueError):
@@ -299,12 +318,40 @@ def test_add_rejects_bad_input() -> None:
 def test_channel_interleave_paths_agree() -> None:
     planes = np.random.default_rng(0).integers(0, 256, (4, 3, 5, 7), dtype=np.uint8)
     expected = np.moveaxis(planes, 0, -1)
-    np.testing.assert_array_equal(replay_module._interleave_numpy(planes), expected)
+    paths = [replay_module._interleave_numpy]
     if replay_module._cv2 is not None:
-        out = replay_module._interleave_cv2(planes)
-        assert out.flags.c_contiguous
-        np.testing.assert_array_equal(out, expected)
-        np.testing.assert_array_equal(replay_module._interleave_cv2(planes[:1]), expected[..., :1])
+        paths.append(replay_module._interleave_cv2)
+    for interleave in paths:
+        for stack in (4, 1, 6):
+            out = np.zeros((3, 5, 7, stack), np.uint8)
+            assert interleave(planes[:stack] if stack <= 4 else np.concatenate([planes, planes[:2]]), out) is out
+            want = expected[..., :stack] if stack <= 4 else np.concatenate([expected, expected[..., :2]], axis=-1)
+            np.testing.assert_array_equal(out, want)
+
+
+def test_returned_stacks_are_never_overwritten_while_referenced() -> None:
+    """sample() reuses its output arrays only once the caller has let go of them."""
+    memory = ReplayMemory(capacity=60, frame_shape=FRAME, stack_size=3, n_step=2, seed=0)
+    roll = Rollout(memory, seed=0)
+    for _ in range(80):
+        roll.step()
+    held = memory.sample(8)
+    held_copy = {k: v.copy() for k, v in held.items()}
+    view = memory.sample(8)["obs"][2:5]  # the batch dict is dropped, a view of its obs is kept
+    view_copy = view.copy()
+    exported = memoryview(memory.sample(8)["next_obs"])  # a buffer export, like a tensor aliasing it
+    exported_copy = bytes(exported)
+    addresses = set()
+    batch = None
+    for _ in range(30):  # the usual loop: the previous batch is still bound during the call
+        batch = memory.sample(8)
+        roll.check_batch(batch)
+        addresses.add(batch["obs"].ctypes.data)
+    for key in held:
+        np.testing.assert_array_equal(held[key], held_copy[key])
+    np.testing.assert_array_equal(view, view_copy)
+    assert bytes(exported) == exported_copy
+    assert len(addresses) <= 2, "dropped outputs should be reused (no fresh allocation per call)"
 
 
 # ============================================================== sum tree
@@ -352,7 +399,7 @@ def test_sumtree_matches_cumsum_search(size: int, fanout: int) -> None:
 def filled_prioritized(capacity: int = 26, alpha: float = 1.0) -> PrioritizedReplayMemory:
     memory = PrioritizedReplayMemory(capacity=capacity, frame_shape=FRAME, stack_size=2, n_step=1,
                                      alpha=alpha, priority_epsilon=1e-9, seed=5)
-    roll = Rollout(memory, seed=5, max_len=1000)
+    roll = Rollout(memory, seed=5, max_len=1000, min_len=1000)
     for _ in range(capacity + 10):
         roll.step()
     return memory
@@ -405,7 +452,7 @@ def test_importance_weights() -> None:
 def test_new_transitions_get_max_priority_and_stale_updates_are_ignored() -> None:
     memory = PrioritizedReplayMemory(capacity=30, frame_shape=FRAME, stack_size=2, n_step=1,
                                      alpha=0.5, priority_epsilon=1e-6, seed=0)
-    roll = Rollout(memory, seed=0, max_len=1000)
+    roll = Rollout(memory, seed=0, max_len=1000, min_len=1000)
     for _ in range(10):
         roll.step()
     everything = np.arange(memory.capacity)
