@@ -221,7 +221,7 @@ def test_existing_run_is_refused_and_left_untouched(runs, monkeypatch, capsys):
 
     run = runs["straight"]
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    monkeypatch.setattr(sys, "argv", ["main.py", "train", "--save-dir", str(runs["root"]), "--name", "straight1"])
+    monkeypatch.setattr(sys, "argv", ["main.py", "train", "--save-dir", str(runs["root"]), "--name", "straight1", "--steps", "1"])
     with pytest.raises(SystemExit) as exit_info:
         entry.main()
     assert exit_info.value.code == 2
