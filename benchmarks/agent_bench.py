@@ -35,15 +35,27 @@ OBS_SHAPE = (84, 84, 4)
 
 def timed_ms(fn: Callable[[], object], iters: int, repeats: int, warmup: int = 3) -> float:
     """Median over repeats of the mean wall time of ``fn`` in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    means = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(iters):
+    return interleaved_ms({"fn": fn}, iters, repeats, warmup)["fn"]
+
+
+def interleaved_ms(fns: dict[str, Callable[[], object]], iters: int, repeats: int,
+                   warmup: int = 3) -> dict[str, float]:
+    """Like :func:`timed_ms` for several variants, taking their repetitions in turn.
+
+    Round-robin order spreads any background load evenly over the variants, so their
+    ratio stays meaningful on a shared machine even when absolute figures drift.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
             fn()
-        means.append((time.perf_counter() - start) / iters * 1e3)
-    return statistics.median(means)
+    means: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            means[name].append((time.perf_counter() - start) / iters * 1e3)
+    return {name: statistics.median(values) for name, values in means.items()}
 
 
 def random_batch(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
@@ -73,22 +85,25 @@ def main() -> None:
     config = AgentConfig()
     batch = random_batch(rng, config.batch_size)
     print(f"cpu_cores: {os.cpu_count()} cores")
+    print(f"load_average_1min_before: {os.getloadavg()[0]:.2f} runnable")
+    updates = {}
     for dueling in (True, False):
         for jit in (False, True):
             agent = DQNAgent(NUM_ACTIONS, OBS_SHAPE, AgentConfig(dueling=dueling), seed=0, jit_compile=jit)
-            head = "dueling" if dueling else "linear"
-            xla = "xla" if jit else "no_xla"
-            ms = timed_ms(lambda: agent.train_step(batch), args.iters, args.repeats)
-            print(f"update_b{config.batch_size}_{head}_{xla}: {ms:.2f} ms")
+            name = f"update_b{config.batch_size}_{'dueling' if dueling else 'linear'}_{'xla' if jit else 'no_xla'}"
+            updates[name] = lambda agent=agent: agent.train_step(batch)
+    for name, ms in interleaved_ms(updates, args.iters, args.repeats).items():
+        print(f"{name}: {ms:.2f} ms")
 
     agent = DQNAgent(NUM_ACTIONS, OBS_SHAPE, config, seed=0)
-    for n in (1, 2, 4):
-        obs = batch["obs"][:n]
-        print(f"act_b{n}: {timed_ms(lambda: agent.act(obs, 0.0), args.iters * 5, args.repeats):.3f} ms")
+    acting = {f"act_b{n}": lambda obs=batch["obs"][:n]: agent.act(obs, 0.0) for n in (1, 2, 4)}
     one = batch["obs"][:1]
-    print(f"q_values_b1: {timed_ms(lambda: agent.q_values(one), args.iters * 5, args.repeats):.3f} ms")
+    acting["q_values_b1"] = lambda: agent.q_values(one)
+    for name, ms in interleaved_ms(acting, args.iters * 5, args.repeats).items():
+        print(f"{name}: {ms:.3f} ms")
     predict_ms = timed_ms(lambda: agent.online.predict(one, verbose=0), max(args.iters // 3, 3), args.repeats)
     print(f"model_predict_b1 (reference, never in the loop): {predict_ms:.2f} ms")
+    print(f"load_average_1min_after: {os.getloadavg()[0]:.2f} runnable")
 
 
 if __name__ == "__main__":

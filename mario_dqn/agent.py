@@ -46,10 +46,12 @@ class DQNAgent:
     :func:`mario_dqn.network.build_q_network` is built. The target network is always a
     clone of the online one with copied weights, so both start identical.
 
-    ``jit_compile`` compiles the learning step with XLA. It is off by default because
-    on the 2-core CPU machines this project runs on it made an update about three
-    times slower (XLA's CPU convolutions lose to oneDNN's; see
-    ``benchmarks/agent_bench.py``); it may pay on a GPU. Both paths are deterministic.
+    ``jit_compile`` compiles the whole learning step with XLA. It is off by default
+    because on the 2-core CPU machines this project runs on it made an update ~25%
+    slower on a quiet machine and up to 3x slower on a busy one (XLA's CPU
+    convolutions lose to oneDNN's; see ``benchmarks/agent_bench.py``); it may pay on a
+    GPU. The optimizer step alone is always XLA-compiled (see ``_apply_fn``). Both
+    paths are deterministic.
     """
 
     def __init__(
@@ -104,6 +106,11 @@ class DQNAgent:
         self._q_fn = tf.function(self._q_graph, input_signature=(obs_spec,), autograph=False)
         self._greedy_fn = tf.function(self._greedy_graph, input_signature=(obs_spec,), autograph=False)
         self._sync_fn = tf.function(self._sync_graph, autograph=False)
+        # Keras 3's Adam updates each variable with a chain of separate elementwise ops
+        # (~10 ms per update for 1.7M weights on 2 cores); XLA fuses them into one pass
+        # (~6 ms). Only this part is compiled: XLA's CPU convolutions are slower than
+        # the oneDNN ones the rest of the step uses.
+        self._apply_fn = tf.function(self._apply_graph, jit_compile=True, autograph=False)
 
     def _check_network(self, model: keras.Model) -> None:
         """Fail at construction, not deep inside a trace, when an injected net does not fit."""
@@ -141,9 +148,12 @@ class DQNAgent:
             loss = tf.reduce_mean(weight * per_sample)
         gradients = tape.gradient(loss, variables)
         grad_norm = tf.linalg.global_norm(gradients)  # before clipping; Adam clips (global_clipnorm)
-        self.optimizer.apply_gradients(zip(gradients, variables))
+        self._apply_fn(gradients)
         return {"loss": loss, "mean_q": tf.reduce_mean(q_taken), "td_errors": target - q_taken,
                 "grad_norm": grad_norm}
+
+    def _apply_graph(self, gradients: list[tf.Tensor]) -> None:
+        self.optimizer.apply_gradients(zip(gradients, self.online.trainable_variables))
 
     def _q_graph(self, obs: tf.Tensor) -> tf.Tensor:
         return self.online(obs, training=False)

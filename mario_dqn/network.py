@@ -19,6 +19,8 @@ from keras import layers
 # (filters, kernel, stride) of the three convolutions of Mnih et al. (2015).
 NATURE_CONVS: tuple[tuple[int, int, int], ...] = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
 NATURE_HIDDEN: int = 512
+MIN_FRAME_SIZE: int = 36
+"""Smallest frame side the three valid-padded convolutions leave at least 1x1 of."""
 
 
 @keras.saving.register_keras_serializable(package="mario_dqn")
@@ -41,8 +43,9 @@ class DuelingCombine(layers.Layer):
 def layer_seeds(seed: int, count: int) -> list[int]:
     """``count`` distinct initializer seeds derived from one run seed.
 
-    A SeedSequence spreads them so that (seed, layer i) never collides with
-    (seed + 1, layer i - 1), which ``seed + i`` would.
+    A SeedSequence hashes (seed, i) so the seeds of neighbouring run seeds are
+    unrelated; ``seed + i`` would give layer i of run ``seed`` the initial weights of
+    layer i - 1 of run ``seed + 1`` wherever their shapes match.
     """
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(count) % (2**31 - 1)]
 
@@ -62,6 +65,9 @@ def build_q_network(
     """
     if num_actions < 1:
         raise ValueError(f"num_actions must be >= 1, got {num_actions}")
+    if min(obs_shape[:2]) < MIN_FRAME_SIZE:
+        raise ValueError(f"the Nature-DQN torso needs frames of at least {MIN_FRAME_SIZE}x{MIN_FRAME_SIZE}, "
+                         f"got {obs_shape}; inject a smaller network into DQNAgent for tiny inputs")
     seeds = iter(layer_seeds(seed, len(NATURE_CONVS) + 3))
 
     def init() -> keras.initializers.Initializer:

@@ -120,8 +120,8 @@ def test_termination_masks_bootstrap_but_truncation_does_not() -> None:
     assert truncated == pytest.approx(0.25 + 0.81 * 3.0)
 
 
-def test_target_is_not_the_online_net() -> None:
-    """With online == target (fresh agent) the Double target uses online values only."""
+def test_fresh_target_is_a_copy_of_online() -> None:
+    """A fresh agent's target holds the online weights, so y uses online values throughout."""
     agent = tiny_agent(ONLINE)  # target is a clone with the same weights
     np.testing.assert_allclose(agent.td_target(TD_BATCH), [1.0 + 0.9 * 3.0, -0.5, 2.0 + 0.729 * 4.0],
                                rtol=1e-6)
@@ -307,6 +307,12 @@ def test_network_scales_uint8_inside_and_has_nature_torso() -> None:
     assert net.output.shape == (None, 4)
 
 
+def test_nature_torso_accepts_36_pixels_and_refuses_fewer() -> None:
+    assert build_q_network(2, (36, 36, 4)).output.shape == (None, 2)
+    with pytest.raises(ValueError, match="at least 36x36"):
+        build_q_network(2, (35, 84, 4))
+
+
 def test_same_seed_same_weights_and_layers_get_distinct_seeds() -> None:
     first, again = build_q_network(4, seed=3), build_q_network(4, seed=3)
     for a, b in zip(first.get_weights(), again.get_weights()):
@@ -380,7 +386,7 @@ def test_same_seed_same_batches_bitwise_identical(op_determinism: None) -> None:
     assert not np.array_equal(start[0], agents[0].online.get_weights()[0])  # training did move
 
 
-def test_xla_step_matches_default_step(op_determinism: None) -> None:
+def test_xla_step_matches_default_step() -> None:
     """The opt-in XLA path computes the same update (up to float reassociation)."""
     agents = [tiny_agent(ONLINE, TARGET, with_bias=True, jit_compile=jit) for jit in (False, True)]
     outs = [agent.train_step(TD_BATCH) for agent in agents]

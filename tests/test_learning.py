@@ -72,5 +72,6 @@ def test_dqn_learns_the_pixel_corridor_optimally() -> None:
             solved = greedy_optimal_count(agent)
             if solved == configurations:
                 break
-    assert solved == configurations, f"greedy policy optimal in {solved}/{configurations} starts after {step + 1} steps"
+    assert solved == configurations, \
+        f"greedy policy optimal in {solved}/{configurations} starts after {step + 1} steps"
     assert agent.updates > 0
