@@ -1,7 +1,8 @@
 """The training loop: act -> step envs -> store -> learn -> log -> evaluate -> checkpoint.
 
-One code path for one or many envs: the envs are always a Gymnasium vector env with
-same-step auto-reset (a single env is a SyncVectorEnv of one). The replay ratio is
+One code path for one or many envs: the envs are always a Gymnasium AsyncVectorEnv
+with same-step auto-reset, even for one env, because its ``step_async``/``step_wait``
+let emulation (in the env processes) overlap with the learning step (in this one). The replay ratio is
 counted in agent steps summed over envs, so runs with different ``num_envs`` stay
 comparable: after ``learning_starts`` there is one update per ``train_freq`` steps.
 
@@ -108,7 +109,7 @@ class Trainer:
         self.stop_requested: str | None = None
         seed_everything(config.runner.seed)
         n = config.runner.num_envs
-        self.envs = make_vector_env(config.env, n)
+        self.envs = make_vector_env(config.env, n, asynchronous=True)
         self.agent = build_agent(config, int(self.envs.single_action_space.n))
         self.replay = make_replay(config.replay, config.agent, config.env, n, config.runner.seed)
         # counters and accumulators: all of it goes into state.json
@@ -282,7 +283,12 @@ class Trainer:
             while self.step < r.total_steps and self.stop_requested is None:
                 epsilon = self.epsilon()
                 actions = self.agent.act(self.obs, epsilon)
-                obs, reward, terminated, truncated, info = self.envs.step(actions)
+                # The envs emulate in their own processes while this one learns: the two
+                # costs overlap on two cores. Learning sees the transitions stored so far,
+                # the same ones at the same step in every run, so resume stays exact.
+                self.envs.step_async(actions)
+                self._learn()
+                obs, reward, terminated, truncated, info = self.envs.step_wait()
                 next_obs = final_observations(obs, terminated, truncated, info)
                 self.replay.add(self.obs, actions, reward, next_obs, terminated, truncated)
                 self.obs = obs
@@ -294,7 +300,6 @@ class Trainer:
                 sps = (self.step - started_step) / max(time.perf_counter() - started, 1e-9)
                 if done.any():
                     self._end_episodes(done, info, epsilon, sps)
-                self._learn()
                 if r.eval_every and self.step // r.eval_every > before // r.eval_every:
                     self._evaluate()
                 if self.step // r.checkpoint_every > before // r.checkpoint_every and self.step < r.total_steps:
