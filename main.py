@@ -143,14 +143,12 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
 def _load_for_play(path: Path) -> tuple[Any, Any]:
     """(config, agent) from a run dir or checkpoint: the saved config, never today's defaults."""
     from mario_dqn import checkpoint as ckpt
-    from mario_dqn.environment import make_env
+    from mario_dqn.environment import ACTIONS
     from mario_dqn.runner import build_agent
 
     try:
         checkpoint = ckpt.load_checkpoint(path)
-        env = make_env(checkpoint.config.env)
-        agent = build_agent(checkpoint.config, int(env.action_space.n))
-        env.close()
+        agent = build_agent(checkpoint.config, len(ACTIONS[checkpoint.config.env.action_set]))
         ckpt.restore_agent(checkpoint, agent)
     except ckpt.CheckpointError as err:
         raise UserError(str(err)) from None

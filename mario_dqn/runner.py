@@ -185,7 +185,7 @@ class Trainer:
 
         path = self._metrics_path()
         new = not path.exists()
-        self._csv_handle = open(path, "a", newline="")
+        self._csv_handle = open(path, "a", newline="", buffering=1)  # line-buffered: `tail -f` works
         self._csv = csv.DictWriter(self._csv_handle, METRIC_FIELDS)
         if new:
             self._csv.writeheader()
