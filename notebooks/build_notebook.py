@@ -1,0 +1,152 @@
+"""Build notebooks/mario_dqn.ipynb from the cells below (kept as code so diffs stay reviewable).
+
+Run: .venv/bin/python notebooks/build_notebook.py
+"""
+
+from pathlib import Path
+
+import nbformat as nbf
+
+cells = []
+
+
+def md(text: str) -> None:
+    cells.append(nbf.v4.new_markdown_cell(text.strip()))
+
+
+def code(text: str) -> None:
+    cells.append(nbf.v4.new_code_cell(text.strip()))
+
+
+md("""
+# Exploring mario-dqn
+
+This notebook walks through the pieces of mario-dqn with its public API: the
+environment and its preprocessing, the action sets, the Q-network and the Double-DQN
+target, the replay memory, a short training run with its learning curves, and a
+recorded episode. Run it top to bottom; `TRAIN_STEPS` keeps the training run short
+(the test suite makes it tiny through the `MARIO_DQN_NB_STEPS` variable).
+""")
+code("""
+import os, sys, tempfile
+from pathlib import Path
+
+ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+TRAIN_STEPS = int(os.environ.get("MARIO_DQN_NB_STEPS", 3000))   # agent steps of the demo run
+RUN_ROOT = Path(os.environ.get("MARIO_DQN_NB_RUNS", tempfile.mkdtemp(prefix="mario-dqn-nb-")))
+
+import numpy as np
+import matplotlib.pyplot as plt
+import config as C
+from mario_dqn.environment import make_env, action_meanings, ACTIONS
+print("training steps for the demo run:", TRAIN_STEPS, "| runs go to", RUN_ROOT)
+""")
+md("""
+## 1. The game frame and each preprocessing stage
+
+The emulator gives a 240x256 RGB screen. mario-dqn reads nes-py's native grayscale
+screen, max-pools the last two of every 4 frames (sprites flicker), resizes to 84x84
+with `cv2.INTER_AREA` and stacks the last 4 frames channels-last.
+""")
+code("""
+import cv2
+env = make_env(C.EnvConfig(), seed=0, render_mode="rgb_array")
+obs, info = env.reset(seed=0)
+for _ in range(30):
+    obs, reward, terminated, truncated, info = env.step(1)   # run right
+rgb = env.render().copy()
+gray = env.unwrapped.observation("grayscale")
+small = cv2.resize(gray, (84, 84), interpolation=cv2.INTER_AREA)
+fig, axes = plt.subplots(1, 3 + obs.shape[-1], figsize=(16, 3))
+for ax, img, title in zip(axes, [rgb, gray, small], ["RGB 240x256", "native grayscale", "resized 84x84"]):
+    ax.imshow(img, cmap=None if img.ndim == 3 else "gray"); ax.set_title(title); ax.axis("off")
+for i in range(obs.shape[-1]):
+    axes[3 + i].imshow(obs[..., i], cmap="gray"); axes[3 + i].set_title(f"stack[{i}]"); axes[3 + i].axis("off")
+plt.show()
+print("observation:", obs.shape, obs.dtype, "| info:", info)
+""")
+md("## 2. Action sets\n\nEach discrete action is a combination of NES buttons (nes-py's `JoypadSpace`).")
+code("""
+for name in ACTIONS:
+    meanings = action_meanings(C.EnvConfig(action_set=name))
+    print(f"{name:11s} {len(meanings):2d} actions: " + ", ".join(f"{i}={m}" for i, m in enumerate(meanings)))
+""")
+md("""
+## 3. The network and the Double-DQN target
+
+Nature-DQN torso with a dueling head; uint8 frames go in, the /255 scaling is inside
+the model. The n-step target is `R + discount * Q_target(s', argmax_a Q_online(s', a))`,
+where `discount` is `gamma**k`, or 0 when the episode terminated inside the window.
+""")
+code("""
+from mario_dqn.agent import DQNAgent
+agent = DQNAgent(len(ACTIONS["simple"]), (84, 84, 4), C.AgentConfig(), seed=0)
+agent.online.summary()
+print("parameters:", agent.online.count_params())
+""")
+md("## 4. The replay memory\n\nEach 84x84 frame is stored once; stacks and n-step returns are rebuilt by index.")
+code("""
+from mario_dqn.replay import ReplayMemory
+memory = ReplayMemory(capacity=2000, num_envs=1, n_step=3, gamma=0.99, seed=0)
+obs, _ = env.reset(seed=0)
+rng = np.random.default_rng(0)
+for _ in range(300):
+    action = int(rng.integers(env.action_space.n))
+    next_obs, reward, terminated, truncated, _ = env.step(action)
+    memory.add(obs[None], np.array([action]), np.array([reward]), next_obs[None],
+               np.array([terminated]), np.array([truncated]))
+    obs = next_obs if not (terminated or truncated) else env.reset()[0]
+print(f"stored {len(memory)} transitions; {memory.bytes_per_transition():,.0f} bytes per transition "
+      f"(storing obs and next_obs stacks would take {2 * 84 * 84 * 4:,})")
+batch = memory.sample(8)
+print({k: v.shape for k, v in batch.items()})
+y = agent.td_target(batch)
+print("Double-DQN n-step targets of one real batch:", np.round(y, 3))
+""")
+md("## 5. A short training run and its learning curves")
+code("""
+from mario_dqn.runner import Trainer, write_config
+cfg = C.apply_overrides(C.Config(), [f"total_steps={TRAIN_STEPS}", "learning_starts=200", "capacity=5000",
+                                     f"eval_every={max(TRAIN_STEPS // 2, 1)}", "eval_episodes=1",
+                                     "max_episode_steps=300", f"checkpoint_every={TRAIN_STEPS}"])
+run_dir = RUN_ROOT / "demo"
+(run_dir / "videos").mkdir(parents=True, exist_ok=True)
+write_config(run_dir, cfg)
+result = Trainer(cfg, run_dir, progress=False).run()
+print(result)
+""")
+code("""
+import csv
+rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+episodes = [r for r in rows if r["kind"] == "episode"]
+steps = [int(r["step"]) for r in episodes]
+fig, axes = plt.subplots(1, 4, figsize=(16, 3))
+for ax, key in zip(axes, ["return", "x_pos", "epsilon", "loss"]):
+    ax.plot(steps, [float(r[key]) if r[key] not in ("", "nan") else np.nan for r in episodes], ".-")
+    ax.set_title(key); ax.set_xlabel("agent steps")
+plt.show()
+""")
+md("## 6. Load the checkpoint and watch an episode")
+code("""
+from IPython.display import Video, display
+from mario_dqn import checkpoint as ckpt
+from mario_dqn.runner import build_agent, evaluate
+from mario_dqn.video import EpisodeRecorder
+loaded = ckpt.load_checkpoint(run_dir)
+player = build_agent(loaded.config, len(ACTIONS[loaded.config.env.action_set]))
+ckpt.restore_agent(loaded, player)
+recorder = EpisodeRecorder(run_dir / "videos", "notebook", fps=15)
+outcome = evaluate(player, loaded.config, episodes=1, seed=0, on_frame=recorder.on_frame)
+recorder.close()
+print(outcome["per_episode"][0])
+display(Video(str(recorder.paths[0]), embed=True, width=256))
+""")
+
+nb = nbf.v4.new_notebook()
+nb["cells"] = cells
+nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+nbf.write(nb, Path(__file__).with_name("mario_dqn.ipynb"))
+print("wrote", Path(__file__).with_name("mario_dqn.ipynb"))
