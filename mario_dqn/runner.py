@@ -36,6 +36,16 @@ METRIC_FIELDS = ("kind", "step", "episode", "return", "length", "x_pos", "flag",
 """Columns of metrics.csv. ``kind`` is 'episode' (one training episode) or 'eval'
 (the mean over an evaluation's episodes; max_x_pos and flag_rate only there)."""
 
+EVAL_NOOP_MAX = 30
+"""Evaluation episode ``i`` starts with ``randint(0, EVAL_NOOP_MAX)`` no-op steps drawn from
+its seed (Mnih et al. 2015's no-op starts). The emulator is deterministic, so without
+them every greedy episode of a stage would be the same episode and a "flag rate over 20
+seeds" would be one coin flip counted 20 times; with them each seed meets the enemies
+and the clock in a different phase."""
+
+NOOP_ACTION = 0
+"""Index of ['NOOP'] in every nes-py action set (RIGHT_ONLY, SIMPLE_MOVEMENT, COMPLEX_MOVEMENT)."""
+
 EVAL_SEED_OFFSET = 1_000_003
 """Evaluation episodes use seeds ``seed + EVAL_SEED_OFFSET + i``: fixed, and apart from training's."""
 
@@ -55,11 +65,15 @@ def build_agent(config: C.Config, num_actions: int) -> DQNAgent:
 
 
 def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilon: float = 0.0,
-             on_frame: Callable[[int, np.ndarray], None] | None = None) -> dict[str, Any]:
+             on_frame: Callable[[int, np.ndarray], None] | None = None,
+             noop_max: int = EVAL_NOOP_MAX) -> dict[str, Any]:
     """Play ``episodes`` episodes with seeds ``seed + i``; the same protocol everywhere.
 
-    Exploration (when ``epsilon > 0``) draws from its own generator seeded by ``seed``,
-    so evaluating never disturbs the training RNG streams. ``on_frame(episode, rgb)``
+    Episode ``i`` resets with seed ``seed + i`` (which also picks its stage) and begins
+    with ``randint(0, noop_max)`` no-op steps drawn from that seed (see
+    :data:`EVAL_NOOP_MAX`); they count in the episode's return and length. Exploration
+    (when ``epsilon > 0``) draws from its own generator seeded by ``seed``, so
+    evaluating never disturbs the training RNG streams. ``on_frame(episode, rgb)``
     receives each full-resolution frame (for videos).
     """
     env = make_env(config.env, render_mode="rgb_array" if on_frame else None)
@@ -70,12 +84,16 @@ def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilo
             obs, info = env.reset(seed=seed + i)
             if on_frame:
                 on_frame(i, env.render().copy())
+            noops = int(np.random.default_rng(seed + i).integers(noop_max + 1))
             total, length, done = 0.0, 0, False
             while not done:
-                q = agent.q_values(obs[None])[0]
-                action = int(np.argmax(q))
-                if rng.random() < epsilon:
-                    action = int(rng.integers(len(q)))
+                if length < noops:
+                    action = NOOP_ACTION
+                else:
+                    q = agent.q_values(obs[None])[0]
+                    action = int(np.argmax(q))
+                    if rng.random() < epsilon:
+                        action = int(rng.integers(len(q)))
                 obs, reward, terminated, truncated, info = env.step(action)
                 if on_frame:
                     on_frame(i, env.render().copy())

@@ -1,0 +1,53 @@
+"""The evaluation protocol: fixed seeds pick no-op starts, so greedy episodes differ by seed
+but never between two runs with the same seed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import config as C
+from mario_dqn.runner import NOOP_ACTION, evaluate
+
+
+class RunRight:
+    """A stand-in agent that always runs right and counts how often it was asked."""
+
+    def __init__(self, num_actions: int) -> None:
+        self.num_actions = num_actions
+        self.calls = 0
+
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        q = np.zeros((len(obs), self.num_actions), np.float32)
+        q[:, 1] = 1.0  # 'right' in every action set
+        return q
+
+
+def _config() -> C.Config:
+    return C.apply_overrides(C.Config(), ["max_episode_steps=60", "action_set=right_only"])
+
+
+def test_noop_starts_come_from_the_seed_and_count_in_the_episode():
+    config = _config()
+    agent = RunRight(5)
+    result = evaluate(agent, config, episodes=3, seed=7, noop_max=30)
+    expected_noops = [int(np.random.default_rng(7 + i).integers(31)) for i in range(3)]
+    assert len(set(expected_noops)) > 1, "pick a seed whose episodes get different no-op counts"
+    lengths = [row["length"] for row in result["per_episode"]]
+    assert all(n < length <= 60 for n, length in zip(expected_noops, lengths))
+    # the agent is asked only after the no-ops
+    assert agent.calls == sum(length - n for n, length in zip(expected_noops, lengths))
+    # and the episodes differ: the same greedy policy meets the game in a different phase
+    assert len({(row["length"], row["x_pos"]) for row in result["per_episode"]}) > 1
+
+
+def test_same_seed_same_result_and_noop_max_zero_is_plain_greedy():
+    config = _config()
+    first = evaluate(RunRight(5), config, episodes=2, seed=3)
+    second = evaluate(RunRight(5), config, episodes=2, seed=3)
+    assert first == second
+    agent = RunRight(5)
+    plain = evaluate(agent, config, episodes=2, seed=3, noop_max=0)
+    assert agent.calls == sum(row["length"] for row in plain["per_episode"])
+    assert plain["per_episode"][0] == plain["per_episode"][1], "a deterministic emulator repeats itself"
+    assert NOOP_ACTION == 0
