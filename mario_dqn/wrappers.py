@@ -89,6 +89,14 @@ class SkipMaxPool(gym.Wrapper):
     def _grab(self, slot: int) -> None:
         self.env.unwrapped.observation("grayscale", output=self._buffers[slot])
 
+    def last_two_frames(self) -> tuple[np.ndarray, np.ndarray]:
+        """(second-to-last, last) raw grayscale screens of the latest step, as copies.
+
+        Their element-wise maximum is what ``step`` returned (unless the episode ended
+        inside the skip); exposed so the notebook and tests can show the max-pool.
+        """
+        return self._buffers[1].copy(), self._buffers[0].copy()
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         _, info = self.env.reset(seed=seed, options=options)
         self._grab(0)

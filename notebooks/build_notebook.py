@@ -53,18 +53,28 @@ with `cv2.INTER_AREA` and stacks the last 4 frames channels-last.
 """)
 code("""
 import cv2
+from mario_dqn.environment import find_wrapper
+from mario_dqn.wrappers import SkipMaxPool
 env = make_env(C.EnvConfig(), seed=0, render_mode="rgb_array")
 obs, info = env.reset(seed=0)
 for _ in range(30):
     obs, reward, terminated, truncated, info = env.step(1)   # run right
 rgb = env.render().copy()
-gray = env.unwrapped.observation("grayscale")
-small = cv2.resize(gray, (84, 84), interpolation=cv2.INTER_AREA)
-fig, axes = plt.subplots(1, 3 + obs.shape[-1], figsize=(16, 3))
-for ax, img, title in zip(axes, [rgb, gray, small], ["RGB 240x256", "native grayscale", "resized 84x84"]):
-    ax.imshow(img, cmap=None if img.ndim == 3 else "gray"); ax.set_title(title); ax.axis("off")
+before_last, last = find_wrapper(env, SkipMaxPool).last_two_frames()   # raw grayscale, 240x256
+pooled = np.maximum(before_last, last)
+small = cv2.resize(pooled, (84, 84), interpolation=cv2.INTER_AREA)
+assert np.array_equal(small, obs[..., -1]), "the newest stacked frame is the resized max-pool"
+stages = [(rgb, "RGB 240x256"), (before_last, "gray, frame t-1"), (last, "gray, frame t"),
+          (pooled, "max-pool"), (small, "resized 84x84")]
+fig, axes = plt.subplots(2, 5, figsize=(17, 7))
+for ax, (img, title) in zip(axes[0], stages):
+    ax.imshow(img, cmap=None if img.ndim == 3 else "gray"); ax.set_title(title)
 for i in range(obs.shape[-1]):
-    axes[3 + i].imshow(obs[..., i], cmap="gray"); axes[3 + i].set_title(f"stack[{i}]"); axes[3 + i].axis("off")
+    axes[1, i].imshow(obs[..., i], cmap="gray"); axes[1, i].set_title(f"stack[{i}] (oldest first)")
+axes[1, 4].imshow(np.abs(obs[..., -1].astype(int) - obs[..., 0].astype(int)), cmap="magma")
+axes[1, 4].set_title("|stack[3] - stack[0]|: motion")
+for ax in axes.flat:
+    ax.axis("off")
 plt.show()
 print("observation:", obs.shape, obs.dtype, "| info:", info)
 """)

@@ -119,6 +119,9 @@ def test_frame_skip_sums_rewards_and_max_pools_last_two_frames():
         if not done:
             last = wrapped.unwrapped.observation("grayscale")
             pooled_differs += int(not np.array_equal(obs, last))
+            before_last, reported_last = wrapped.last_two_frames()
+            np.testing.assert_array_equal(reported_last, last)
+            np.testing.assert_array_equal(np.maximum(before_last, reported_last), obs)
     assert any(ref_rewards), "the rollout should earn some reward"
     assert pooled_differs > 0, "max-pooling should differ from the last frame somewhere"
     wrapped.close()
