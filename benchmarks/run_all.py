@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["env_throughput.py", "replay_bench.py", "agent_bench.py"]
+SCRIPTS = ["env_throughput.py", "replay_bench.py", "agent_bench.py", "training_bench.py"]
 
 
 def main() -> int:
