@@ -1,13 +1,16 @@
 """mario-dqn command line: train, evaluate, play and inspect the configuration.
 
 Every user mistake ends with one line on stderr and exit code 2, never a traceback,
-and never touches an existing run.
+and never touches an existing run. A write that fails while training (disk full, an
+unwritable directory) stops the run with one line and exit code 1; the checkpoints
+written before it stay whole, and --resume continues from the newest.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from datetime import datetime
@@ -29,7 +32,52 @@ class UserError(click.ClickException):
     exit_code = 2
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+        click.echo(f"error: {_one_line(self.format_message())}", err=True)
+
+
+class RunError(UserError):
+    """Training stopped on an I/O failure (disk full, unwritable directory): one line,
+    exit code 1, because the command was right and the machine was not."""
+
+    exit_code = 1
+
+
+def _one_line(message: str) -> str:
+    """Errors are promised to be one line; messages that quote an OS or numpy error
+    could carry a newline."""
+    return " ".join(message.split())
+
+
+def _write_failure(run_dir: Path, err: BaseException) -> str | None:
+    """What failed, as one line, when ``err`` is a failed write while training; else None.
+
+    OSErrors come from checkpoints (CheckpointWriteError, which names the checkpoint) and
+    metrics.csv; TensorBoard's writer raises TensorFlow's own errors instead (a full disk
+    is a ResourceExhaustedError naming the events file), recognised by naming the run.
+    """
+    from mario_dqn import checkpoint as ckpt
+
+    if isinstance(err, ckpt.CheckpointWriteError):
+        return str(err)
+    if isinstance(err, OSError):
+        return f"cannot write {err.filename or run_dir}: {err.strerror or err}"
+    tf_errors = sys.modules.get("tensorflow.python.framework.errors_impl")
+    if tf_errors is not None and isinstance(err, tf_errors.OpError) and str(run_dir) in str(err.message):
+        text = re.sub(r"\{\{.*?\}\}", "", str(err.message))  # drop TF's {{function_node ...}} prefix
+        return f"cannot write {_one_line(text)}"
+    return None
+
+
+def _io_failure(run_dir: Path, what: str) -> RunError:
+    """The one line a user needs after a failed write: what failed, what is still safe,
+    and how to continue once the disk has room again."""
+    from mario_dqn import checkpoint as ckpt
+
+    intact = ckpt.latest_checkpoint(run_dir / "checkpoints")
+    if intact is None:
+        return RunError(f"{what}; training stopped before its first checkpoint")
+    return RunError(f"{what}; training stopped, {intact.name} is intact: free space and run "
+                    f"'train --resume {run_dir}'")
 
 
 def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
@@ -95,25 +143,40 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
     Stop it any time with Ctrl-C (or SIGTERM): it writes a checkpoint first, and
     --resume continues with exactly the numbers an uninterrupted run would give.
     """
+    # Every check that needs no TensorFlow comes first, so a mistake is refused at once.
     from mario_dqn import checkpoint as ckpt
-    from mario_dqn.runner import Trainer, read_config, write_config
 
     if resume is not None:
         if any(v is not None for v in (world, stage, stages, envs, seed, name, save_dir)) or overrides or force:
             raise UserError("--resume continues a run with its saved config; only --steps may change")
         try:
-            config = read_config(resume)
-            path = ckpt.resolve(resume / "checkpoints") if (resume / "checkpoints").exists() else None
-            if path is None:
-                raise ckpt.CheckpointError(f"{resume} holds no complete checkpoint")
-            checkpoint = ckpt.load_checkpoint(path)
+            config = ckpt.read_run_config(resume)
             if steps is not None:
                 config = C.replace(config, {"runner": {"total_steps": steps}})
-            click.echo(f"resuming {resume} from {checkpoint.path.name} (step {checkpoint.state['step']:,})")
-            trainer = Trainer(config, resume, progress=not no_progress)
-            trainer.restore(checkpoint)
+            path = ckpt.latest_checkpoint(resume / "checkpoints")
+            if path is None:
+                raise ckpt.CheckpointError(f"{resume} holds no complete checkpoint to resume from")
+            done_step = ckpt.read_state(path / "state.json")["step"]
+            if config.runner.total_steps <= done_step:
+                # Resuming would only rewrite the newest checkpoint; say so (before loading the model).
+                raise UserError(f"{resume} is already at step {done_step:,} of {config.runner.total_steps:,}; "
+                                f"pass --steps N with N > {done_step} to train further")
+            checkpoint = ckpt.load_checkpoint(path)
         except (ckpt.CheckpointError, C.ConfigError) as err:
             raise UserError(str(err)) from None
+        from mario_dqn.runner import Trainer
+
+        click.echo(f"resuming {resume} from {checkpoint.path.name} (step {done_step:,})")
+        trainer = Trainer(config, resume, progress=not no_progress)
+        try:
+            trainer.restore(checkpoint)
+        except ckpt.CheckpointError as err:
+            trainer.envs.close()  # the env processes started; a refusal must not leave them behind
+            raise UserError(str(err)) from None
+        except (KeyError, TypeError, ValueError) as err:  # a state.json field missing or mistyped
+            trainer.envs.close()
+            raise UserError(f"{checkpoint.path / 'state.json'} does not match this version of mario-dqn "
+                            f"({type(err).__name__}: {err})") from None
         run_dir = resume
     else:
         config = _resolve_train_config(world, stage, stages, steps, envs, seed, save_dir, overrides)
@@ -122,18 +185,39 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
         if "/" in name or name in (".", ".."):
             raise UserError(f"bad run name {name!r}: use a plain directory name")
         run_dir = Path(config.paths.save_dir) / name
-        if run_dir.exists():
+        if run_dir.exists() or run_dir.is_symlink():
             if not force:
                 raise UserError(f"run {run_dir} already exists; use --resume {run_dir} or --force to replace it")
-            shutil.rmtree(run_dir)
+            # --force deletes a directory tree: only one that is a mario-dqn run (or empty).
+            if run_dir.is_symlink() or not run_dir.is_dir() or (
+                    any(run_dir.iterdir()) and not (run_dir / "config.json").is_file()):
+                raise UserError(f"refusing to replace {run_dir} with --force: it is not a mario-dqn run "
+                                f"(no config.json)")
+        from mario_dqn.runner import Trainer, write_config
+
+        if run_dir.exists():
+            try:
+                shutil.rmtree(run_dir)
+            except OSError as err:
+                raise RunError(f"cannot remove {err.filename or run_dir}: {err.strerror or err}") from None
         try:
             (run_dir / "videos").mkdir(parents=True)
         except OSError as err:
-            raise UserError(f"cannot create {run_dir}: {err.strerror}") from None
-        write_config(run_dir, config)
+            raise UserError(f"cannot create {run_dir}: {err.strerror or err}") from None
+        try:
+            write_config(run_dir, config)
+        except OSError as err:
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing in it yet but what we just made
+            raise RunError(f"cannot write {run_dir / 'config.json'}: {err.strerror or err}") from None
         click.echo(f"run directory: {run_dir}")
         trainer = Trainer(config, run_dir, progress=not no_progress)
-    result = trainer.run()
+    try:
+        result = trainer.run()
+    except Exception as err:  # disk full or unwritable: the run stopped, earlier checkpoints are whole
+        what = _write_failure(run_dir, err)
+        if what is None:
+            raise
+        raise _io_failure(run_dir, what) from None
     click.echo(f"done: step {result['step']:,}, {result['episodes']} episodes, {result['flags']} flags, "
                f"best x_pos {result['best_x']}; checkpoint {result['checkpoint']}")
     if result["stopped_by"]:
@@ -143,11 +227,12 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
 def _load_for_play(path: Path) -> tuple[Any, Any]:
     """(config, agent) from a run dir or checkpoint: the saved config, never today's defaults."""
     from mario_dqn import checkpoint as ckpt
-    from mario_dqn.environment import ACTIONS
-    from mario_dqn.runner import build_agent
 
     try:
-        checkpoint = ckpt.load_checkpoint(path)
+        checkpoint = ckpt.load_checkpoint(path)  # a wrong path is refused before TensorFlow starts
+        from mario_dqn.environment import ACTIONS
+        from mario_dqn.runner import build_agent
+
         agent = build_agent(checkpoint.config, len(ACTIONS[checkpoint.config.env.action_set]))
         ckpt.restore_agent(checkpoint, agent)
     except ckpt.CheckpointError as err:
@@ -164,9 +249,9 @@ def _load_for_play(path: Path) -> tuple[Any, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def evaluate(path, episodes, seed, epsilon, as_json):
     """Evaluate a run or checkpoint on fixed seeds: mean return, x_pos and flag rate."""
+    config, agent = _load_for_play(path)
     from mario_dqn.runner import evaluate as run_eval
 
-    config, agent = _load_for_play(path)
     result = run_eval(agent, config, episodes, seed, epsilon)
     if as_json:
         click.echo(json.dumps(result))
@@ -178,7 +263,8 @@ def evaluate(path, episodes, seed, epsilon, as_json):
                f"max x_pos {result['max_x_pos']}, flag rate {result['flag_rate']:.0%}")
 
 
-PRETRAINED = Path("save/pretrained/world-1-1")
+PRETRAINED = Path(__file__).resolve().parent / "save" / "pretrained" / "world-1-1"
+"""The shipped agent, found from wherever `python main.py play` is run."""
 
 
 @cli.command()
@@ -195,15 +281,17 @@ def play(path, episodes, seed, epsilon, record, video_dir):
 
     The model runs through the wrapper stack saved with it, never today's defaults.
     """
-    from mario_dqn import checkpoint as ckpt
-    from mario_dqn.runner import evaluate as run_eval
-    from mario_dqn.video import EpisodeRecorder
-
+    if video_dir is not None and not record:
+        raise UserError("--video-dir only applies with --record")
     if path is None:
         if not PRETRAINED.exists():
             raise UserError(f"no shipped agent at {PRETRAINED} yet; pass a run directory or checkpoint")
         path = PRETRAINED
     config, agent = _load_for_play(path)
+    from mario_dqn import checkpoint as ckpt
+    from mario_dqn.runner import evaluate as run_eval
+    from mario_dqn.video import EpisodeRecorder
+
     recorder = None
     if record:
         checkpoint_dir = ckpt.resolve(path)
@@ -241,9 +329,9 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as err:  # usage errors and UserError: one line, exit 2
-        click.echo(f"error: {err.format_message()}", err=True)
-        sys.exit(2)
+    except click.ClickException as err:  # usage errors and UserError: one line, exit 2 (RunError: 1)
+        click.echo(f"error: {_one_line(err.format_message())}", err=True)
+        sys.exit(err.exit_code if isinstance(err, RunError) else 2)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
 

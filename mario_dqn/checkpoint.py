@@ -21,6 +21,7 @@ loading refuses and the next save cleans up.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -28,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
 import config as C
@@ -40,6 +40,17 @@ REQUIRED = ("model.keras", "target.npz", "optimizer.npz", "state.json", "config.
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, partial, corrupt or does not match the config."""
+
+
+class CheckpointWriteError(OSError):
+    """Saving failed (disk full, unwritable directory...); the message is one line that
+    names the checkpoint and the cause. By the time it is raised the half-written
+    temporary directory is gone and every earlier complete checkpoint is untouched."""
+
+
+STATE_FORMAT_VERSION = C.CONFIG_FORMAT_VERSION
+"""``state.json`` carries this as ``format_version`` (the runner writes the config's
+version); a checkpoint from another version is refused instead of half-restored."""
 
 
 @dataclass
@@ -102,13 +113,14 @@ def save_checkpoint(directory: Path, step: int, agent: Any, state: dict[str, Any
     ``name`` overrides the default ``step-<step>`` directory name (used for ``best``,
     which is replaced in place: the new one is complete before the old one goes).
     """
-    directory.mkdir(parents=True, exist_ok=True)
     final = directory / (name or step_name(step))
     tmp = directory / f".tmp-{final.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    old = None
     try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
         agent.online.save(tmp / "model.keras")
         np.savez(tmp / "target.npz", *agent.target.get_weights())
         np.savez(tmp / "optimizer.npz", *[np.asarray(v) for v in agent.optimizer.variables])
@@ -117,7 +129,6 @@ def save_checkpoint(directory: Path, step: int, agent: Any, state: dict[str, Any
         if replay is not None:
             replay.save(tmp / "replay")
         _fsync_tree(tmp)
-        old = None
         if final.exists():  # only for a named checkpoint like `best`
             old = directory / f".old-{final.name}-{os.getpid()}"
             final.rename(old)
@@ -127,10 +138,30 @@ def save_checkpoint(directory: Path, step: int, agent: Any, state: dict[str, Any
         _fsync_dir(directory)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as err:
+        # Free the space the half-written copy took (a full disk is the usual cause), and
+        # never leave a directory that looks like a checkpoint without being whole.
         shutil.rmtree(tmp, ignore_errors=True)
+        if final.is_dir() and not is_complete(final):
+            shutil.rmtree(final, ignore_errors=True)
+        if old is not None and not final.exists():
+            with contextlib.suppress(OSError):
+                old.rename(final)  # a replaced `best` comes back as it was
+        if isinstance(err, OSError):
+            failure = CheckpointWriteError(f"cannot write checkpoint {final}: {_describe(err)}")
+            failure.errno = err.errno
+            raise failure from err
         raise
     return final
+
+
+def _describe(err: OSError) -> str:
+    """``strerror`` and the file when the OS gave them, else the message (numpy and zipfile
+    raise OSErrors like '7056000 requested and 3755904 written' on a full disk)."""
+    text = err.strerror or str(err) or type(err).__name__
+    if err.filename is not None:
+        text = f"{text} ({err.filename})"
+    return text
 
 
 def write_latest_pointer(directory: Path, path: Path) -> None:
@@ -146,11 +177,23 @@ def prune(directory: Path, keep: int) -> None:
     and remove leftovers of interrupted saves."""
     for leftover in directory.glob(".tmp-*"):
         shutil.rmtree(leftover, ignore_errors=True)
+    for aside in directory.glob(".old-*"):
+        # A `best` set aside by a save killed before its replacement was whole: it comes
+        # back unless a complete replacement took its place.
+        home = directory / aside.name[len(".old-"):].rsplit("-", 1)[0]
+        if is_complete(aside) and not is_complete(home):
+            shutil.rmtree(home, ignore_errors=True)
+            aside.rename(home)
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
     for partial in directory.glob(f"{PREFIX}*"):
         if partial.is_dir() and not is_complete(partial):
             shutil.rmtree(partial, ignore_errors=True)
     complete = list_checkpoints(directory)
     for old in complete[:-keep]:
+        # The marker goes first: a deletion cut short must not leave a directory
+        # that still claims to be complete.
+        (old / MARKER).unlink(missing_ok=True)
         shutil.rmtree(old, ignore_errors=True)
     for older in complete[-keep:-1]:
         shutil.rmtree(older / "replay", ignore_errors=True)
@@ -168,6 +211,20 @@ def resolve(path: Path) -> Path:
         if latest is not None:
             return latest
     raise CheckpointError(f"{path} holds no complete checkpoint")
+
+
+def read_run_config(run_dir: Path) -> C.Config:
+    """The resolved config a run was started with (``<run>/config.json``), or a
+    CheckpointError naming the file."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: {run_dir} is not a mario-dqn run")
+    try:
+        return C.from_json(path.read_text())
+    except C.ConfigError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:  # binary garbage, a directory, no permission
+        raise CheckpointError(f"{path} is unreadable ({type(err).__name__})") from None
 
 
 def _load_npz(file: Path) -> list[np.ndarray]:
@@ -190,10 +247,13 @@ def load_checkpoint(path: Path) -> Checkpoint:
         config = C.from_json((path / "config.json").read_text())
     except C.ConfigError as err:
         raise CheckpointError(f"{path / 'config.json'}: {err}") from None
-    try:
-        state = json.loads((path / "state.json").read_text())
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{path / 'state.json'} is not valid JSON") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path / 'config.json'} is unreadable ({type(err).__name__})") from None
+    state = read_state(path / "state.json")
+    # Keras (and TensorFlow) load here, not at import: the CLI refuses a wrong path or a
+    # broken config.json in a fraction of a second instead of after TensorFlow starts.
+    import keras
+
     try:
         import mario_dqn.network  # noqa: F401 - registers the custom layers
         model = keras.saving.load_model(path / "model.keras", compile=False)
@@ -201,6 +261,29 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise CheckpointError(f"{path / 'model.keras'} is unreadable ({type(err).__name__})") from None
     return Checkpoint(path, config, state, model.get_weights(), _load_npz(path / "target.npz"),
                       _load_npz(path / "optimizer.npz"))
+
+
+def read_state(file: Path) -> dict[str, Any]:
+    """``state.json`` as a dict of this format version, or a CheckpointError naming it."""
+    try:
+        state = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{file} is not valid JSON") from None
+    except OSError as err:
+        raise CheckpointError(f"{file} is unreadable ({type(err).__name__})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{file} is not a JSON object")
+    version = state.get("format_version")
+    if version != STATE_FORMAT_VERSION:
+        raise CheckpointError(f"{file} has format_version {version!r}; this version of mario-dqn reads "
+                              f"{STATE_FORMAT_VERSION}")
+    for key in ("step", "agent"):
+        if key not in state:
+            raise CheckpointError(f"{file} is missing {key!r}")
+    step = state["step"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{file} has a bad step {step!r}")
+    return state
 
 
 def _check_shapes(label: str, file: Path, got: list[np.ndarray], want: list[Any]) -> None:

@@ -14,8 +14,8 @@ an uninterrupted one.
 from __future__ import annotations
 
 import csv
-import json
 import math
+import os
 import signal
 import time
 from collections import deque
@@ -193,10 +193,12 @@ class Trainer:
             return
         with open(path, newline="") as handle:
             rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= step]
-        with open(path, "w", newline="") as handle:
+        tmp = path.with_name(path.name + ".tmp")  # a kill mid-rewrite keeps the old file whole
+        with open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, METRIC_FIELDS)
             writer.writeheader()
             writer.writerows(rows)
+        os.replace(tmp, path)
 
     def _open_logs(self) -> None:
         import tensorflow as tf
@@ -335,8 +337,10 @@ class Trainer:
                 bar.close()
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-            self._close_logs()
-            self.envs.close()
+            try:
+                self._close_logs()
+            finally:  # a log flush failing on a full disk must not leave env processes behind
+                self.envs.close()
         if self.stop_requested:
             self.log(f"stopped by {self.stop_requested} at step {self.step}; checkpoint: {last_path}")
         return {"step": self.step, "episodes": self.episodes, "flags": self.flags, "best_x": self.best_x,
@@ -345,17 +349,3 @@ class Trainer:
 
 def write_config(run_dir: Path, config: C.Config) -> None:
     (run_dir / "config.json").write_text(C.to_json(config))
-
-
-def read_config(run_dir: Path) -> C.Config:
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise ckpt.CheckpointError(f"{path} is missing: {run_dir} is not a mario-dqn run")
-    try:
-        return C.from_json(path.read_text())
-    except C.ConfigError as err:
-        raise ckpt.CheckpointError(f"{path}: {err}") from None
-
-
-def summary_json(result: dict[str, Any]) -> str:
-    return json.dumps(result, indent=2)
