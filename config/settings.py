@@ -42,7 +42,8 @@ class EnvConfig:
         ("1-1",),
         "Stages as 'W-S' strings (world 1-8, stage 1-4); each episode samples one (seeded).",
     )
-    action_set: str = spec("simple", "Reduced action set.", choices=ACTION_SETS)
+    action_set: str = spec("right_only", "Reduced action set (right_only: 5 actions, enough for 1-1 and fastest to learn).",
+                             choices=ACTION_SETS)
     frame_skip: int = spec(4, "Emulator frames per agent step (rewards summed, last two frames max-pooled).",
                            low=1, high=16)
     stack_size: int = spec(4, "Number of consecutive frames in an observation.", low=1, high=16)
@@ -50,7 +51,7 @@ class EnvConfig:
     reward_scale: float = spec(0.1, "Multiplier applied to the game's reward before the agent sees it.",
                                low=0.0, low_open=True, high=100.0)
     no_progress_steps: int = spec(
-        250, "Truncate an episode when x position has not improved for this many agent steps (0 = off).",
+        120, "Truncate an episode when x position has not improved for this many agent steps (0 = off).",
         low=0, high=100_000)
     max_episode_steps: int = spec(
         4000, "Truncate an episode after this many agent steps (0 = off; the game clock also ends it).",
@@ -63,9 +64,9 @@ class AgentConfig:
 
     dueling: bool = spec(True, "Dueling head (value + advantage - mean advantage) instead of a linear Q head.")
     double: bool = spec(True, "Double DQN: the online net selects the next action, the target net evaluates it.")
-    gamma: float = spec(0.99, "Discount factor per agent step.", low=0.0, high=1.0)
+    gamma: float = spec(0.95, "Discount factor per agent step.", low=0.0, high=1.0)
     n_step: int = spec(3, "Length of the multi-step return.", low=1, high=20)
-    learning_rate: float = spec(1e-4, "Adam learning rate.", low=0.0, low_open=True, high=1.0)
+    learning_rate: float = spec(2.5e-4, "Adam learning rate.", low=0.0, low_open=True, high=1.0)
     adam_epsilon: float = spec(1.5e-4, "Adam epsilon.", low=0.0, low_open=True, high=1.0)
     batch_size: int = spec(32, "Transitions per gradient update.", low=1, high=4096)
     huber_delta: float = spec(1.0, "Huber loss threshold.", low=0.0, low_open=True, high=1e6)
@@ -78,7 +79,7 @@ class AgentConfig:
     learning_starts: int = spec(10_000, "Agent steps collected before the first update.", low=0, high=100_000_000)
     epsilon_start: float = spec(1.0, "Exploration rate at step 0.", low=0.0, high=1.0)
     epsilon_end: float = spec(0.05, "Exploration floor.", low=0.0, high=1.0)
-    epsilon_decay_steps: int = spec(250_000, "Agent steps over which epsilon falls linearly to its floor.",
+    epsilon_decay_steps: int = spec(150_000, "Agent steps over which epsilon falls linearly to its floor.",
                                     low=1, high=1_000_000_000)
 
 
@@ -88,7 +89,7 @@ class ReplayConfig:
 
     capacity: int = spec(100_000, "Transitions kept (frames are stored once: ~7 KB each at 84x84).",
                          low=100, high=100_000_000)
-    prioritized: bool = spec(False, "Proportional prioritized replay instead of uniform sampling.")
+    prioritized: bool = spec(True, "Proportional prioritized replay instead of uniform sampling.")
     alpha: float = spec(0.6, "Priority exponent (prioritized only).", low=0.0, high=1.0)
     beta_start: float = spec(0.4, "Initial importance-sampling exponent, annealed to 1.", low=0.0, high=1.0)
     beta_steps: int = spec(1_000_000, "Agent steps over which beta anneals to 1.", low=1, high=1_000_000_000)
@@ -100,13 +101,14 @@ class ReplayConfig:
 class RunnerConfig:
     """The training loop: length, parallelism, evaluation, checkpoints, logging."""
 
-    total_steps: int = spec(2_000_000, "Total agent steps of the run (summed over envs).", low=1, high=10_000_000_000)
-    num_envs: int = spec(1, "Environments stepped in parallel.", low=1, high=64)
+    total_steps: int = spec(1_500_000, "Total agent steps of the run (summed over envs).", low=1, high=10_000_000_000)
+    num_envs: int = spec(2, "Environments stepped in parallel (2 measured fastest on 2 cores: make bench).",
+                         low=1, high=64)
     seed: int = spec(0, "Seed of every random generator in the run.", low=0, high=2**31 - 1)
-    eval_every: int = spec(50_000, "Agent steps between evaluations (0 = never).", low=0, high=10_000_000_000)
+    eval_every: int = spec(25_000, "Agent steps between evaluations (0 = never).", low=0, high=10_000_000_000)
     eval_episodes: int = spec(5, "Episodes per evaluation.", low=1, high=1000)
     eval_epsilon: float = spec(0.0, "Exploration rate during evaluation.", low=0.0, high=1.0)
-    checkpoint_every: int = spec(50_000, "Agent steps between checkpoints.", low=1, high=10_000_000_000)
+    checkpoint_every: int = spec(25_000, "Agent steps between checkpoints.", low=1, high=10_000_000_000)
     keep_checkpoints: int = spec(3, "Complete checkpoints kept (older ones are deleted).", low=1, high=1000)
     save_replay: bool = spec(True, "Store the replay memory in the latest checkpoint (exact resume).")
 

@@ -6,7 +6,8 @@ Writes into OUT (default save/pretrained/world-1-1), replacing what was there:
 
     the checkpoint files (model, target, optimizer, state, config; never the replay memory)
     results.json       `python main.py evaluate OUT --episodes 20 --seed 0 --json`, verbatim
-    episode.mp4        a greedy episode (seed 0) at full resolution
+    episode.mp4        a greedy episode at full resolution: the first evaluation seed that reached
+                       the flag (seed 0 when none did)
     episode.gif        the same episode, half size, every other frame (for the README)
     learning_curve.png x_pos and return against agent steps, from the run's metrics.csv
     training.json      where it came from: run, checkpoint, step, first flag step and wall time
@@ -96,13 +97,13 @@ def plot_curve(rows: list[dict[str, str]], path: Path) -> None:
     plt.close(fig)
 
 
-def record(out: Path) -> dict:
-    """Play seed 0 greedily from OUT and write episode.mp4 and episode.gif."""
+def record(out: Path, seed: int) -> dict:
+    """Play evaluation seed ``seed`` greedily from OUT and write episode.mp4 and episode.gif."""
     import imageio.v2 as imageio
 
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run([sys.executable, str(ROOT / "main.py"), "play", str(out), "--episodes", "1",
-                               "--seed", "0", "--record", "--video-dir", tmp],
+                               "--seed", str(seed), "--record", "--video-dir", tmp],
                               cwd=ROOT, capture_output=True, text=True, check=True)
         video = next(Path(tmp).glob("*.mp4"))
         shutil.copy2(video, out / "episode.mp4")
@@ -111,7 +112,7 @@ def record(out: Path) -> dict:
         fps = reader.get_meta_data()["fps"] / 2
         reader.close()
     imageio.mimsave(out / "episode.gif", frames, duration=1000 / fps, loop=0)
-    return {"play_output": done.stdout.strip()}
+    return {"video_seed": seed, "play_output": done.stdout.strip()}
 
 
 def main() -> int:
@@ -134,10 +135,11 @@ def main() -> int:
                                 cwd=ROOT, capture_output=True, text=True, check=True)
     results = json.loads(evaluation.stdout)
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    played = record(args.out)
-    rows = read_metrics(args.run)
-    plot_curve(rows, args.out / "learning_curve.png")
+    flags = [i for i, episode in enumerate(results["per_episode"]) if episode["flag"]]
+    played = record(args.out, flags[0] if flags else 0)  # `evaluate --seed 0` plays episode i with seed i
     state = json.loads((source / "state.json").read_text())
+    rows = [row for row in read_metrics(args.run) if int(row["step"]) <= state["step"]]  # up to what ships
+    plot_curve(rows, args.out / "learning_curve.png")
     training = {"run": args.run.name, "checkpoint": args.checkpoint, "step": state["step"],
                 "episodes": state["episodes"], "training_flags": state["flags"],
                 "first_flag": first_flag(rows), **played}

@@ -12,7 +12,7 @@ import config as C
 
 def test_defaults_are_valid_and_frozen():
     cfg = C.validate(C.Config())
-    assert cfg.env.stages == ("1-1",) and cfg.env.action_set == "simple"
+    assert cfg.env.stages == ("1-1",) and cfg.env.action_set == "right_only"
     assert cfg.env.frame_skip == 4 and cfg.env.stack_size == 4 and cfg.env.frame_size == 84
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.agent.gamma = 0.5  # type: ignore[misc]
@@ -26,19 +26,20 @@ def test_every_field_has_a_doc():
 
 
 def test_overrides_parse_each_type():
-    cfg = C.apply_overrides(C.Config(), [
-        "agent.gamma=0.9", "n_step=5", "replay.capacity=1e4", "prioritized=yes",
+    base = C.Config()
+    cfg = C.apply_overrides(base, [
+        "agent.gamma=0.9", "n_step=5", "replay.capacity=1e4", "prioritized=no",
         "env.stages=1-1, 2-3", "action_set=complex", "total_steps=100_000", "dueling=false",
     ])
     assert cfg.agent.gamma == 0.9 and isinstance(cfg.agent.gamma, float)
     assert cfg.agent.n_step == 5
     assert cfg.replay.capacity == 10_000 and isinstance(cfg.replay.capacity, int)
-    assert cfg.replay.prioritized is True and cfg.agent.dueling is False
+    assert cfg.replay.prioritized is False and cfg.agent.dueling is False
     assert cfg.env.stages == ("1-1", "2-3")
     assert cfg.env.action_set == "complex"
     assert cfg.runner.total_steps == 100_000
     # the original is untouched
-    assert C.Config().agent.gamma == 0.99
+    assert base == C.Config() and base.agent.gamma != 0.9
 
 
 def test_later_override_wins():
