@@ -26,10 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from config.settings import AgentConfig  # noqa: E402
+from config.settings import AgentConfig, EnvConfig  # noqa: E402
 from mario_dqn.agent import DQNAgent  # noqa: E402
+from mario_dqn.environment import ACTIONS  # noqa: E402
 
-NUM_ACTIONS = 7  # the "simple" action set
+NUM_ACTIONS = len(ACTIONS[EnvConfig().action_set])  # the default action set
 OBS_SHAPE = (84, 84, 4)
 
 

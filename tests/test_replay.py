@@ -565,7 +565,7 @@ def test_bytes_per_transition_at_100k(cls: type[ReplayMemory]) -> None:
 def test_make_replay_from_config() -> None:
     env = EnvConfig(frame_size=32, stack_size=3)
     agent = AgentConfig(n_step=2, gamma=0.95)
-    memory = make_replay(ReplayConfig(capacity=1000), agent, env, num_envs=4, seed=3)
+    memory = make_replay(ReplayConfig(capacity=1000, prioritized=False), agent, env, num_envs=4, seed=3)
     assert type(memory) is ReplayMemory
     assert (memory.frame_shape, memory.stack_size, memory.n_step, memory.gamma) == ((32, 32), 3, 2, 0.95)
     assert (memory.num_envs, memory.capacity_per_env) == (4, 250)

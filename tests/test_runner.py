@@ -104,10 +104,11 @@ def test_resume_gives_the_same_numbers_as_not_stopping(runs, envs):
 def test_checkpoint_restores_weights_optimizer_and_q_values(runs):
     from config import Config
     from mario_dqn.checkpoint import load_checkpoint, restore_agent
+    from mario_dqn.environment import ACTIONS
     from mario_dqn.runner import build_agent
 
     checkpoint = load_checkpoint(runs["straight"])
-    agent = build_agent(checkpoint.config, 7)
+    agent = build_agent(checkpoint.config, len(ACTIONS[checkpoint.config.env.action_set]))
     fresh_q = agent.q_values(np.full((2, 84, 84, 4), 77, np.uint8))
     restore_agent(checkpoint, agent)
     for variable, saved in zip(agent.optimizer.variables, checkpoint.optimizer_variables, strict=True):
