@@ -48,11 +48,11 @@ def read_metrics(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def first_flag(rows: list[dict[str, str]]) -> dict[str, float] | None:
-    """Agent step and wall-clock estimate of the first training episode that reached the flag.
+def _episodes_with_hours(rows: list[dict[str, str]]):
+    """Each training episode's row with the wall-clock hours of training up to it.
 
-    The wall time is summed from the logged steps/s between episodes: metrics.csv has
-    no timestamps, and a run resumed across sessions has gaps that should not count.
+    The hours are summed from the logged steps/s between episodes: metrics.csv has no
+    timestamps, and a run resumed across sessions has gaps that should not count.
     """
     seconds, last_step = 0.0, 0
     for row in rows:
@@ -63,9 +63,23 @@ def first_flag(rows: list[dict[str, str]]) -> dict[str, float] | None:
         if sps > 0:
             seconds += (step - last_step) / sps
         last_step = step
+        yield row, round(seconds / 3600, 2)
+
+
+def first_flag(rows: list[dict[str, str]]) -> dict[str, float] | None:
+    """Agent step, episode and wall-clock estimate of the first training episode that reached the flag."""
+    for row, hours in _episodes_with_hours(rows):
         if row["flag"] == "1":
-            return {"step": step, "episode": int(row["episode"]), "wall_hours": round(seconds / 3600, 2)}
+            return {"step": int(row["step"]), "episode": int(row["episode"]), "wall_hours": hours}
     return None
+
+
+def training_hours(rows: list[dict[str, str]]) -> float:
+    """Wall-clock estimate of the whole training the rows cover (see _episodes_with_hours)."""
+    hours = 0.0
+    for _, hours in _episodes_with_hours(rows):
+        pass
+    return hours
 
 
 def plot_curve(rows: list[dict[str, str]], path: Path) -> None:
@@ -142,7 +156,7 @@ def main() -> int:
     plot_curve(rows, args.out / "learning_curve.png")
     training = {"run": args.run.name, "checkpoint": args.checkpoint, "step": state["step"],
                 "episodes": state["episodes"], "training_flags": state["flags"],
-                "first_flag": first_flag(rows), **played}
+                "first_flag": first_flag(rows), "training_wall_hours": training_hours(rows), **played}
     (args.out / "training.json").write_text(json.dumps(training, indent=1) + "\n")
     print(json.dumps({k: results[k] for k in ("mean_return", "mean_x_pos", "max_x_pos", "flag_rate")}))
     print(json.dumps(training))
