@@ -193,6 +193,9 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
                     any(run_dir.iterdir()) and not (run_dir / "config.json").is_file()):
                 raise UserError(f"refusing to replace {run_dir} with --force: it is not a mario-dqn run "
                                 f"(no config.json)")
+        from mario_dqn.tf_import import import_tensorflow
+
+        import_tensorflow()
         from mario_dqn.runner import Trainer, write_config
 
         if run_dir.exists():

@@ -252,6 +252,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
     state = read_state(path / "state.json")
     # Keras (and TensorFlow) load here, not at import: the CLI refuses a wrong path or a
     # broken config.json in a fraction of a second instead of after TensorFlow starts.
+    from mario_dqn.tf_import import import_tensorflow
+
+    import_tensorflow()
     import keras
 
     try:
