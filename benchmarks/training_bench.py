@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # errors too: on CPU, TF reports the missing CUDA driver as one
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
@@ -52,7 +52,9 @@ ACT_EPSILON = 0.05
 
 def _configure_threads(threads: int) -> None:
     """Fix TF's intra-op pool size; must run before TensorFlow executes anything."""
-    import tensorflow as tf
+    from mario_dqn.tf_import import import_tensorflow
+
+    tf = import_tensorflow()
 
     if threads > 0:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

@@ -22,12 +22,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from config.settings import AgentConfig
-from mario_dqn.network import build_q_network
+from mario_dqn.tf_import import import_tensorflow
+
+tf = import_tensorflow()  # before Keras, which imports it as its backend (see tf_import)
+
+import keras  # noqa: E402
+
+from mario_dqn.network import build_q_network  # noqa: E402
 
 BATCH_KEYS: tuple[str, ...] = ("obs", "action", "reward", "next_obs", "discount", "weight")
 """Batch entries the learning step reads (the replay memory's ``index`` is ignored).

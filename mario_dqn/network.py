@@ -12,9 +12,14 @@ so that ``keras.saving.load_model`` rebuilds the model after ``import mario_dqn.
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-from keras import layers
+
+from mario_dqn.tf_import import import_tensorflow
+
+import_tensorflow()  # Keras 3 imports TensorFlow as its backend: quietly, first (see tf_import)
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
 
 # (filters, kernel, stride) of the three convolutions of Mnih et al. (2015).
 NATURE_CONVS: tuple[tuple[int, int, int], ...] = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
