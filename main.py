@@ -177,6 +177,12 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
             trainer.envs.close()
             raise UserError(f"{checkpoint.path / 'state.json'} does not match this version of mario-dqn "
                             f"({type(err).__name__}: {err})") from None
+        except Exception as err:  # rewriting metrics.csv or the TensorBoard events failed (disk full)
+            trainer.envs.close()
+            what = _write_failure(resume, err)
+            if what is None:
+                raise
+            raise _io_failure(resume, what) from None
         run_dir = resume
     else:
         config = _resolve_train_config(world, stage, stages, steps, envs, seed, save_dir, overrides)

@@ -324,6 +324,12 @@ def _wrong_shape_replay(run: Path) -> None:
     np.save(frames, np.zeros((10, 84, 84), np.uint8))
 
 
+def _garbled_metrics(run: Path) -> None:
+    """An episode row with text for its return: resume rebuilds the logs from these rows."""
+    with open(run / "metrics.csv", "a") as handle:
+        handle.write("episode,120,1,lots,120,300,0,0.9,,,10.0,,\n")
+
+
 def _old_version(run: Path) -> None:
     def old(data):
         data["format_version"] = 0
@@ -351,6 +357,7 @@ CORRUPTIONS = {
         lambda run: _edit_json(run / "checkpoints" / STEP_150 / "state.json", lambda d: d.update(format_version=2)),
         {"resume": f"checkpoints/{STEP_150}/state.json", "evaluate": f"checkpoints/{STEP_150}/state.json",
          "play": f"checkpoints/{STEP_150}/state.json"}),
+    "metrics.csv with a garbled value": (_garbled_metrics, {"resume": "metrics.csv"}),
     "state.json missing a runner field": (
         lambda run: _edit_json(run / "checkpoints" / STEP_150 / "state.json", lambda d: d.pop("episodes")),
         {"resume": f"checkpoints/{STEP_150}/state.json"}),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,15 +38,53 @@ def metrics_rows(run: Path) -> list[dict[str, str]]:
     return rows
 
 
+def tensorboard_scalars(run: Path) -> list[tuple[str, int, float]]:
+    """Every scalar in a run's TensorBoard event files as sorted (tag, step, value),
+    wall-clock steps/s left out (as in :func:`metrics_rows`)."""
+    import tensorflow as tf
+
+    scalars = []
+    for file in sorted((run / "tensorboard").glob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(file)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                assert value.metadata.plugin_data.plugin_name == "scalars", value.tag
+                if not value.tag.endswith("/steps_per_s"):
+                    scalars.append((value.tag, event.step, float(tf.make_ndarray(value.tensor))))
+    return sorted(scalars)
+
+
 def npz(path: Path) -> list[np.ndarray]:
     with np.load(path) as data:
         return [data[f"arr_{i}"] for i in range(len(data.files))]
 
 
+def crash_after(run: Path, crashed: Path, straight: Path, step: int) -> Path:
+    """A copy of ``run`` (stopped with a checkpoint at ``step``) as a process killed later
+    would leave it: ``straight``'s rows after ``step`` (what the killed process wrote, since
+    runs are deterministic) appended to metrics.csv and to the TensorBoard events."""
+    import tensorflow as tf
+
+    from mario_dqn.runner import METRIC_FIELDS, write_scalars
+
+    shutil.copytree(run, crashed)
+    with open(straight / "metrics.csv", newline="") as handle:
+        tail = [row for row in csv.DictReader(handle) if int(row["step"]) > step]
+    assert tail, "the straight run must have logged after the checkpoint"
+    with open(crashed / "metrics.csv", "a", newline="") as handle:
+        csv.DictWriter(handle, METRIC_FIELDS).writerows(tail)
+    writer = tf.summary.create_file_writer(str(crashed / "tensorboard"), filename_suffix=".killed")
+    for row in tail:
+        write_scalars(writer, row)
+    writer.close()
+    return crashed
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """For 1 and 2 envs: a straight 300-step run, and one stopped at 150 then resumed to
-    300 in new processes. Checkpoints every 100 steps, keeping 2."""
+    300 in new processes. Checkpoints every 100 steps, keeping 2. For 1 env also
+    "crashed1": like resumed1, but killed after logging past its checkpoint (see crash_after)."""
     root = tmp_path_factory.mktemp("runs")
     paths: dict[str, Path] = {"root": root}
     for envs in ("1", "2"):
@@ -54,6 +93,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         assert straight.returncode == 0, straight.stderr[-2000:]
         first = cli("train", "--steps", "150", "--save-dir", str(root), "--name", f"resumed{envs}", *common)
         assert first.returncode == 0, first.stderr[-2000:]
+        if envs == "1":
+            paths["crashed1"] = crash_after(root / "resumed1", root / "crashed1", root / "straight1", 150)
+            again = cli("train", "--resume", str(root / "crashed1"), "--steps", "300", "--no-progress")
+            assert again.returncode == 0, again.stderr[-2000:]
         second = cli("train", "--resume", str(root / f"resumed{envs}"), "--steps", "300", "--no-progress")
         assert second.returncode == 0, second.stderr[-2000:]
         assert "resuming" in second.stdout
@@ -85,6 +128,7 @@ def test_resume_gives_the_same_numbers_as_not_stopping(runs, envs):
     rows_a, rows_b = metrics_rows(runs[f"straight{envs}"]), metrics_rows(runs[f"resumed{envs}"])
     assert len(rows_a) >= 2 and any(r["loss"] not in ("", "nan") for r in rows_a), "learning must have started"
     assert rows_a == rows_b
+    assert tensorboard_scalars(runs[f"straight{envs}"]) == tensorboard_scalars(runs[f"resumed{envs}"])
     for name in ("target.npz", "optimizer.npz"):
         for x, y in zip(npz(a / name), npz(b / name), strict=True):
             np.testing.assert_array_equal(x, y)
@@ -99,6 +143,20 @@ def test_resume_gives_the_same_numbers_as_not_stopping(runs, envs):
     # and the update counter moved: the comparison is not between two untrained agents
     # learning overlaps the env step, so the last update is due at step 299: (299 - 100) // 4
     assert ca.state["agent"]["updates"] == (300 - 1 - 100) // 4
+
+
+def test_tensorboard_shows_each_row_once_after_resuming_from_an_older_checkpoint(runs):
+    """Rows written after the checkpoint a run resumes from are written again; metrics.csv
+    drops them first, and the event files must not keep the first copies either."""
+    crashed, straight = runs["crashed1"], runs["straight1"]
+    rows = metrics_rows(crashed)
+    assert any(int(r["step"]) > 150 for r in rows), "the re-written span must hold rows"
+    assert rows == metrics_rows(straight)
+    scalars = tensorboard_scalars(crashed)
+    assert len(scalars) > len(rows), "several scalars per row"
+    assert scalars == tensorboard_scalars(straight)
+    assert len({(tag, step) for tag, step, _ in scalars}) == len(scalars), "no (tag, step) twice"
+    assert sorted(p.name for p in crashed.iterdir() if p.name.startswith("tensorboard")) == ["tensorboard"]
 
 
 def test_checkpoint_restores_weights_optimizer_and_q_values(runs):
