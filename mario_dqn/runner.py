@@ -266,12 +266,14 @@ class Trainer:
 
         scalar_kind = create_summary_metadata(display_name=None, description=None)
 
-        @tf.function
-        def write_series(tag: str, steps: tf.Tensor, values: tf.Tensor) -> None:
+        @tf.function(input_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([None], tf.int64),
+                                      tf.TensorSpec([None], tf.float32)))
+        def write_series(tag: tf.Tensor, steps: tf.Tensor, values: tf.Tensor) -> None:
             # One graph call per tag: eager tf.summary.scalar costs ~0.5 ms a value,
             # which would make resuming a long run's ~30k values take ~20 s. The
-            # low-level write keeps the tag as given (scalar() would prefix the loop's
-            # name scope) and marks it a scalar exactly as scalar() does.
+            # signature makes it one trace for every tag and length. The low-level
+            # write keeps the tag as given (scalar() would prefix the loop's name
+            # scope) and marks it a scalar exactly as scalar() does.
             for i in tf.range(tf.size(steps)):
                 tf.summary.write(tag, values[i], step=steps[i], metadata=scalar_kind)
 
@@ -279,7 +281,7 @@ class Trainer:
         try:
             with writer.as_default():
                 for tag, (steps, values) in series.items():
-                    write_series(tag, tf.constant(steps, tf.int64), tf.constant(values, tf.float32))
+                    write_series(tf.constant(tag), tf.constant(steps, tf.int64), tf.constant(values, tf.float32))
         finally:
             writer.close()
         if path.exists():
