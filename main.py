@@ -9,15 +9,12 @@ written before it stay whole, and --resume continues from the newest.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import click  # noqa: E402
 

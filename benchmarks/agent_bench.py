@@ -20,14 +20,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # errors too: on CPU, TF reports the missing CUDA driver as one
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
 from config.settings import AgentConfig, EnvConfig  # noqa: E402
-from mario_dqn.agent import DQNAgent, tf  # noqa: E402  (TensorFlow, imported quietly)
+from mario_dqn.agent import DQNAgent  # noqa: E402
 from mario_dqn.environment import ACTIONS  # noqa: E402
+from mario_dqn.tf_import import import_tensorflow  # noqa: E402
+
+tf = import_tensorflow()
 
 NUM_ACTIONS = len(ACTIONS[EnvConfig().action_set])  # the default action set
 OBS_SHAPE = (84, 84, 4)

@@ -8,6 +8,11 @@ variable cannot silence them; on a CPU-only tool they are noise in every command
 output and make a one-line error look like four. The import runs with file
 descriptor 2 pointed at /dev/null instead. A Python exception raised by the import
 still propagates (its traceback is printed after stderr is restored).
+
+``TF_CPP_MIN_LOG_LEVEL`` defaults to 3 here, for every entry point (CLI, notebook,
+benchmarks): after the import, TensorFlow still reports the missing CUDA driver as a
+C++ *error* when it first runs an op, which level 2 lets through. A value the user set
+is kept.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ then nothing is hidden."""
 
 def import_tensorflow() -> ModuleType:
     """``import tensorflow``, quietly unless the user asked for its logs; idempotent."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "") in VERBOSE_LEVELS:
         import tensorflow
         return tensorflow

@@ -33,7 +33,6 @@ from pathlib import Path
 
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 TRAIN_STEPS = int(os.environ.get("MARIO_DQN_NB_STEPS", 3000))   # agent steps of the demo run
 RUN_ROOT = Path(os.environ.get("MARIO_DQN_NB_RUNS", tempfile.mkdtemp(prefix="mario-dqn-nb-")))
