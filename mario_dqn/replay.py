@@ -40,12 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from mario_dqn import replay_kernels as kernels
 from mario_dqn.sumtree import SumTree
-
-try:  # cv2 interleaves planes into channels-last ~2-5x faster than a strided numpy copy.
-    import cv2 as _cv2
-except ImportError:  # pragma: no cover - cv2 is a runtime dependency; numpy is the fallback
-    _cv2 = None
 
 FORMAT_VERSION = 1
 """Version of the on-disk layout written by :meth:`ReplayMemory.save`."""
@@ -57,30 +53,6 @@ _MAX_EPISODE_STEP = 255  # episode_step is uint8; only min(step, stack_size - 1)
 _REJECTION_ROUNDS = 8  # then fall back to drawing from an explicit list of valid transitions
 _NOTHING_TO_SAMPLE = "nothing to sample yet: no stored transition has its n-step window written"
 _OUTPUT_POOL = 3  # returned stack arrays kept for reuse per key (see ReplayMemory._output)
-
-
-def _interleave_numpy(planes: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """(S, B, H, W) planes -> ``out`` C-contiguous (B, H, W, S), one strided copy per channel."""
-    for s in range(planes.shape[0]):
-        out[..., s] = planes[s]
-    return out
-
-
-def _interleave_cv2(planes: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """(S, B, H, W) planes -> ``out`` C-contiguous (B, H, W, S) with cv2.merge (SIMD).
-
-    Each plane is viewed as one tall (B*H, W) image, so the whole batch is one merge,
-    written straight into ``out`` (a numpy allocation, so no extra copy or fresh buffer).
-    """
-    stack, batch, height, width = planes.shape
-    merged = _cv2.merge([planes[s].reshape(batch * height, width) for s in range(stack)],
-                        out.reshape(batch * height, width, stack))
-    if merged.ctypes.data != out.ctypes.data:  # cv2 made its own array (e.g. 2-D for one channel)
-        out[...] = merged.reshape(out.shape)
-    return out
-
-
-_interleave = _interleave_cv2 if _cv2 is not None else _interleave_numpy
 
 
 class ReplayMemory:
@@ -140,7 +112,6 @@ class ReplayMemory:
         self._num_last = np.zeros(self.num_envs, dtype=np.int64)  # `last` entries among those
         self._needs_start = np.ones(self.num_envs, dtype=bool)  # next add starts a new episode
         self._sampleable: int | None = None  # cached count, invalidated by add/load
-        self._scratch: np.ndarray | None = None  # gathered frame planes, see _gather_planes
         self._outputs: dict[str, list[np.ndarray]] = {}  # recently returned stacks, see _output
         self._pool_turn = 0
 
@@ -158,15 +129,14 @@ class ReplayMemory:
         episode end) become table lookups instead of a dozen small array operations.
         """
         s, n = self.stack_size, self.n_step
-        self._window_offsets = np.arange(-(s - 1), n + 1, dtype=np.int64)  # (S+n,)
-        self._ahead = np.arange(1, n + 1, dtype=np.int64)  # successors p+1 .. p+n: columns S .. S+n-1
         back = np.arange(s)[:, None, None]  # frames available behind p in its episode (clipped to S-1)
         k = np.arange(n + 1)[None, :, None]  # steps in the n-step window
         channel_back = np.arange(s - 1, -1, -1)[None, None, :]  # channel c sits S-1-c entries back
         obs_cols = (s - 1) - np.minimum(channel_back, back)
         next_cols = (s - 1) + k - np.minimum(channel_back, np.minimum(back + k, s - 1))
         # (S, n+1, 2S): columns of the obs stack then of the next stack (oldest channel first).
-        self._stack_cols = np.concatenate(np.broadcast_arrays(obs_cols, next_cols), axis=2).astype(np.int64)
+        self._stack_cols = np.ascontiguousarray(
+            np.concatenate(np.broadcast_arrays(obs_cols, next_cols), axis=2), dtype=np.int64)
         powers = self.gamma ** np.arange(n + 1, dtype=np.float64)
         # Row k: gamma**m for the k rewards inside the window, 0 for those past an episode end.
         self._return_coef = np.where(np.arange(n)[None, :] < np.arange(n + 1)[:, None], powers[:n], 0.0)
@@ -308,8 +278,8 @@ class ReplayMemory:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if self._sampleable == 0 or not self._count.any():  # else _draw_valid finds out
             raise ValueError(_NOTHING_TO_SAMPLE)
-        flat, k, back, window = self._draw_valid(batch_size)
-        batch = self._build(flat, k, back, window)
+        flat, k, back = self._draw_valid(batch_size)
+        batch = self._build(flat, k, back)
         batch["weight"] = self._weights(flat, beta)
         return batch
 
@@ -330,30 +300,23 @@ class ReplayMemory:
         """Flat id of the entry written ``age`` writes before the newest of each stream."""
         return self._stream_base[streams] + (self._cursor[streams] - 1 - age) % self.capacity_per_env
 
-    def _inspect(self, flat: np.ndarray) -> tuple[np.ndarray, ...]:
-        """For candidate start entries: (valid, k, back, window).
+    def _inspect(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For candidate start entries: (valid, k, back).
 
         ``k`` is the number of steps in the n-step window, ``back`` how many frames of
-        its episode lie behind the entry (clipped to S-1), ``window`` the flat ids of
-        entries p-S+1 .. p+n (see :meth:`_build_tables`). Invalid are: an episode's final
+        its episode lie behind the entry (clipped to S-1). Invalid are: an episode's final
         observation (no action was taken from it); a window that runs into the write
         cursor before n steps or the episode's end (do not sample the newest entry: its
         successor is not written yet); a stack that reaches into the slot the cursor
-        overwrote last; slots never written.
+        overwrote last; slots never written. The loop is :func:`replay_kernels.inspect`.
         """
-        cap = self.capacity_per_env
-        streams = flat // cap
-        base = streams * cap
-        pos = flat - base
-        window = (pos[:, None] + self._window_offsets) % cap + base[:, None]
-        age = (self._cursor[streams] - 1 - pos) % cap  # 0 = newest entry of its stream
-        back = np.minimum(self._episode_step_flat[flat], self.stack_size - 1)
-        # First successor that ends the episode, among the ones already written; if none, k = n.
-        ends = self._last_flat[window[:, self.stack_size:]] & (self._ahead <= age[:, None])
-        ends[:, -1] = True
-        k = ends.argmax(axis=1) + 1
-        valid = (k <= age) & (age + back < self._count[streams]) & ~self._last_flat[flat]
-        return valid, k, back, window
+        flat = np.ascontiguousarray(flat, dtype=np.int64)
+        valid = np.empty(flat.size, dtype=bool)
+        k = np.empty(flat.size, dtype=np.int64)
+        back = np.empty(flat.size, dtype=np.int64)
+        kernels.inspect(flat, self.capacity_per_env, self._cursor, self._count, self._episode_step_flat,
+                        self._last_flat, self.stack_size, self.n_step, valid, k, back)
+        return valid, k, back
 
     def _draw_valid(self, batch_size: int) -> tuple[np.ndarray, ...]:
         """Draw candidates, inspect them as a batch, redraw the rejects.
@@ -363,21 +326,21 @@ class ReplayMemory:
         invalid, fall back to an explicit list of the valid ids.
         """
         flat = self._draw_candidates(batch_size)
-        valid, k, back, window = self._inspect(flat)
+        valid, k, back = self._inspect(flat)
         for _ in range(_REJECTION_ROUNDS):
             if valid.all():
-                return flat, k, back, window
+                return flat, k, back
             redo = np.flatnonzero(~valid)
             flat[redo] = self._draw_candidates(redo.size)
-            valid[redo], k[redo], back[redo], window[redo] = self._inspect(flat[redo])
+            valid[redo], k[redo], back[redo] = self._inspect(flat[redo])
         redo = np.flatnonzero(~valid)
         if redo.size:
             ids = self._valid_ids()
             if ids.size == 0:
                 raise ValueError(_NOTHING_TO_SAMPLE)
             flat[redo] = self._draw_from_list(ids, redo.size)
-            _, k[redo], back[redo], window[redo] = self._inspect(flat[redo])
-        return flat, k, back, window
+            _, k[redo], back[redo] = self._inspect(flat[redo])
+        return flat, k, back
 
     def _valid_ids(self) -> np.ndarray:
         """Flat ids of every sampleable transition (inspects every written entry)."""
@@ -390,42 +353,39 @@ class ReplayMemory:
         """``n`` ids drawn from ``ids`` with this memory's sampling distribution."""
         return ids[self._rng.integers(0, ids.size, size=n)]
 
-    def _build(self, flat: np.ndarray, k: np.ndarray, back: np.ndarray, window: np.ndarray) -> dict[str, np.ndarray]:
-        """Rebuild stacks and n-step returns for valid start entries (all vectorised).
+    def _build(self, flat: np.ndarray, k: np.ndarray, back: np.ndarray) -> dict[str, np.ndarray]:
+        """Rebuild stacks and n-step returns for valid start entries.
 
         Channel c of a stack is the entry S-1-c steps back, clipped to the episode's
         first entry (padding repeats the first frame, like the env's reset). The next
         state sits k entries ahead in the same episode, so at least k more frames of
-        the episode lie behind it.
+        the episode lie behind it. :func:`replay_kernels.transitions` turns
+        (entry, k, back) into frame ids and scalars; a stack kernel then copies each
+        frame straight from the ring into its channel of the channels-last output.
         """
-        s, n = self.stack_size, self.n_step
-        rows = np.arange(flat.size)[:, None]
-        frame_ids = window[rows, self._stack_cols[back, k]]  # (B, 2S): obs stack, next stack
-        planes = self._gather_planes(frame_ids.T)  # (2S, B, H, W)
-        rewards = self._reward_flat[window[:, s - 1:s - 1 + n]]  # rewards of steps p .. p+n-1
-        ended_terminal = self._terminated_flat[window[rows[:, 0], s - 2 + k]]  # step p+k-1
-        stack_shape = (flat.size, *self.frame_shape, s)
-        return {
-            "obs": _interleave(planes[:s], self._output("obs", stack_shape)),
-            "action": self._action_flat[flat].astype(np.int32),
-            "reward": np.einsum("ij,ij->i", rewards, self._return_coef[k]).astype(np.float32),
-            "next_obs": _interleave(planes[s:], self._output("next_obs", stack_shape)),
-            "discount": np.where(ended_terminal, 0.0, self._discount_of_k[k]).astype(np.float32),
-            "index": flat.astype(np.int64, copy=False),
-        }
+        s, size = self.stack_size, flat.size
+        frame_ids = np.empty((size, 2 * s), dtype=np.int64)
+        action = np.empty(size, dtype=np.int32)
+        reward = np.empty(size, dtype=np.float32)
+        discount = np.empty(size, dtype=np.float32)
+        kernels.transitions(flat, k, back, self.capacity_per_env, self._stack_cols, self._action_flat,
+                            self._reward_flat, self._terminated_flat, self._return_coef, self._discount_of_k,
+                            frame_ids, action, reward, discount)
+        stack_shape = (size, *self.frame_shape, s)
+        obs, next_obs = self._output("obs", stack_shape), self._output("next_obs", stack_shape)
+        self._stack(frame_ids[:, :s], obs)
+        self._stack(frame_ids[:, s:], next_obs)
+        return {"obs": obs, "action": action, "reward": reward, "next_obs": next_obs,
+                "discount": discount, "index": flat}
 
-    def _gather_planes(self, ids: np.ndarray) -> np.ndarray:
-        """Frames ``ids`` (shape (2S, B)) copied into a reused scratch buffer.
-
-        The planes only live until they are interleaved into the returned stacks, so one
-        buffer per batch size is kept: a fresh 2 MB allocation per call costs page faults
-        that, on a VM, can exceed the copy itself. ``mode="clip"`` (ids are always in
-        range) because take() with ``out`` and the default mode="raise" buffers the copy.
-        """
-        shape = ids.shape + self.frame_shape
-        if self._scratch is None or self._scratch.shape != shape:
-            self._scratch = np.empty(shape, dtype=np.uint8)
-        return self._frames_flat.take(ids, axis=0, out=self._scratch, mode="clip")
+    def _stack(self, ids: np.ndarray, out: np.ndarray) -> None:
+        """Fill channels-last stacks ``out`` (B, H, W, S) with frames ``ids`` (B, S)."""
+        frames = self._frames_flat.reshape(self._frames_flat.shape[0], -1)
+        batch = out.shape[0]
+        if self.stack_size == 4 and sys.byteorder == "little":  # 4 channels = one uint32 per pixel
+            kernels.stack4(frames, ids, out.reshape(batch, -1).view(np.uint32))
+        else:
+            kernels.stack_any(frames, ids, out.reshape(batch, frames.shape[1], self.stack_size))
 
     def _output(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
         """The array to return as ``batch[key]``: a recent call's one that the caller has

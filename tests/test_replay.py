@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from config import AgentConfig, EnvConfig, ReplayConfig
-from mario_dqn import replay as replay_module
+from mario_dqn import replay_kernels
 from mario_dqn.replay import PrioritizedReplayMemory, ReplayMemory, make_replay
 from mario_dqn.sumtree import SumTree
 
@@ -315,18 +315,20 @@ def test_add_rejects_bad_input() -> None:
         ReplayMemory(capacity=10, frame_shape=FRAME, stack_size=4, n_step=5)
 
 
-def test_channel_interleave_paths_agree() -> None:
-    planes = np.random.default_rng(0).integers(0, 256, (4, 3, 5, 7), dtype=np.uint8)
-    expected = np.moveaxis(planes, 0, -1)
-    paths = [replay_module._interleave_numpy]
-    if replay_module._cv2 is not None:
-        paths.append(replay_module._interleave_cv2)
-    for interleave in paths:
-        for stack in (4, 1, 6):
-            out = np.zeros((3, 5, 7, stack), np.uint8)
-            assert interleave(planes[:stack] if stack <= 4 else np.concatenate([planes, planes[:2]]), out) is out
-            want = expected[..., :stack] if stack <= 4 else np.concatenate([expected, expected[..., :2]], axis=-1)
-            np.testing.assert_array_equal(out, want)
+@pytest.mark.parametrize("stack", [4, 1, 3, 6])
+def test_stack_kernels_build_channels_last_stacks(stack: int) -> None:
+    """Both stack kernels (packed 4-channel and any-size) put frame ids[i, c] in channel c."""
+    frames = np.random.default_rng(stack).integers(0, 256, (9, 5, 7), dtype=np.uint8)
+    ids = np.random.default_rng(1).integers(0, 9, (3, stack))
+    expected = np.stack([frames[ids[:, c]] for c in range(stack)], axis=-1)  # (3, 5, 7, stack)
+    flat = frames.reshape(9, -1)
+    out = np.zeros((3, 5, 7, stack), np.uint8)
+    replay_kernels.stack_any(flat, ids, out.reshape(3, 35, stack))
+    np.testing.assert_array_equal(out, expected)
+    if stack == 4:
+        packed = np.zeros((3, 5, 7, 4), np.uint8)
+        replay_kernels.stack4(flat, ids, packed.reshape(3, -1).view(np.uint32))
+        np.testing.assert_array_equal(packed, expected)
 
 
 def test_returned_stacks_are_never_overwritten_while_referenced() -> None:
