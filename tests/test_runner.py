@@ -179,7 +179,9 @@ def test_checkpoint_restores_weights_optimizer_and_q_values(runs):
     import keras
 
     model = keras.saving.load_model(checkpoint.path / "model.keras", compile=False)
-    np.testing.assert_array_equal(agent.q_values(obs), np.asarray(model(obs)))
+    np.testing.assert_array_equal(np.asarray(agent.online(obs, training=False)), np.asarray(model(obs)))
+    # q_values runs the XLA-compiled forward pass, whose fused arithmetic rounds differently.
+    np.testing.assert_allclose(agent.q_values(obs), np.asarray(model(obs)), rtol=1e-5)
     assert not np.allclose(agent.q_values(obs[:2] * 0 + 77), fresh_q)
     assert isinstance(checkpoint.config, Config)
 
