@@ -20,7 +20,7 @@ step; at epsilon ~1 acting skips the network and the figure would flatter the lo
 
 Targets on a 2-core machine: acting >= 85% of the emulator limit; end-to-end >= 85%
 of the bound and >= 100 agent steps/s.
-Run: .venv/bin/python benchmarks/training_bench.py [--reps 3] [--steps 2000] [--envs 1,2]
+Run: .venv/bin/python benchmarks/training_bench.py [--reps 3] [--steps 2000] [--envs 1,2,4]
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000,
                         help="agent steps of each end-to-end run after learning starts (acting: per rep / 2)")
     parser.add_argument("--iters", type=int, default=20, help="updates per repetition of the update cost")
-    parser.add_argument("--envs", default="1,2", help="num_envs values for acting and end-to-end, comma-separated")
+    parser.add_argument("--envs", default="1,2,4", help="num_envs values for acting and end-to-end, comma-separated")
     parser.add_argument("--threads", default="1,2", help="TF intra-op thread counts for the update cost")
     parser.add_argument("--learning-starts", type=int, default=1000)
     parser.add_argument("--capacity", type=int, default=10_000, help="replay capacity of end-to-end runs")

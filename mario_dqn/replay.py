@@ -257,8 +257,8 @@ class ReplayMemory:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of all preallocated arrays (not counting sample()'s few-MB scratch and
-        output buffers, which do not grow with capacity)."""
+        """Bytes of all preallocated arrays (not counting sample()'s few-MB output
+        buffers, which do not grow with capacity)."""
         return sum(int(a.nbytes) for a in self._arrays().values()) + sum(
             int(a.nbytes) for a in (self._cursor, self._count, self._num_last, self._needs_start))
 
@@ -325,7 +325,7 @@ class ReplayMemory:
         end), so a couple of rounds almost always suffice; when most of a small ring is
         invalid, fall back to an explicit list of the valid ids.
         """
-        flat = self._draw_candidates(batch_size)
+        flat = np.asarray(self._draw_candidates(batch_size), dtype=np.int64)  # the kernels' id type
         valid, k, back = self._inspect(flat)
         for _ in range(_REJECTION_ROUNDS):
             if valid.all():
