@@ -102,7 +102,7 @@ class RunnerConfig:
     """The training loop: length, parallelism, evaluation, checkpoints, logging."""
 
     total_steps: int = spec(1_500_000, "Total agent steps of the run (summed over envs).", low=1, high=10_000_000_000)
-    num_envs: int = spec(2, "Environments stepped in parallel (2 measured fastest on 2 cores: make bench).",
+    num_envs: int = spec(4, "Environments stepped in parallel (4 measured fastest on 2 cores: make bench).",
                          low=1, high=64)
     seed: int = spec(0, "Seed of every random generator in the run.", low=0, high=2**31 - 1)
     eval_every: int = spec(25_000, "Agent steps between evaluations (0 = never).", low=0, high=10_000_000_000)

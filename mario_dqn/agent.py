@@ -50,11 +50,12 @@ class DQNAgent:
     :func:`mario_dqn.network.build_q_network` is built. The target network is always a
     clone of the online one with copied weights, so both start identical.
 
-    ``jit_compile`` compiles the whole learning step with XLA. It is off by default
-    because on the 2-core CPU machines this project runs on it made an update ~25%
-    slower on a quiet machine and up to 3x slower on a busy one (XLA's CPU
-    convolutions lose to oneDNN's; see ``benchmarks/agent_bench.py``); it may pay on a
-    GPU. The optimizer step alone is always XLA-compiled (see ``_apply_fn``), and so
+    ``jit_compile`` compiles the whole learning step with XLA. It is off by default:
+    on the 2-core CPU machines this project runs on, with TensorFlow's oneDNN kernels
+    (turned on by :mod:`mario_dqn.tf_import`) the per-op step was 3-13% faster than the
+    XLA one in the same runs (XLA's CPU convolutions lose to oneDNN's), and XLA's had
+    been up to 3x slower on a busy machine; see ``benchmarks/agent_bench.py``. It may
+    pay on a GPU. The optimizer step alone is always XLA-compiled (see ``_apply_fn``), and so
     is acting's forward pass (see ``_q_fn``). Both paths are deterministic.
     """
 
