@@ -30,8 +30,11 @@ import pytest
 from benchmarks.fault_injection import error_lines, run_cli, run_trials
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--no-progress", "--set", "learning_starts=100", "--set", "capacity=1000", "--set", "eval_every=0",
-        "--set", "max_episode_steps=100", "--set", "target_update_period=10", "--set", "batch_size=8"]
+# Two envs, whatever the default: the step counts below (checkpoints at 100 and 150) are
+# multiples of the envs' stride.
+TINY = ["--no-progress", "--envs", "2", "--set", "learning_starts=100", "--set", "capacity=1000",
+        "--set", "eval_every=0", "--set", "max_episode_steps=100", "--set", "target_update_period=10",
+        "--set", "batch_size=8"]
 EVERY_100 = ["--set", "checkpoint_every=100", "--set", "keep_checkpoints=2"]
 STEP_100, STEP_150, STEP_200 = "step-000000000100", "step-000000000150", "step-000000000200"
 
