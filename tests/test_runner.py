@@ -82,13 +82,15 @@ def crash_after(run: Path, crashed: Path, straight: Path, step: int) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """For 1 and 2 envs: a straight 300-step run, and one stopped at 150 then resumed to
-    300 in new processes. Checkpoints every 100 steps, keeping 2. For 1 env also
+    """For 1, 2 and 4 envs (4 is the default): a straight 300-step run, and one stopped at
+    150 (152 for 4 envs, whose steps come in fours) then resumed to 300 in new processes. Checkpoints every 100 steps, keeping 2. For 1 env also
     "crashed1": like resumed1, but killed after logging past its checkpoint (see crash_after)."""
     root = tmp_path_factory.mktemp("runs")
     paths: dict[str, Path] = {"root": root}
-    for envs in ("1", "2"):
-        common = ("--envs", envs, "--set", "checkpoint_every=100", "--set", "keep_checkpoints=2", *TINY)
+    for envs in ("1", "2", "4"):
+        # 4 envs take 75 steps each: shorter episodes so that several end, after learning starts.
+        shorter = ("--set", "max_episode_steps=30") if envs == "4" else ()
+        common = ("--envs", envs, "--set", "checkpoint_every=100", "--set", "keep_checkpoints=2", *TINY, *shorter)
         straight = cli("train", "--steps", "300", "--save-dir", str(root), "--name", f"straight{envs}", *common)
         assert straight.returncode == 0, straight.stderr[-2000:]
         first = cli("train", "--steps", "150", "--save-dir", str(root), "--name", f"resumed{envs}", *common)
@@ -122,7 +124,7 @@ def test_run_layout(runs):
     assert (run / "checkpoints" / "step-000000000300" / "COMPLETE").is_file()
 
 
-@pytest.mark.parametrize("envs", ["1", "2"])
+@pytest.mark.parametrize("envs", ["1", "2", "4"])
 def test_resume_gives_the_same_numbers_as_not_stopping(runs, envs):
     a = runs[f"straight{envs}"] / "checkpoints" / "step-000000000300"
     b = runs[f"resumed{envs}"] / "checkpoints" / "step-000000000300"
