@@ -55,8 +55,8 @@ class DQNAgent:
     (turned on by :mod:`mario_dqn.tf_import`) the per-op step was 3-13% faster than the
     XLA one in the same runs (XLA's CPU convolutions lose to oneDNN's), and XLA's had
     been up to 3x slower on a busy machine; see ``benchmarks/agent_bench.py``. It may
-    pay on a GPU. The optimizer step alone is always XLA-compiled (see ``_apply_fn``), and so
-    is acting's forward pass (see ``_q_fn``). Both paths are deterministic.
+    pay on a GPU. The optimizer step alone is always XLA-compiled (see ``_apply_fn``),
+    and so is acting's forward pass (see ``_q_fn``). Both paths are deterministic.
     """
 
     def __init__(

@@ -101,6 +101,7 @@ class ReplayMemory:
         self._episode_step = np.zeros(shape, dtype=np.uint8)
         # Flat views: entry (e, i) is flat index e * C + i, also the id handed out by sample().
         self._frames_flat = self._frames.reshape((-1,) + self.frame_shape)
+        self._frame_rows = self._frames.reshape(-1, height * width)  # the kernels' (N, H*W) view
         self._action_flat = self._action.reshape(-1)
         self._reward_flat = self._reward.reshape(-1)
         self._terminated_flat = self._terminated.reshape(-1)
@@ -380,12 +381,11 @@ class ReplayMemory:
 
     def _stack(self, ids: np.ndarray, out: np.ndarray) -> None:
         """Fill channels-last stacks ``out`` (B, H, W, S) with frames ``ids`` (B, S)."""
-        frames = self._frames_flat.reshape(self._frames_flat.shape[0], -1)
         batch = out.shape[0]
         if self.stack_size == 4 and sys.byteorder == "little":  # 4 channels = one uint32 per pixel
-            kernels.stack4(frames, ids, out.reshape(batch, -1).view(np.uint32))
+            kernels.stack4(self._frame_rows, ids, out.reshape(batch, -1).view(np.uint32))
         else:
-            kernels.stack_any(frames, ids, out.reshape(batch, frames.shape[1], self.stack_size))
+            kernels.stack_any(self._frame_rows, ids, out.reshape(batch, -1, self.stack_size))
 
     def _output(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
         """The array to return as ``batch[key]``: a recent call's one that the caller has
