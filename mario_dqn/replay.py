@@ -362,7 +362,7 @@ class ReplayMemory:
         state sits k entries ahead in the same episode, so at least k more frames of
         the episode lie behind it. :func:`replay_kernels.transitions` turns
         (entry, k, back) into frame ids and scalars; a stack kernel then copies each
-        frame straight from the ring into its channel of the channels-last output.
+        frame straight from the ring into its channel of the channels-last outputs.
         """
         s, size = self.stack_size, flat.size
         frame_ids = np.empty((size, 2 * s), dtype=np.int64)
@@ -374,18 +374,13 @@ class ReplayMemory:
                             frame_ids, action, reward, discount)
         stack_shape = (size, *self.frame_shape, s)
         obs, next_obs = self._output("obs", stack_shape), self._output("next_obs", stack_shape)
-        self._stack(frame_ids[:, :s], obs)
-        self._stack(frame_ids[:, s:], next_obs)
+        if s == 4 and sys.byteorder == "little":  # 4 channels = one uint32 per pixel
+            kernels.stacks4(self._frame_rows, frame_ids, obs.reshape(size, -1).view(np.uint32),
+                            next_obs.reshape(size, -1).view(np.uint32))
+        else:
+            kernels.stacks_any(self._frame_rows, frame_ids, obs.reshape(size, -1, s), next_obs.reshape(size, -1, s))
         return {"obs": obs, "action": action, "reward": reward, "next_obs": next_obs,
                 "discount": discount, "index": flat}
-
-    def _stack(self, ids: np.ndarray, out: np.ndarray) -> None:
-        """Fill channels-last stacks ``out`` (B, H, W, S) with frames ``ids`` (B, S)."""
-        batch = out.shape[0]
-        if self.stack_size == 4 and sys.byteorder == "little":  # 4 channels = one uint32 per pixel
-            kernels.stack4(self._frame_rows, ids, out.reshape(batch, -1).view(np.uint32))
-        else:
-            kernels.stack_any(self._frame_rows, ids, out.reshape(batch, -1, self.stack_size))
 
     def _output(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
         """The array to return as ``batch[key]``: a recent call's one that the caller has

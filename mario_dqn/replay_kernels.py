@@ -85,28 +85,40 @@ def transitions(flat: np.ndarray, k: np.ndarray, back: np.ndarray, capacity: int
 
 
 @njit(cache=True, nogil=True)
-def stack4(frames: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
-    """Stacks of 4 channels from the ring ``frames`` (N, H*W): ``out[i, p]`` is a uint32
-    holding pixel p of frames ``ids[i, 0..3]``, channel 0 in the lowest byte (= first in
-    memory on a little-endian machine). Each frame is read once, straight from the ring,
-    and each pixel written once as one 4-byte word: the memory traffic of a plain gather,
-    with the channels-last interleave for free."""
+def stacks4(frames: np.ndarray, ids: np.ndarray, obs: np.ndarray, next_obs: np.ndarray) -> None:  # pragma: no cover
+    """Both 4-channel stacks of every sample from the ring ``frames`` (N, H*W).
+
+    ``ids[i, 0..3]`` are the frames of sample i's obs stack and ``ids[i, 4..7]`` those of
+    its next stack (oldest channel first, as :func:`transitions` writes them).
+    ``obs[i, p]`` and ``next_obs[i, p]`` are uint32s holding pixel p of the four frames,
+    channel 0 in the lowest byte (= first in memory on a little-endian machine). Each
+    frame is read once, straight from the ring, and each pixel written once as one
+    4-byte word: the memory traffic of a plain gather, with the channels-last interleave
+    for free. A sample's two stacks are built one after the other, while the frames
+    they share are still in cache.
+    """
     for i in range(ids.shape[0]):
-        f0 = frames[ids[i, 0]]
-        f1 = frames[ids[i, 1]]
-        f2 = frames[ids[i, 2]]
-        f3 = frames[ids[i, 3]]
-        row = out[i]
-        for p in range(row.size):
-            row[p] = (np.uint32(f0[p]) | (np.uint32(f1[p]) << 8)
-                      | (np.uint32(f2[p]) << 16) | (np.uint32(f3[p]) << 24))
+        for side in range(2):
+            row = obs[i] if side == 0 else next_obs[i]
+            first = 4 * side
+            f0 = frames[ids[i, first]]
+            f1 = frames[ids[i, first + 1]]
+            f2 = frames[ids[i, first + 2]]
+            f3 = frames[ids[i, first + 3]]
+            for p in range(row.size):
+                row[p] = (np.uint32(f0[p]) | (np.uint32(f1[p]) << 8)
+                          | (np.uint32(f2[p]) << 16) | (np.uint32(f3[p]) << 24))
 
 
 @njit(cache=True, nogil=True)
-def stack_any(frames: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
-    """Any stack size (and any byte order): ``out[i, p, c] = frames[ids[i, c], p]``."""
+def stacks_any(frames: np.ndarray, ids: np.ndarray, obs: np.ndarray, next_obs: np.ndarray) -> None:  # pragma: no cover
+    """Any stack size S (and any byte order): ``obs[i, p, c] = frames[ids[i, c], p]`` and
+    ``next_obs[i, p, c] = frames[ids[i, S + c], p]``."""
+    size = obs.shape[2]
     for i in range(ids.shape[0]):
-        for c in range(ids.shape[1]):
-            frame = frames[ids[i, c]]
-            for p in range(frame.size):
-                out[i, p, c] = frame[p]
+        for side in range(2):
+            out = obs[i] if side == 0 else next_obs[i]
+            for c in range(size):
+                frame = frames[ids[i, side * size + c]]
+                for p in range(frame.size):
+                    out[p, c] = frame[p]

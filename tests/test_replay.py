@@ -317,18 +317,22 @@ def test_add_rejects_bad_input() -> None:
 
 @pytest.mark.parametrize("stack", [4, 1, 3, 6])
 def test_stack_kernels_build_channels_last_stacks(stack: int) -> None:
-    """Both stack kernels (packed 4-channel and any-size) put frame ids[i, c] in channel c."""
+    """Both stack kernels (packed 4-channel and any-size) put frame ids[i, c] in channel c
+    of the obs stack and ids[i, S + c] in channel c of the next stack."""
     frames = np.random.default_rng(stack).integers(0, 256, (9, 5, 7), dtype=np.uint8)
-    ids = np.random.default_rng(1).integers(0, 9, (3, stack))
-    expected = np.stack([frames[ids[:, c]] for c in range(stack)], axis=-1)  # (3, 5, 7, stack)
+    ids = np.random.default_rng(1).integers(0, 9, (3, 2 * stack))
+    expected = [np.stack([frames[ids[:, half * stack + c]] for c in range(stack)], axis=-1)  # (3, 5, 7, S)
+                for half in (0, 1)]
     flat = frames.reshape(9, -1)
-    out = np.zeros((3, 5, 7, stack), np.uint8)
-    replay_kernels.stack_any(flat, ids, out.reshape(3, 35, stack))
-    np.testing.assert_array_equal(out, expected)
+    obs, next_obs = np.zeros((2, 3, 5, 7, stack), np.uint8)
+    replay_kernels.stacks_any(flat, ids, obs.reshape(3, 35, stack), next_obs.reshape(3, 35, stack))
+    np.testing.assert_array_equal(obs, expected[0])
+    np.testing.assert_array_equal(next_obs, expected[1])
     if stack == 4:
-        packed = np.zeros((3, 5, 7, 4), np.uint8)
-        replay_kernels.stack4(flat, ids, packed.reshape(3, -1).view(np.uint32))
-        np.testing.assert_array_equal(packed, expected)
+        obs, next_obs = np.zeros((2, 3, 5, 7, 4), np.uint8)
+        replay_kernels.stacks4(flat, ids, obs.reshape(3, -1).view(np.uint32), next_obs.reshape(3, -1).view(np.uint32))
+        np.testing.assert_array_equal(obs, expected[0])
+        np.testing.assert_array_equal(next_obs, expected[1])
 
 
 def test_returned_stacks_are_never_overwritten_while_referenced() -> None:
