@@ -3,6 +3,11 @@
 Run standalone: ``.venv/bin/python benchmarks/agent_bench.py [--repeats 7] [--iters 30]``.
 Prints ``name: value unit`` lines, each the median over ``--repeats`` repetitions of the
 mean over ``--iters`` calls (after a warm-up that pays for tracing and compilation).
+For the learning step it also prints the best repetition (``_best``): on a shared VM
+other tenants only ever add time, so the fastest repetition is the closest reading of
+what the code costs on this CPU, and the median what a run met that hour. Next to it,
+the floating-point work of one update and the rate the best repetition achieved: the
+update is compute-bound, so that rate against the CPU's peak says how much is left.
 
 Why these numbers: an update per 4 agent steps must stay well under the ~22 ms that
 four env steps take (~180 steps/s), or learning, not emulation, sets the pace; acting
@@ -31,6 +36,8 @@ from mario_dqn.tf_import import import_tensorflow  # noqa: E402
 
 tf = import_tensorflow()
 
+import keras  # noqa: E402  (after TensorFlow, which Keras imports as its backend)
+
 NUM_ACTIONS = len(ACTIONS[EnvConfig().action_set])  # the default action set
 OBS_SHAPE = (84, 84, 4)
 
@@ -42,7 +49,14 @@ def timed_ms(fn: Callable[[], object], iters: int, repeats: int, warmup: int = 3
 
 def interleaved_ms(fns: dict[str, Callable[[], object]], iters: int, repeats: int,
                    warmup: int = 3) -> dict[str, float]:
-    """Like :func:`timed_ms` for several variants, taking their repetitions in turn.
+    """Like :func:`timed_ms` for several variants, taking their repetitions in turn."""
+    runs = interleaved_runs_ms(fns, iters, repeats, warmup)
+    return {name: statistics.median(values) for name, values in runs.items()}
+
+
+def interleaved_runs_ms(fns: dict[str, Callable[[], object]], iters: int, repeats: int,
+                        warmup: int = 3) -> dict[str, list[float]]:
+    """Mean wall time in ms of ``iters`` calls, per repetition, for each variant.
 
     Round-robin order spreads any background load evenly over the variants, so their
     ratio stays meaningful on a shared machine even when absolute figures drift.
@@ -57,7 +71,29 @@ def interleaved_ms(fns: dict[str, Callable[[], object]], iters: int, repeats: in
             for _ in range(iters):
                 fn()
             means[name].append((time.perf_counter() - start) / iters * 1e3)
-    return {name: statistics.median(values) for name, values in means.items()}
+    return means
+
+
+def update_flop(model: keras.Model, batch_size: int) -> int:
+    """Floating-point operations of one learning step, from the model's layer shapes.
+
+    One step runs three forward passes over a batch (online net on obs under the tape,
+    online and target nets on next_obs for the Double-DQN target) and one backward pass:
+    weight gradients of every layer plus input gradients of every layer but the first
+    (nothing needs the gradient of the observations). Each pass over a Conv2D or Dense
+    layer costs its multiply-adds, two operations each; biases, activations, the loss and
+    Adam are left out (they are memory-bound, not compute-bound).
+    """
+    macs = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            out_h, out_w, filters = layer.output.shape[1:]
+            kernel_h, kernel_w, channels, _ = layer.kernel.shape
+            macs.append(out_h * out_w * filters * kernel_h * kernel_w * channels)
+        elif isinstance(layer, keras.layers.Dense):
+            macs.append(int(np.prod(layer.kernel.shape)))
+    per_sample = 3 * sum(macs) + sum(macs) + sum(macs[1:])
+    return 2 * batch_size * per_sample
 
 
 def random_batch(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
@@ -88,14 +124,21 @@ def main() -> None:
     batch = random_batch(rng, config.batch_size)
     print(f"cpu_cores: {os.cpu_count()} cores")
     print(f"load_average_1min_before: {os.getloadavg()[0]:.2f} runnable")
-    updates = {}
+    agents = {}
     for dueling in (True, False):
         for jit in (False, True):
-            agent = DQNAgent(NUM_ACTIONS, OBS_SHAPE, AgentConfig(dueling=dueling), seed=0, jit_compile=jit)
             name = f"update_b{config.batch_size}_{'dueling' if dueling else 'linear'}_{'xla' if jit else 'no_xla'}"
-            updates[name] = lambda agent=agent: agent.train_step(batch)
-    for name, ms in interleaved_ms(updates, args.iters, args.repeats).items():
-        print(f"{name}: {ms:.2f} ms")
+            agents[name] = DQNAgent(NUM_ACTIONS, OBS_SHAPE, AgentConfig(dueling=dueling), seed=0, jit_compile=jit)
+    updates = {name: (lambda agent=agent: agent.train_step(batch)) for name, agent in agents.items()}
+    runs = interleaved_runs_ms(updates, args.iters, args.repeats)
+    for name, values in runs.items():
+        print(f"{name}: {statistics.median(values):.2f} ms")
+        print(f"{name}_best: {min(values):.2f} ms")
+    reference = f"update_b{config.batch_size}_dueling_no_xla"
+    flop = update_flop(agents[reference].online, config.batch_size)
+    best_ms = min(runs[reference])
+    print(f"update_b{config.batch_size}_flop: {flop / 1e9:.2f} GFLOP")
+    print(f"{reference}_best_rate: {flop / best_ms / 1e6:.1f} GFLOP/s")
 
     agent = DQNAgent(NUM_ACTIONS, OBS_SHAPE, config, seed=0)
     acting = {f"act_b{n}": lambda obs=batch["obs"][:n]: agent.act(obs, 0.0) for n in (1, 2, 4)}
