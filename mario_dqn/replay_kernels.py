@@ -91,11 +91,11 @@ def stacks4(frames: np.ndarray, ids: np.ndarray, obs: np.ndarray, next_obs: np.n
     ``ids[i, 0..3]`` are the frames of sample i's obs stack and ``ids[i, 4..7]`` those of
     its next stack (oldest channel first, as :func:`transitions` writes them).
     ``obs[i, p]`` and ``next_obs[i, p]`` are uint32s holding pixel p of the four frames,
-    channel 0 in the lowest byte (= first in memory on a little-endian machine). Each
-    frame is read once, straight from the ring, and each pixel written once as one
+    channel 0 in the lowest byte (= first in memory on a little-endian machine). A
+    stack's frames are read straight from the ring and each pixel is written once as one
     4-byte word: the memory traffic of a plain gather, with the channels-last interleave
-    for free. A sample's two stacks are built one after the other, while the frames
-    they share are still in cache.
+    for free. A sample's two stacks are built one after the other, so the frames they
+    share are read from cache the second time.
     """
     for i in range(ids.shape[0]):
         for side in range(2):
