@@ -137,8 +137,9 @@ def _resolve_train_config(world: int | None, stage: int | None, stages: str | No
 def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force, overrides, no_progress):
     """Train a DQN agent; writes config.json, checkpoints/, metrics.csv and TensorBoard logs.
 
-    Stop it any time with Ctrl-C (or SIGTERM): it writes a checkpoint first, and
-    --resume continues with exactly the numbers an uninterrupted run would give.
+    Stop it any time with Ctrl-C (or SIGTERM, or by closing the terminal): it finishes
+    the step, writes a checkpoint and exits 130 (143, 129); --resume continues with
+    exactly the numbers an uninterrupted run would give.
     """
     # Every check that needs no TensorFlow comes first, so a mistake is refused at once.
     from mario_dqn import checkpoint as ckpt
@@ -224,10 +225,12 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
         if what is None:
             raise
         raise _io_failure(run_dir, what) from None
+    if result["stopped_by"]:  # the trainer has said where it stopped, in one line
+        from mario_dqn.signals import exit_code
+
+        sys.exit(exit_code(result["stopped_by"]))
     click.echo(f"done: step {result['step']:,}, {result['episodes']} episodes, {result['flags']} flags, "
                f"best x_pos {result['best_x']}; checkpoint {result['checkpoint']}")
-    if result["stopped_by"]:
-        sys.exit(130 if result["stopped_by"] == "SIGINT" else 143)
 
 
 def _load_for_play(path: Path) -> tuple[Any, Any]:
@@ -256,17 +259,51 @@ def _load_for_play(path: Path) -> tuple[Any, Any]:
 def evaluate(path, episodes, seed, epsilon, as_json):
     """Evaluate a run or checkpoint on fixed seeds: mean return, x_pos and flag rate."""
     config, agent = _load_for_play(path)
-    from mario_dqn.runner import evaluate as run_eval
-
-    result = run_eval(agent, config, episodes, seed, epsilon)
+    result = _play_episodes(agent, config, episodes, seed, epsilon, None, quiet=as_json)
     if as_json:
         click.echo(json.dumps(result))
         return
     for i, row in enumerate(result["per_episode"]):
-        click.echo(f"episode {i}: stage {row['stage']} return {row['return']:.2f} x_pos {row['x_pos']} "
-                   f"flag {'yes' if row['flag'] else 'no'}")
+        click.echo(_episode_line(i, row))
     click.echo(f"mean return {result['mean_return']:.2f}, mean x_pos {result['mean_x_pos']:.0f}, "
                f"max x_pos {result['max_x_pos']}, flag rate {result['flag_rate']:.0%}")
+
+
+def _episode_line(i: int, row: dict[str, Any]) -> str:
+    return (f"episode {i}: stage {row['stage']} return {row['return']:.2f} x_pos {row['x_pos']} "
+            f"flag {'yes' if row['flag'] else 'no'}")
+
+
+def _play_episodes(agent: Any, config: C.Config, episodes: int, seed: int, epsilon: float, recorder: Any,
+                   quiet: bool = False) -> dict[str, Any]:
+    """``runner.evaluate`` for play/evaluate, stopping cleanly on SIGINT/SIGTERM/SIGHUP.
+
+    A stop signal ends the episode in progress between two steps; the video being
+    written is closed, so it is a playable mp4 of the episode up to that point. What
+    finished is printed, then one line, and the exit code is the signal's (SIGINT: 130).
+    """
+    from mario_dqn.runner import EvaluationStopped
+    from mario_dqn.runner import evaluate as run_eval
+    from mario_dqn.signals import StopRequest, exit_code
+
+    stop = StopRequest(finishing="closing the video file" if recorder else "stopping")
+    with stop:
+        try:
+            return run_eval(agent, config, episodes, seed, epsilon, recorder.on_frame if recorder else None,
+                            stop=lambda: stop.name is not None)
+        except EvaluationStopped as stopped:
+            done = stopped.episodes
+        finally:
+            if recorder:
+                recorder.close()
+    for i, row in enumerate(done):
+        if not quiet:
+            click.echo(_episode_line(i, row) + (f" video {recorder.paths[i]}" if recorder else ""))
+    where = f"stopped by {stop.name} during episode {len(done)} ({len(done)} of {episodes} finished)"
+    if recorder and len(recorder.paths) > len(done):
+        where += f"; its video up to there: {recorder.paths[len(done)]}"
+    click.echo(where, err=True)
+    sys.exit(exit_code(stop.name or "SIGINT"))
 
 
 PRETRAINED = Path(__file__).resolve().parent / "save" / "pretrained" / "world-1-1"
@@ -295,7 +332,6 @@ def play(path, episodes, seed, epsilon, record, video_dir):
         path = PRETRAINED
     config, agent = _load_for_play(path)
     from mario_dqn import checkpoint as ckpt
-    from mario_dqn.runner import evaluate as run_eval
     from mario_dqn.video import EpisodeRecorder
 
     recorder = None
@@ -308,14 +344,9 @@ def play(path, episodes, seed, epsilon, record, video_dir):
         except OSError as err:
             raise UserError(f"cannot create {target}: {err.strerror}") from None
         recorder = EpisodeRecorder(target, checkpoint_dir.name, fps=60 / config.env.frame_skip)
-    try:
-        result = run_eval(agent, config, episodes, seed, epsilon, recorder.on_frame if recorder else None)
-    finally:
-        if recorder:
-            recorder.close()
+    result = _play_episodes(agent, config, episodes, seed, epsilon, recorder)
     for i, row in enumerate(result["per_episode"]):
-        line = (f"episode {i}: stage {row['stage']} return {row['return']:.2f} x_pos {row['x_pos']} "
-                f"flag {'yes' if row['flag'] else 'no'}")
+        line = _episode_line(i, row)
         if recorder:
             line += f" video {recorder.paths[i]}"
         click.echo(line)

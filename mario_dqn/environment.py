@@ -34,6 +34,7 @@ from gymnasium.wrappers import ResizeObservation, TimeLimit, TransformReward
 from nes_py.wrappers import JoypadSpace
 
 from config import ACTION_SETS, ConfigError, EnvConfig, parse_stage
+from mario_dqn import signals
 from mario_dqn.wrappers import (
     EpisodeRecorder,
     FrameStackLast,
@@ -135,23 +136,32 @@ def env_factory(config: EnvConfig, render_mode: str | None = None) -> Callable[[
     return functools.partial(make_env, config, None, render_mode)
 
 
+def _make_worker_env(config: EnvConfig, render_mode: str | None) -> gym.Env:
+    """``make_env`` in an env worker process, which leaves stop signals to the main one
+    (see :mod:`mario_dqn.signals`)."""
+    signals.ignore_in_worker()
+    return make_env(config, None, render_mode)
+
+
 def make_vector_env(config: EnvConfig, num_envs: int, asynchronous: bool | None = None) -> gym.vector.VectorEnv:
     """``num_envs`` copies of ``make_env(config)`` stepped together, same-step auto-reset.
 
     ``asynchronous`` defaults to True when ``num_envs > 1``: each env gets its own
     process, so emulation runs on all cores; observations come back through shared
-    memory. Seed with ``venv.reset(seed=s)``: env i gets seed ``s + i``.
+    memory. Seed with ``venv.reset(seed=s)``: env i gets seed ``s + i``. The worker
+    processes ignore SIGINT, SIGTERM and SIGHUP: the main process owns shutdown.
     """
     if not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs must be an integer >= 1; got {num_envs!r}")
     check_env_config(config)
-    fns = [env_factory(config) for _ in range(num_envs)]
     if asynchronous is None:
         asynchronous = num_envs > 1
     mode = gym.vector.AutoresetMode.SAME_STEP
     if asynchronous:
-        return gym.vector.AsyncVectorEnv(fns, shared_memory=True, autoreset_mode=mode, context="spawn")
-    return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
+        fns = [functools.partial(_make_worker_env, config, None) for _ in range(num_envs)]
+        with signals.blocked_while_spawning():
+            return gym.vector.AsyncVectorEnv(fns, shared_memory=True, autoreset_mode=mode, context="spawn")
+    return gym.vector.SyncVectorEnv([env_factory(config) for _ in range(num_envs)], autoreset_mode=mode)
 
 
 def final_observations(obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,

@@ -17,7 +17,6 @@ import csv
 import math
 import os
 import shutil
-import signal
 import time
 from collections import deque
 from pathlib import Path
@@ -31,6 +30,7 @@ from mario_dqn.agent import DQNAgent
 from mario_dqn.environment import final_observations, make_env, make_vector_env
 from mario_dqn.replay import make_replay
 from mario_dqn.schedules import linear_schedule
+from mario_dqn.signals import StopRequest
 
 METRIC_FIELDS = ("kind", "step", "episode", "return", "length", "x_pos", "flag", "epsilon", "loss", "mean_q",
                  "steps_per_s", "max_x_pos", "flag_rate")
@@ -65,9 +65,18 @@ def build_agent(config: C.Config, num_actions: int) -> DQNAgent:
     return DQNAgent(num_actions, obs_shape, config.agent, seed=config.runner.seed)
 
 
+class EvaluationStopped(Exception):
+    """An evaluation given up half-way because ``stop()`` said so (a stop signal).
+    ``episodes`` holds the per-episode rows of the episodes that did finish."""
+
+    def __init__(self, episodes: list[dict[str, Any]]) -> None:
+        super().__init__(f"stopped after {len(episodes)} episodes")
+        self.episodes = episodes
+
+
 def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilon: float = 0.0,
              on_frame: Callable[[int, np.ndarray], None] | None = None,
-             noop_max: int = EVAL_NOOP_MAX) -> dict[str, Any]:
+             noop_max: int = EVAL_NOOP_MAX, stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Play ``episodes`` episodes with seeds ``seed + i``; the same protocol everywhere.
 
     Episode ``i`` resets with seed ``seed + i`` (which also picks its stage) and begins
@@ -75,7 +84,8 @@ def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilo
     :data:`EVAL_NOOP_MAX`); they count in the episode's return and length. Exploration
     (when ``epsilon > 0``) draws from its own generator seeded by ``seed``, so
     evaluating never disturbs the training RNG streams. ``on_frame(episode, rgb)``
-    receives each full-resolution frame (for videos).
+    receives each full-resolution frame (for videos). ``stop()`` is asked before each
+    step; when it is true the evaluation raises :class:`EvaluationStopped`.
     """
     env = make_env(config.env, render_mode="rgb_array" if on_frame else None)
     rng = np.random.default_rng(seed)
@@ -88,6 +98,8 @@ def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilo
             noops = int(np.random.default_rng(seed + i).integers(noop_max + 1))
             total, length, done = 0.0, 0, False
             while not done:
+                if stop is not None and stop():
+                    raise EvaluationStopped(rows)
                 if length < noops:
                     action = NOOP_ACTION
                 else:
@@ -125,7 +137,9 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.progress = progress
         self.log = log
-        self.stop_requested: str | None = None
+        self.stop = StopRequest()
+        self.eval_pending = False
+        """An evaluation that a stop signal cut short: the resumed run does it first."""
         seed_everything(config.runner.seed)
         n = config.runner.num_envs
         self.envs = make_vector_env(config.env, n, asynchronous=True)
@@ -152,7 +166,7 @@ class Trainer:
             "episodes": self.episodes, "flags": self.flags, "best_x": self.best_x, "best_eval": self.best_eval,
             "ep_return": self.ep_return.tolist(), "ep_length": self.ep_length.tolist(),
             "last_loss": self.last_loss, "last_mean_q": self.last_mean_q,
-            "recent_returns": list(self.recent_returns),
+            "recent_returns": list(self.recent_returns), "eval_pending": self.eval_pending,
             "agent": self.agent.get_state(),
             "envs": list(self.envs.call("get_episode_state")),
         }
@@ -177,6 +191,7 @@ class Trainer:
         self.ep_length = np.asarray(state["ep_length"], np.int64)
         self.last_loss, self.last_mean_q = state["last_loss"], state["last_mean_q"]
         self.recent_returns = deque(state["recent_returns"], maxlen=20)
+        self.eval_pending = bool(state.get("eval_pending", False))  # absent before it existed
         self.envs.set_attr("pending_state", list(state["envs"]))
         restored = self.envs.call("restore_pending")
         self.obs = np.stack([obs for obs, _ in restored])
@@ -327,8 +342,16 @@ class Trainer:
             self.ep_length[i] = 0
 
     def _evaluate(self) -> None:
+        """Evaluate now; a stop signal during it leaves it pending for the resumed run
+        (it touches no training state, so doing it later gives the same row)."""
         r = self.config.runner
-        result = evaluate(self.agent, self.config, r.eval_episodes, r.seed + EVAL_SEED_OFFSET, r.eval_epsilon)
+        self.eval_pending = True
+        try:
+            result = evaluate(self.agent, self.config, r.eval_episodes, r.seed + EVAL_SEED_OFFSET, r.eval_epsilon,
+                              stop=lambda: self.stop.name is not None)
+        except EvaluationStopped:
+            return
+        self.eval_pending = False
         self._write_row({"kind": "eval", "step": self.step, "episode": self.episodes,
                          "return": round(result["mean_return"], 6), "x_pos": result["mean_x_pos"],
                          "max_x_pos": result["max_x_pos"], "flag_rate": result["flag_rate"]})
@@ -346,23 +369,26 @@ class Trainer:
         self._csv_handle.flush()
         return path
 
-    def _request_stop(self, signum: int, _frame: Any) -> None:
-        self.stop_requested = signal.Signals(signum).name
-
     def run(self) -> dict[str, Any]:
-        """Train until ``total_steps`` (or a SIGINT/SIGTERM); always end with a checkpoint."""
+        """Train until ``total_steps`` or a stop signal (SIGINT, SIGTERM, SIGHUP); always
+        end with a checkpoint. A second signal while it is written is only acknowledged."""
+        with self.stop:
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         r = self.config.runner
         n = r.num_envs
         self._open_logs()
-        handlers = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         bar = None
         if self.progress:
             from tqdm import tqdm
             bar = tqdm(total=r.total_steps, initial=self.step, unit="step", dynamic_ncols=True, smoothing=0.05)
         started, started_step = time.perf_counter(), self.step
-        last_path = None
+        last_path, saved_step = None, None
         try:
-            while self.step < r.total_steps and self.stop_requested is None:
+            if self.eval_pending:
+                self._evaluate()
+            while self.step < r.total_steps and self.stop.name is None:
                 epsilon = self.epsilon()
                 actions = self.agent.act(self.obs, epsilon)
                 # The envs emulate in their own processes while this one learns: the two
@@ -385,7 +411,7 @@ class Trainer:
                 if r.eval_every and self.step // r.eval_every > before // r.eval_every:
                     self._evaluate()
                 if self.step // r.checkpoint_every > before // r.checkpoint_every and self.step < r.total_steps:
-                    last_path = self.save()
+                    last_path, saved_step = self.save(), self.step
                 if bar is not None:
                     bar.update(n)
                     if done.any() or self.step % 200 < n:
@@ -393,20 +419,20 @@ class Trainer:
                         bar.set_postfix(sps=f"{sps:.0f}", fps=f"{sps * self.config.env.frame_skip:.0f}",
                                         eps=f"{epsilon:.3f}", ret=f"{mean_ret:.1f}", best_x=self.best_x,
                                         flags=self.flags, refresh=False)
-            last_path = self.save()
+            if saved_step != self.step:
+                last_path = self.save()
         finally:
             if bar is not None:
                 bar.close()
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
             try:
                 self._close_logs()
             finally:  # a log flush failing on a full disk must not leave env processes behind
                 self.envs.close()
-        if self.stop_requested:
-            self.log(f"stopped by {self.stop_requested} at step {self.step}; checkpoint: {last_path}")
+        if self.stop.name:
+            pending = " (the evaluation it interrupted runs first on --resume)" if self.eval_pending else ""
+            self.log(f"stopped by {self.stop.name} at step {self.step}; checkpoint: {last_path}{pending}")
         return {"step": self.step, "episodes": self.episodes, "flags": self.flags, "best_x": self.best_x,
-                "checkpoint": str(last_path), "stopped_by": self.stop_requested}
+                "checkpoint": str(last_path), "stopped_by": self.stop.name}
 
 
 SCALAR_FIELDS = ("return", "length", "x_pos", "flag", "epsilon", "loss", "mean_q", "steps_per_s",

@@ -9,7 +9,8 @@
 - bad input (a table of CLI mistakes): exit 2, one line, no traceback, nothing changed.
 
 SIGINT/SIGTERM writing a checkpoint before exit are tested in tests/test_runner.py
-(test_signals_write_a_loadable_checkpoint).
+(test_signals_write_a_loadable_checkpoint: a signal to the main process) and in
+tests/test_signals.py (to the whole process group, as a terminal or `timeout` sends them).
 """
 
 from __future__ import annotations

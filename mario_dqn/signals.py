@@ -1,0 +1,112 @@
+"""Stop signals: the main process owns shutdown, env worker processes ignore them.
+
+A terminal sends Ctrl-C (SIGINT) to its whole foreground process group, and
+``timeout``, schedulers and a closed terminal (SIGHUP) signal the group too, so the env
+worker processes receive the same signal as ``main.py``. If a worker acted on it, it
+would die mid-step and take the run with it before the main process could write its
+checkpoint. So workers ignore these signals, and the main process, which does handle
+them, closes the workers itself once its checkpoint is written. Workers still go away
+when the main process is killed outright (SIGKILL): their command pipe then reads
+end-of-file, and Gymnasium's worker loop exits.
+
+Why the signals are *blocked* while workers start: a worker is a fresh interpreter
+(the ``spawn`` start method), and a signal that arrives before its first line of our
+code runs would hit Python's default handlers. A blocked mask is inherited through
+fork and exec, so the signal stays pending until the worker has set ``SIG_IGN``, which
+discards it. The main process still receives it (other threads of it do not block it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from types import FrameType
+from typing import Iterator
+
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What stops a run: Ctrl-C, ``kill``/``timeout``/schedulers, a closed terminal."""
+
+
+def exit_code(name: str) -> int:
+    """The shell's exit status for a process stopped by signal ``name``: 128 + its number
+    (SIGINT 130, SIGTERM 143, SIGHUP 129)."""
+    return 128 + int(signal.Signals[name])
+
+
+@contextlib.contextmanager
+def blocked_while_spawning() -> Iterator[None]:
+    """Block the stop signals in this thread while child processes are started in it,
+    so they start with the signals blocked (see the module docstring)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def ignore_in_worker() -> None:
+    """Make this (worker) process ignore the stop signals, then unblock them.
+
+    Setting ``SIG_IGN`` discards any that arrived while they were blocked.
+    """
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+class StopRequest:
+    """Records the first stop signal instead of raising; the loop polls :attr:`name`.
+
+    Use as a context manager around the loop *and* what it must finish (the final
+    checkpoint, a video file): a second signal meanwhile is only acknowledged on stderr
+    (with ``os.write``, which is safe wherever the handler interrupts), never allowed to
+    cut that work short. Nothing is interrupted mid-step either: an exception raised
+    inside the emulator or a half-written frame is what this avoids. The previous
+    handlers come back on exit.
+    """
+
+    def __init__(self, finishing: str = "writing the checkpoint") -> None:
+        self.name: str | None = None
+        self._note = f"\nstill {finishing}; it stops when that is done\n".encode()
+        self._previous: dict[signal.Signals, object] = {}
+        self._tty_fds = terminal_fds()
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.name is not None:
+            if self._note:  # said once: a held-down Ctrl-C should not fill the screen
+                with contextlib.suppress(OSError):
+                    os.write(2, self._note)
+                self._note = b""
+            return
+        self.name = signal.Signals(signum).name
+        if signum == signal.SIGHUP:
+            detach_from_terminal(self._tty_fds)
+
+    def __enter__(self) -> StopRequest:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def terminal_fds() -> list[int]:
+    """Which of stdout/stderr are a terminal, asked up front: once the terminal has hung
+    up, ``isatty`` on it fails too."""
+    return [fd for fd in (1, 2) if os.isatty(fd)]
+
+
+def detach_from_terminal(fds: list[int]) -> None:
+    """After SIGHUP the terminal may be gone, and writing to it fails with EIO: point
+    ``fds`` (the ones that were a terminal) at /dev/null, as ``nohup`` does, so the
+    checkpoint is still written and nothing fails on a last progress-bar line."""
+    if not fds:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in fds:
+            os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)

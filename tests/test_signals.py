@@ -1,0 +1,161 @@
+"""Stop signals sent the way users send them: to the whole process group.
+
+A terminal's Ctrl-C, ``timeout`` and a closed terminal signal every process of the
+foreground group, the env workers included. Each test starts the real CLI in its own
+session (so the group is just that run) and signals it with ``os.killpg``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_runner import ROOT, TINY, cli, metrics_rows, npz, tensorboard_scalars
+
+# 4 envs (the default): the workers are separate processes in the signalled group.
+COMMON = ("--envs", "4", "--set", "checkpoint_every=100", "--set", "keep_checkpoints=2", *TINY,
+          "--set", "max_episode_steps=30")
+TARGET = 400
+"""Signalled runs stop after their first episodes (step ~120) and resume to here."""
+
+
+def start(*args: str) -> subprocess.Popen:
+    """`python main.py ARGS` in a new session: its process group is this run alone."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen([sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for(condition, what: str, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def logged_episodes(run: Path) -> bool:
+    metrics = run / "metrics.csv"
+    return metrics.exists() and metrics.read_text().count("\n") >= 2
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (the env workers and multiprocessing's tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def assert_clean(stderr: str) -> None:
+    assert "Traceback" not in stderr and "Error" not in stderr and "error" not in stderr, stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Path:
+    """An uninterrupted run to TARGET with the signalled runs' settings."""
+    root = tmp_path_factory.mktemp("straight")
+    out = cli("train", "--steps", str(TARGET), "--save-dir", str(root), "--name", "straight", *COMMON)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return root / "straight"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_group_signal_checkpoints_and_resumes_exactly(straight, tmp_path, sig):
+    from mario_dqn.checkpoint import latest_checkpoint, load_checkpoint
+
+    run = tmp_path / "run"
+    proc = start("train", "--steps", "100000", "--save-dir", str(tmp_path), "--name", "run", *COMMON)
+    wait_for(lambda: logged_episodes(run), "the first episodes")
+    os.killpg(proc.pid, sig)
+    # More of the same while it stops: a held key, an impatient user. The first is the
+    # one that counts; the others must not cut the checkpoint write short.
+    for _ in range(10):
+        time.sleep(0.02)
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 128 + sig, err[-3000:]
+    assert_clean(err)
+    assert err.count("still writing the checkpoint") == 1, err
+    lines = [line for line in out.splitlines() if line.startswith("stopped by")]
+    assert len(lines) == 1 and lines[0].startswith(f"stopped by {sig.name} at step "), out
+    step = int(lines[0].split(" at step ")[1].split(";")[0])
+    assert 100 < step < TARGET, "stopped after the periodic checkpoint at 100, before TARGET"
+    newest = latest_checkpoint(run / "checkpoints")
+    assert newest is not None and newest.name == f"step-{step:012d}" and (newest / "replay").is_dir()
+    assert load_checkpoint(run).state["step"] == step
+    assert not [pid for pid in children(proc.pid) if running(pid)]
+
+    again = cli("train", "--resume", str(run), "--steps", str(TARGET), "--no-progress")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert metrics_rows(run) == metrics_rows(straight)
+    assert tensorboard_scalars(run) == tensorboard_scalars(straight)
+    a, b = straight / "checkpoints" / f"step-{TARGET:012d}", run / "checkpoints" / f"step-{TARGET:012d}"
+    for name in ("target.npz", "optimizer.npz"):
+        for x, y in zip(npz(a / name), npz(b / name), strict=True):
+            np.testing.assert_array_equal(x, y)
+    ca, cb = load_checkpoint(a), load_checkpoint(b)
+    for x, y in zip(ca.online_weights, cb.online_weights, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert ca.state == cb.state and ca.state["agent"]["updates"] > 0
+
+
+def test_workers_go_away_when_the_main_process_is_killed(tmp_path):
+    run = tmp_path / "run"
+    proc = start("train", "--steps", "100000", "--save-dir", str(tmp_path), "--name", "run", *COMMON)
+    wait_for(lambda: logged_episodes(run), "the first episodes")
+    workers = children(proc.pid)
+    assert len(workers) >= 4, "the four env workers"
+    proc.kill()  # SIGKILL to the main process alone: nothing of ours runs in it any more
+    proc.communicate(timeout=30)
+    wait_for(lambda: not any(running(pid) for pid in workers), "the workers to exit", timeout=10)
+
+
+@pytest.mark.parametrize("command", ["play", "evaluate"])
+def test_play_and_evaluate_stop_on_ctrl_c(straight, tmp_path, command):
+    extra = ("--record", "--video-dir", str(tmp_path)) if command == "play" else ()
+    proc = start(command, str(straight), "--episodes", "1000", *extra)
+    if command == "play":
+        wait_for(lambda: len(list(tmp_path.glob("*.mp4"))) >= 3, "a few videos")
+    else:  # the emulator's library is loaded when the evaluation env is made, after TensorFlow's start
+        maps = Path("/proc") / str(proc.pid) / "maps"
+        wait_for(lambda: "nes_py/_native" in maps.read_text(), "the evaluation env")
+        time.sleep(1)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert_clean(err)
+    assert err.count("\n") == 1 and err.startswith("stopped by SIGINT during episode "), err
+    if command == "play":
+        import imageio.v2 as imageio
+
+        videos = sorted(tmp_path.glob("*.mp4"))
+        finished = [line for line in out.splitlines() if line.startswith("episode ")]
+        assert len(videos) == len(finished) + 1 and str(videos[-1]) in err, "the interrupted one is named"
+        for video in videos:  # every file, the interrupted one too, is a finished mp4
+            reader = imageio.get_reader(video)
+            assert reader.count_frames() >= 1
+            reader.close()
