@@ -159,3 +159,40 @@ def test_play_and_evaluate_stop_on_ctrl_c(straight, tmp_path, command):
             reader = imageio.get_reader(video)
             assert reader.count_frames() >= 1
             reader.close()
+
+
+def test_a_stop_during_an_evaluation_leaves_it_to_the_resumed_run(tmp_path, monkeypatch):
+    """The evaluation is dropped at once (it could take minutes), the checkpoint says it is
+    pending, and the resumed run does it first: the record equals an unstopped run's."""
+    import config as C
+    from mario_dqn import runner
+    from mario_dqn.checkpoint import load_checkpoint
+
+    config = C.apply_overrides(C.Config(), [
+        "num_envs=1", "total_steps=200", "learning_starts=100", "batch_size=8", "capacity=1000",
+        "eval_every=100", "eval_episodes=2", "checkpoint_every=1000", "max_episode_steps=30",
+        "target_update_period=10"])
+    for name in ("straight", "stopped"):
+        (tmp_path / name).mkdir()
+    runner.Trainer(config, tmp_path / "straight", progress=False).run()
+
+    stopped = runner.Trainer(config, tmp_path / "stopped", progress=False)
+    real_evaluate = runner.evaluate
+
+    def signalled_during(*args, **kwargs):
+        stopped.stop.name = "SIGTERM"  # what the handler does when the signal comes mid-evaluation
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "evaluate", signalled_during)
+    result = stopped.run()
+    monkeypatch.undo()
+    assert result["stopped_by"] == "SIGTERM" and result["step"] == 100
+    assert load_checkpoint(tmp_path / "stopped").state["eval_pending"] is True
+    assert not [row for row in metrics_rows(tmp_path / "stopped") if row["kind"] == "eval"]
+
+    resumed = runner.Trainer(config, tmp_path / "stopped", progress=False)
+    resumed.restore(load_checkpoint(tmp_path / "stopped"))
+    assert resumed.run()["stopped_by"] is None
+    rows = metrics_rows(tmp_path / "stopped")
+    assert [int(row["step"]) for row in rows if row["kind"] == "eval"] == [100, 200]
+    assert rows == metrics_rows(tmp_path / "straight")
