@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from config.settings import AgentConfig, EnvConfig  # noqa: E402
+from config.settings import NETWORKS, AgentConfig, EnvConfig  # noqa: E402
 from mario_dqn.agent import DQNAgent  # noqa: E402
 from mario_dqn.environment import ACTIONS  # noqa: E402
 from mario_dqn.tf_import import import_tensorflow  # noqa: E402
@@ -129,6 +129,11 @@ def main() -> None:
         for jit in (False, True):
             name = f"update_b{config.batch_size}_{'dueling' if dueling else 'linear'}_{'xla' if jit else 'no_xla'}"
             agents[name] = DQNAgent(NUM_ACTIONS, OBS_SHAPE, AgentConfig(dueling=dueling), seed=0, jit_compile=jit)
+    # The other torsos on the default path (dueling, per-op), in the same rounds: their
+    # ratio to the Nature torso is what a change of network buys, whatever the hour.
+    for torso in NETWORKS[1:]:
+        agents[f"update_b{config.batch_size}_{torso}_dueling_no_xla"] = DQNAgent(
+            NUM_ACTIONS, OBS_SHAPE, AgentConfig(network=torso), seed=0)
     updates = {name: (lambda agent=agent: agent.train_step(batch)) for name, agent in agents.items()}
     runs = interleaved_runs_ms(updates, args.iters, args.repeats)
     for name, values in runs.items():
@@ -139,9 +144,18 @@ def main() -> None:
     best_ms = min(runs[reference])
     print(f"update_b{config.batch_size}_flop: {flop / 1e9:.2f} GFLOP")
     print(f"{reference}_best_rate: {flop / best_ms / 1e6:.1f} GFLOP/s")
+    for torso in NETWORKS[1:]:
+        name = f"update_b{config.batch_size}_{torso}_dueling_no_xla"
+        torso_flop = update_flop(agents[name].online, config.batch_size)
+        ratios = [a / b for a, b in zip(runs[name], runs[reference])]
+        print(f"update_b{config.batch_size}_{torso}_flop: {torso_flop / 1e9:.2f} GFLOP")
+        print(f"{name}_vs_nature: {statistics.median(ratios):.2f}x time, {torso_flop / flop:.2f}x FLOP")
 
     agent = DQNAgent(NUM_ACTIONS, OBS_SHAPE, config, seed=0)
     acting = {f"act_b{n}": lambda obs=batch["obs"][:n]: agent.act(obs, 0.0) for n in (1, 2, 4)}
+    for torso in NETWORKS[1:]:
+        other = DQNAgent(NUM_ACTIONS, OBS_SHAPE, AgentConfig(network=torso), seed=0)
+        acting[f"act_b4_{torso}"] = lambda obs=batch["obs"][:4], other=other: other.act(obs, 0.0)
     one = batch["obs"][:1]
     acting["q_values_b1"] = lambda: agent.q_values(one)
     for name, ms in interleaved_ms(acting, args.iters * 5, args.repeats).items():

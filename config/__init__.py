@@ -15,6 +15,7 @@ from config.overrides import (
 )
 from config.settings import (
     ACTION_SETS,
+    NETWORKS,
     SECTIONS,
     AgentConfig,
     Config,
@@ -25,7 +26,7 @@ from config.settings import (
 )
 
 __all__ = [
-    "ACTION_SETS", "SECTIONS", "AgentConfig", "Config", "EnvConfig", "PathsConfig", "ReplayConfig",
+    "ACTION_SETS", "NETWORKS", "SECTIONS", "AgentConfig", "Config", "EnvConfig", "PathsConfig", "ReplayConfig",
     "RunnerConfig", "CONFIG_FORMAT_VERSION", "ConfigError", "apply_overrides", "field_docs", "from_dict",
     "from_json", "parse_stage", "replace", "to_dict", "to_json", "validate",
 ]

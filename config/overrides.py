@@ -168,6 +168,15 @@ def to_dict(config: Config) -> dict[str, Any]:
     return {"format_version": CONFIG_FORMAT_VERSION, **data}
 
 
+FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
+    ("agent", "network"): "nature",
+    ("runner", "keep_models"): False,
+}
+"""Fields that configs written before them lack, each with the value that reproduces how
+those runs behaved (not necessarily today's default): old runs and shipped agents keep
+loading, and resume exactly as they were."""
+
+
 def from_dict(data: dict[str, Any]) -> Config:
     """Inverse of :func:`to_dict`; refuses missing, extra or mistyped fields."""
     if not isinstance(data, dict):
@@ -184,6 +193,9 @@ def from_dict(data: dict[str, Any]) -> Config:
             raise ConfigError(f"config is missing section {section_name!r}")
         cls = type(getattr(Config(), section_name))
         values = dict(data[section_name])
+        for (section, name), before in FIELDS_ADDED_LATER.items():
+            if section == section_name:
+                values.setdefault(name, before)
         known = _fields(cls)
         unknown = set(values) - set(known)
         if unknown:

@@ -15,6 +15,9 @@ from typing import Any
 ACTION_SETS: tuple[str, ...] = ("right_only", "simple", "complex")
 """Names of the reduced action sets (nes-py JoypadSpace button lists)."""
 
+NETWORKS: tuple[str, ...] = ("nature", "small")
+"""Names of the Q-network torsos (see mario_dqn.network.TORSOS)."""
+
 
 def spec(default: Any, doc: str, *, low: float | None = None, high: float | None = None,
          choices: tuple[Any, ...] | None = None, low_open: bool = False) -> Any:
@@ -62,6 +65,9 @@ class EnvConfig:
 class AgentConfig:
     """The DQN agent: network, learning step and exploration."""
 
+    network: str = spec("nature", "Convolutional torso: nature (Mnih et al. 2015, 3 convs + 512 units) or small "
+                                  "(Mnih et al. 2013, 2 convs + 256 units, ~1/3 of the arithmetic).",
+                        choices=NETWORKS)
     dueling: bool = spec(True, "Dueling head (value + advantage - mean advantage) instead of a linear Q head.")
     double: bool = spec(True, "Double DQN: the online net selects the next action, the target net evaluates it.")
     gamma: float = spec(0.95, "Discount factor per agent step.", low=0.0, high=1.0)
@@ -111,6 +117,8 @@ class RunnerConfig:
     checkpoint_every: int = spec(25_000, "Agent steps between checkpoints.", low=1, high=10_000_000_000)
     keep_checkpoints: int = spec(3, "Complete checkpoints kept (older ones are deleted).", low=1, high=1000)
     save_replay: bool = spec(True, "Store the replay memory in the latest checkpoint (exact resume).")
+    keep_models: bool = spec(True, "Also keep each checkpoint's online model in <run>/models/ (weights only, a few "
+                                   "MB each), for benchmarks/time_to_solve.py.")
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,8 @@ window (a truncation keeps gamma**k: the state after a time limit still has a va
 class DQNAgent:
     """Double/dueling n-step DQN with a periodically synced target network.
 
-    ``network`` lets tests inject a tiny model; otherwise the Nature-DQN network of
-    :func:`mario_dqn.network.build_q_network` is built. The target network is always a
+    ``network`` lets tests inject a tiny model; otherwise ``config.network``'s torso is
+    built by :func:`mario_dqn.network.build_q_network`. The target network is always a
     clone of the online one with copied weights, so both start identical.
 
     ``jit_compile`` compiles the whole learning step with XLA. It is off by default:
@@ -78,7 +78,8 @@ class DQNAgent:
         """Learning steps taken; the target is synced when it reaches a multiple of C."""
 
         self.online = network if network is not None else build_q_network(
-            self.num_actions, self.obs_shape, dueling=config.dueling, seed=seed, name="online")
+            self.num_actions, self.obs_shape, dueling=config.dueling, seed=seed, name="online",
+            torso=config.network)
         self._check_network(self.online)
         self.target = keras.models.clone_model(self.online)
         self.target.set_weights(self.online.get_weights())

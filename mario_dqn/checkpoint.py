@@ -172,6 +172,43 @@ def write_latest_pointer(directory: Path, path: Path) -> None:
     os.replace(tmp, directory / "latest")
 
 
+MODELS_DIR = "models"
+"""``<run>/models/``: each checkpoint's online weights, kept when older checkpoints are
+pruned (``runner.keep_models``), as ``step-<step>.weights.h5`` beside a
+``step-<step>.json`` with the run's wall seconds, episodes and flags at that step. They
+hold no optimizer, target or replay: enough to evaluate, not to resume."""
+
+
+def keep_model(directory: Path, step: int, agent: Any, info: dict[str, Any]) -> Path:
+    """Write the online weights and ``info`` for ``step`` into ``directory`` (each file
+    written under a temporary name, then renamed: a kill leaves no half file)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"{step_name(step)}.weights.h5"
+    tmp = directory / f".partial-{final.name}"  # Keras wants the .weights.h5 ending
+    try:
+        agent.online.save_weights(tmp)
+        os.replace(tmp, final)
+        meta = directory / f".partial-{step_name(step)}.json"
+        meta.write_text(json.dumps({"step": step, **info}))
+        os.replace(meta, directory / f"{step_name(step)}.json")
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        failure = CheckpointWriteError(f"cannot write {final}: {_describe(err)}")
+        failure.errno = err.errno
+        raise failure from err
+    return final
+
+
+def kept_models(run_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The run's kept models, oldest first, as (weights file, its info with ``step``)."""
+    found = []
+    for meta in sorted((Path(run_dir) / MODELS_DIR).glob(f"{PREFIX}*.json")):
+        weights = meta.with_name(meta.name[: -len(".json")] + ".weights.h5")
+        if weights.is_file():
+            found.append((weights, json.loads(meta.read_text())))
+    return found
+
+
 def prune(directory: Path, keep: int) -> None:
     """Keep the ``keep`` newest complete checkpoints, the replay only in the newest,
     and remove leftovers of interrupted saves."""

@@ -1,4 +1,9 @@
-"""The Q-network: Nature-DQN torso with a linear or dueling head, uint8 in.
+"""The Q-network: a DQN convolutional torso with a linear or dueling head, uint8 in.
+
+Two torsos (``AgentConfig.network``): the Nature-DQN one of Mnih et al. (2015), and
+the smaller one of their 2013 paper (IMPALA's "shallow" network), a third of the
+arithmetic per sample. On a CPU the learning step is most of the cost of training,
+so the torso sets how many agent steps an hour buys.
 
 The model takes raw ``uint8`` frame stacks and scales them inside the graph, so the
 replay memory and the acting path never materialise float copies of observations
@@ -21,11 +26,24 @@ import_tensorflow()  # Keras 3 imports TensorFlow as its backend: quietly, first
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
-# (filters, kernel, stride) of the three convolutions of Mnih et al. (2015).
-NATURE_CONVS: tuple[tuple[int, int, int], ...] = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
-NATURE_HIDDEN: int = 512
-MIN_FRAME_SIZE: int = 36
-"""Smallest frame side the three valid-padded convolutions leave at least 1x1 of."""
+TORSOS: dict[str, tuple[tuple[tuple[int, int, int], ...], int]] = {
+    "nature": (((32, 8, 4), (64, 4, 2), (64, 3, 1)), 512),  # Mnih et al. (2015)
+    "small": (((16, 8, 4), (32, 4, 2)), 256),  # Mnih et al. (2013)
+}
+"""Each torso's convolutions as (filters, kernel, stride), valid padding, and its hidden
+units; the names are ``config.NETWORKS``."""
+NATURE_CONVS, NATURE_HIDDEN = TORSOS["nature"]
+
+
+def min_frame_size(torso: str) -> int:
+    """Smallest frame side the torso's valid-padded convolutions leave at least 1x1 of."""
+    side = 1
+    for _, kernel, stride in reversed(TORSOS[torso][0]):
+        side = (side - 1) * stride + kernel
+    return side
+
+
+MIN_FRAME_SIZE: int = min_frame_size("nature")
 
 
 @keras.saving.register_keras_serializable(package="mario_dqn")
@@ -61,8 +79,9 @@ def build_q_network(
     dueling: bool = True,
     seed: int = 0,
     name: str = "q_network",
+    torso: str = "nature",
 ) -> keras.Model:
-    """The Nature-DQN Q-network mapping uint8 stacks (N, H, W, S) to Q-values (N, A).
+    """The Q-network mapping uint8 stacks (N, H, W, S) to Q-values (N, A).
 
     Kernels use He-uniform initialisation (the layers are ReLU) with one seed per
     layer, so building twice with the same ``seed`` gives bitwise-identical weights;
@@ -70,27 +89,31 @@ def build_q_network(
     """
     if num_actions < 1:
         raise ValueError(f"num_actions must be >= 1, got {num_actions}")
-    if min(obs_shape[:2]) < MIN_FRAME_SIZE:
-        raise ValueError(f"the Nature-DQN torso needs frames of at least {MIN_FRAME_SIZE}x{MIN_FRAME_SIZE}, "
+    if torso not in TORSOS:
+        raise ValueError(f"torso must be one of {', '.join(TORSOS)}; got {torso!r}")
+    convs, hidden = TORSOS[torso]
+    smallest = min_frame_size(torso)
+    if min(obs_shape[:2]) < smallest:
+        raise ValueError(f"the {torso} torso needs frames of at least {smallest}x{smallest}, "
                          f"got {obs_shape}; inject a smaller network into DQNAgent for tiny inputs")
-    seeds = iter(layer_seeds(seed, len(NATURE_CONVS) + 3))
+    seeds = iter(layer_seeds(seed, len(convs) + 3))
 
     def init() -> keras.initializers.Initializer:
         return keras.initializers.HeUniform(seed=next(seeds))
 
     obs = keras.Input(shape=tuple(obs_shape), dtype="uint8", name="obs")
     x = layers.Rescaling(1.0 / 255.0, name="scale")(obs)  # casts uint8 -> float32 too
-    for i, (filters, kernel, stride) in enumerate(NATURE_CONVS):
+    for i, (filters, kernel, stride) in enumerate(convs):
         x = layers.Conv2D(filters, kernel, strides=stride, activation="relu",
                           kernel_initializer=init(), name=f"conv{i + 1}")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(NATURE_HIDDEN, activation="relu", kernel_initializer=init(), name="hidden")(x)
+    x = layers.Dense(hidden, activation="relu", kernel_initializer=init(), name="hidden")(x)
     if not dueling:
         q = layers.Dense(num_actions, kernel_initializer=init(), name="q")(x)
         return keras.Model(obs, q, name=name)
-    # The dueling streams share the Nature torso up to its 512-unit layer and split
-    # into two linear heads; separate 512-unit streams would double the largest
-    # matrix (3136 x 512) and with it the cost of an update on a CPU.
+    # The dueling streams share the torso up to its hidden layer and split into two
+    # linear heads; separate hidden streams would double the largest matrix (3136 x
+    # 512 in the Nature torso) and with it the cost of an update on a CPU.
     value = layers.Dense(1, kernel_initializer=init(), name="value")(x)
     advantage = layers.Dense(num_actions, kernel_initializer=init(), name="advantage")(x)
     q = DuelingCombine(name="q")([value, advantage])

@@ -33,9 +33,12 @@ from mario_dqn.schedules import linear_schedule
 from mario_dqn.signals import StopRequest
 
 METRIC_FIELDS = ("kind", "step", "episode", "return", "length", "x_pos", "flag", "epsilon", "loss", "mean_q",
-                 "steps_per_s", "max_x_pos", "flag_rate")
+                 "steps_per_s", "max_x_pos", "flag_rate", "wall_s")
 """Columns of metrics.csv. ``kind`` is 'episode' (one training episode) or 'eval'
-(the mean over an evaluation's episodes; max_x_pos and flag_rate only there)."""
+(the mean over an evaluation's episodes; max_x_pos and flag_rate only there).
+``wall_s`` is the seconds of training so far, summed over the run's resumes (from
+the start of each process's Trainer, so start-up, evaluations and checkpoints count):
+how long the run took to get here, read from the record rather than estimated."""
 
 EVAL_NOOP_MAX = 30
 """Evaluation episode ``i`` starts with ``randint(0, EVAL_NOOP_MAX)`` no-op steps drawn from
@@ -137,6 +140,9 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.progress = progress
         self.log = log
+        self._clock_start = time.perf_counter()
+        self._wall_before = 0.0
+        """Seconds of training in earlier processes of this run (from the checkpoint)."""
         self.stop = StopRequest()
         self.eval_pending = False
         """An evaluation that a stop signal cut short: the resumed run does it first."""
@@ -167,6 +173,7 @@ class Trainer:
             "ep_return": self.ep_return.tolist(), "ep_length": self.ep_length.tolist(),
             "last_loss": self.last_loss, "last_mean_q": self.last_mean_q,
             "recent_returns": list(self.recent_returns), "eval_pending": self.eval_pending,
+            "wall_s": self.wall_s(),
             "agent": self.agent.get_state(),
             "envs": list(self.envs.call("get_episode_state")),
         }
@@ -192,6 +199,7 @@ class Trainer:
         self.last_loss, self.last_mean_q = state["last_loss"], state["last_mean_q"]
         self.recent_returns = deque(state["recent_returns"], maxlen=20)
         self.eval_pending = bool(state.get("eval_pending", False))  # absent before it existed
+        self._wall_before = float(state.get("wall_s", 0.0))  # ditto: then the clock starts at the resume
         self.envs.set_attr("pending_state", list(state["envs"]))
         restored = self.envs.call("restore_pending")
         self.obs = np.stack([obs for obs, _ in restored])
@@ -306,6 +314,10 @@ class Trainer:
 
     # -------------------------------------------------------------- the loop
 
+    def wall_s(self) -> float:
+        """Seconds of training in this run so far, across resumes."""
+        return self._wall_before + time.perf_counter() - self._clock_start
+
     def epsilon(self) -> float:
         a = self.config.agent
         return linear_schedule(self.step, a.epsilon_start, a.epsilon_end, a.epsilon_decay_steps)
@@ -337,7 +349,8 @@ class Trainer:
             self._write_row({"kind": "episode", "step": self.step, "episode": self.episodes,
                              "return": round(float(self.ep_return[i]), 6), "length": int(self.ep_length[i]),
                              "x_pos": x_pos, "flag": int(flag), "epsilon": round(epsilon, 6),
-                             "loss": self.last_loss, "mean_q": self.last_mean_q, "steps_per_s": round(sps, 1)})
+                             "loss": self.last_loss, "mean_q": self.last_mean_q, "steps_per_s": round(sps, 1),
+                             "wall_s": round(self.wall_s(), 1)})
             self.ep_return[i] = 0.0
             self.ep_length[i] = 0
 
@@ -354,7 +367,8 @@ class Trainer:
         self.eval_pending = False
         self._write_row({"kind": "eval", "step": self.step, "episode": self.episodes,
                          "return": round(result["mean_return"], 6), "x_pos": result["mean_x_pos"],
-                         "max_x_pos": result["max_x_pos"], "flag_rate": result["flag_rate"]})
+                         "max_x_pos": result["max_x_pos"], "flag_rate": result["flag_rate"],
+                         "wall_s": round(self.wall_s(), 1)})
         score = result["mean_return"]
         if self.best_eval is None or score > self.best_eval:
             self.best_eval = score
@@ -362,9 +376,13 @@ class Trainer:
 
     def save(self) -> Path:
         replay = self.replay if self.config.runner.save_replay else None
-        path = ckpt.save_checkpoint(self.ckpt_dir, self.step, self.agent, self.state(), self.config, replay)
+        state = self.state()
+        path = ckpt.save_checkpoint(self.ckpt_dir, self.step, self.agent, state, self.config, replay)
         ckpt.write_latest_pointer(self.ckpt_dir, path)
         ckpt.prune(self.ckpt_dir, self.config.runner.keep_checkpoints)
+        if self.config.runner.keep_models:
+            ckpt.keep_model(self.run_dir / ckpt.MODELS_DIR, self.step, self.agent,
+                            {"wall_s": state["wall_s"], "episodes": self.episodes, "flags": self.flags})
         self._tb.flush()
         self._csv_handle.flush()
         return path

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from config.settings import AgentConfig
 from mario_dqn.agent import DQNAgent
-from mario_dqn.network import DuelingCombine, build_q_network
+from mario_dqn.network import DuelingCombine, build_q_network, min_frame_size
 from mario_dqn.schedules import linear_schedule
 
 TINY_SHAPE = (2, 2, 1)
@@ -311,6 +311,26 @@ def test_nature_torso_accepts_36_pixels_and_refuses_fewer() -> None:
     assert build_q_network(2, (36, 36, 4)).output.shape == (None, 2)
     with pytest.raises(ValueError, match="at least 36x36"):
         build_q_network(2, (35, 84, 4))
+
+
+def test_small_torso_is_the_2013_network_with_a_third_of_the_arithmetic() -> None:
+    net = build_q_network(5, (84, 84, 4), dueling=True, torso="small")
+    convs = [layer for layer in net.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [(c.filters, c.kernel_size, c.strides) for c in convs] == [(16, (8, 8), (4, 4)), (32, (4, 4), (2, 2))]
+    assert net.get_layer("hidden").units == 256 and net.output.shape == (None, 5)
+    # Multiply-accumulates per sample, by hand: conv1 20*20*16*(8*8*4), conv2 9*9*32*(4*4*16),
+    # hidden 2592*256, heads 256*(1+5); the Nature torso's are 9,346,048 (agent_bench).
+    small = 20 * 20 * 16 * 256 + 9 * 9 * 32 * 256 + 2592 * 256 + 256 * 6
+    assert small == 2_967_040 and 0.3 < small / 9_346_048 < 0.33
+    weights = sum(int(np.prod(w.shape)) for w in net.get_weights())
+    assert weights == (8 * 8 * 4 * 16 + 16) + (4 * 4 * 16 * 32 + 32) + (2592 * 256 + 256) + (256 + 1) + (256 * 5 + 5)
+    # the smallest frame its two valid convolutions take: 4 = (1-1)*2+4, then (4-1)*4+8 = 20
+    assert min_frame_size("small") == 20 and min_frame_size("nature") == 36
+    assert build_q_network(2, (20, 20, 4), torso="small").output.shape == (None, 2)
+    with pytest.raises(ValueError, match="at least 20x20"):
+        build_q_network(2, (19, 84, 4), torso="small")
+    with pytest.raises(ValueError, match="torso must be one of nature, small"):
+        build_q_network(2, torso="tiny")
 
 
 def test_same_seed_same_weights_and_layers_get_distinct_seeds() -> None:

@@ -34,8 +34,18 @@ def metrics_rows(run: Path) -> list[dict[str, str]]:
     with open(run / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     for row in rows:
-        row.pop("steps_per_s")  # wall-clock, the one column allowed to differ
+        for clock in WALL_CLOCK:
+            row.pop(clock)
     return rows
+
+
+WALL_CLOCK = ("steps_per_s", "wall_s")
+"""The columns (and the state.json field) that read the clock: the ones allowed to differ."""
+
+
+def exact_state(state: dict) -> dict:
+    """A checkpoint's state.json without its wall-clock seconds."""
+    return {key: value for key, value in state.items() if key not in WALL_CLOCK}
 
 
 def tensorboard_scalars(run: Path) -> list[tuple[str, int, float]]:
@@ -141,12 +151,36 @@ def test_resume_gives_the_same_numbers_as_not_stopping(runs, envs):
     ca, cb = load_checkpoint(a), load_checkpoint(b)
     for x, y in zip(ca.online_weights, cb.online_weights, strict=True):
         np.testing.assert_array_equal(x, y)
-    assert ca.state == cb.state
+    assert exact_state(ca.state) == exact_state(cb.state)
     for file in sorted((a / "replay").glob("*.npy")):
         np.testing.assert_array_equal(np.load(file), np.load(b / "replay" / file.name))
     # and the update counter moved: the comparison is not between two untrained agents
     # learning overlaps the env step, so the last update is due at step 299: (299 - 100) // 4
     assert ca.state["agent"]["updates"] == (300 - 1 - 100) // 4
+
+
+def test_kept_models_and_the_wall_clock_survive_a_resume(runs):
+    from mario_dqn.checkpoint import kept_models, load_checkpoint
+    from mario_dqn.environment import ACTIONS
+    from mario_dqn.runner import build_agent
+
+    run = runs["resumed1"]
+    models = kept_models(run)
+    # 100 and 150 from the first process (150: where it stopped), 200 and 300 after the resume
+    assert [info["step"] for _, info in models] == [100, 150, 200, 300]
+    checkpoint = load_checkpoint(run)
+    agent = build_agent(checkpoint.config, len(ACTIONS[checkpoint.config.env.action_set]))
+    agent.online.load_weights(models[-1][0])
+    for x, y in zip(agent.online.get_weights(), checkpoint.online_weights, strict=True):
+        np.testing.assert_array_equal(x, y)
+    walls = [info["wall_s"] for _, info in models]
+    assert walls == sorted(walls) and walls[0] > 0 and checkpoint.state["wall_s"] == walls[-1]
+    with open(run / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    row_walls = [float(row["wall_s"]) for row in rows]
+    assert row_walls == sorted(row_walls), "wall seconds keep counting across the resume"
+    after = [float(row["wall_s"]) for row in rows if int(row["step"]) > 150]
+    assert after and min(after) > walls[1], "the resumed process starts from the stopped one's seconds"
 
 
 def test_tensorboard_shows_each_row_once_after_resuming_from_an_older_checkpoint(runs):

@@ -1,0 +1,129 @@
+"""Time to solve: evaluate every kept model of a run on the same fixed seeds.
+
+    python benchmarks/time_to_solve.py RUN_DIR [--episodes 20] [--seed 0] [--epsilon 0]
+
+For each model the run kept (``<run>/models/``, written with every checkpoint when
+``runner.keep_models`` is on) it plays ``--episodes`` greedy episodes with seeds
+``SEED + i`` (the protocol of ``main.py evaluate``) and prints one row: agent steps,
+wall hours of training at that step (metrics.csv's ``wall_s``), flag rate, mean x_pos.
+Then the summary: steps and wall hours to the first training flag and to the first
+model with >= 50% and >= 80% flags, and the lowest flag rate of the models in the 30
+minutes after the first >= 80% one (is the policy stable once it gets there?).
+
+It runs at low priority (nice 10), so it can run beside training, and it caches each
+model's result in ``<run>/time_to_solve.json`` (keyed by seed, episodes and epsilon):
+run it again later and only the models written since are evaluated. Evaluations are
+deterministic (same model, same seeds: same result), so a cached row is the row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+STABLE_WINDOW_S = 30 * 60
+"""After the first >= 80% model, how long the policy must stay good (issue 18: none below 60%)."""
+MARKS = (0.5, 0.8)
+
+
+def first_training_flag(run_dir: Path) -> tuple[int, float | None] | None:
+    """(step, wall_s) of the first training episode that reached the flag, from metrics.csv."""
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return None
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["kind"] == "episode" and row["flag"] == "1":
+                wall = row.get("wall_s") or ""
+                return int(row["step"]), float(wall) if wall else None
+    return None
+
+
+def hours(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 3600:.2f}"
+
+
+def summarize(rows: list[dict[str, Any]], first_flag: tuple[int, float | None] | None) -> list[str]:
+    """The summary lines for ``rows`` (one per model, oldest first)."""
+    lines = []
+    if first_flag is None:
+        lines.append("first training flag: not yet")
+    else:
+        lines.append(f"first training flag: step {first_flag[0]:,}, {hours(first_flag[1])} h")
+    for mark in MARKS:
+        hit = next((r for r in rows if r["flag_rate"] >= mark), None)
+        if hit is None:
+            lines.append(f">= {mark:.0%} flags: not yet (best {max((r['flag_rate'] for r in rows), default=0):.0%})")
+        else:
+            lines.append(f">= {mark:.0%} flags: step {hit['step']:,}, {hours(hit['wall_s'])} h")
+    hit = next((r for r in rows if r["flag_rate"] >= MARKS[-1]), None)
+    if hit is not None and hit["wall_s"] is not None:
+        window = [r for r in rows if r["wall_s"] is not None and hit["wall_s"] < r["wall_s"] <= hit["wall_s"] + STABLE_WINDOW_S]
+        if window:
+            low = min(window, key=lambda r: r["flag_rate"])
+            lines.append(f"lowest flag rate in the 30 min after it: {low['flag_rate']:.0%} (step {low['step']:,}; "
+                         f"{len(window)} models)")
+        else:
+            lines.append("lowest flag rate in the 30 min after it: no models there yet")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--episodes", type=int, default=20, help="episodes per model (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED+i (default 0)")
+    parser.add_argument("--epsilon", type=float, default=0.0, help="exploration rate (default 0: greedy)")
+    parser.add_argument("--every", type=int, default=1, help="evaluate every Nth kept model (default 1)")
+    args = parser.parse_args()
+
+    from mario_dqn import checkpoint as ckpt
+
+    try:
+        config = ckpt.read_run_config(args.run_dir)
+    except (ckpt.CheckpointError, ValueError) as err:
+        sys.exit(f"error: {err}")
+    models = ckpt.kept_models(args.run_dir)[:: max(args.every, 1)]
+    if not models:
+        sys.exit(f"error: {args.run_dir / ckpt.MODELS_DIR} holds no kept models (runner.keep_models)")
+    os.nice(10)  # beside a training run, this must be the one that waits
+
+    from tqdm import tqdm
+
+    from mario_dqn.environment import ACTIONS
+    from mario_dqn.runner import build_agent, evaluate
+
+    cache_path = args.run_dir / "time_to_solve.json"
+    cache: dict[str, Any] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    protocol = f"seed={args.seed},episodes={args.episodes},epsilon={args.epsilon}"
+    done = cache.setdefault(protocol, {})
+    agent = build_agent(config, len(ACTIONS[config.env.action_set]))
+    rows = []
+    print(f"{'step':>10} {'wall_h':>7} {'flags':>6} {'mean_x':>7}")
+    for weights, info in tqdm(models, desc="models", unit="model", leave=False):
+        key = str(info["step"])
+        if key not in done:
+            agent.online.load_weights(weights)
+            result = evaluate(agent, config, args.episodes, args.seed, args.epsilon)
+            done[key] = {"flag_rate": result["flag_rate"], "mean_x_pos": result["mean_x_pos"]}
+            tmp = cache_path.with_name(cache_path.name + ".tmp")
+            tmp.write_text(json.dumps(cache, indent=1))
+            os.replace(tmp, cache_path)
+        row = {"step": info["step"], "wall_s": info.get("wall_s"), **done[key]}
+        rows.append(row)
+        tqdm.write(f"{row['step']:>10,} {hours(row['wall_s']):>7} {row['flag_rate']:>6.0%} {row['mean_x_pos']:>7.0f}")
+    print(f"time_to_solve ({args.run_dir}, {args.episodes} episodes, seeds {args.seed}..{args.seed + args.episodes - 1}, "
+          f"epsilon {args.epsilon}):")
+    for line in summarize(rows, first_training_flag(args.run_dir)):
+        print("  " + line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""The time-to-solve harness's summary, against hand-made rows (no training needed).
+
+That the run keeps one model per checkpoint with its wall seconds, and that these
+load back into an agent, is tested on real runs in tests/test_runner.py
+(test_kept_models_and_the_wall_clock_survive_a_resume).
+"""
+
+from __future__ import annotations
+
+from benchmarks.time_to_solve import first_training_flag, summarize
+
+
+def _row(step: int, minutes: float, flag_rate: float) -> dict:
+    return {"step": step, "wall_s": minutes * 60, "flag_rate": flag_rate, "mean_x_pos": 1000.0}
+
+
+def test_summary_reads_first_marks_and_the_stability_window() -> None:
+    rows = [_row(25_000, 10, 0.0), _row(50_000, 20, 0.55), _row(75_000, 30, 0.85), _row(100_000, 40, 0.65),
+            _row(125_000, 50, 0.9), _row(150_000, 61, 0.2)]
+    lines = summarize(rows, (30_000, 12 * 60.0))
+    assert lines == [
+        "first training flag: step 30,000, 0.20 h",
+        ">= 50% flags: step 50,000, 0.33 h",
+        ">= 80% flags: step 75,000, 0.50 h",
+        # the window is (30, 60] minutes: 40 and 50 are in it, 61 is not
+        "lowest flag rate in the 30 min after it: 65% (step 100,000; 2 models)",
+    ]
+
+
+def test_summary_of_a_run_that_has_not_got_there() -> None:
+    lines = summarize([_row(25_000, 10, 0.0), _row(50_000, 20, 0.3)], None)
+    assert lines == ["first training flag: not yet", ">= 50% flags: not yet (best 30%)",
+                     ">= 80% flags: not yet (best 30%)"]
+
+
+def test_first_training_flag_comes_from_the_episode_rows(tmp_path) -> None:
+    (tmp_path / "metrics.csv").write_text(
+        "kind,step,episode,flag,wall_s\n"
+        "episode,100,1,0,5.0\n"
+        "eval,200,1,,9.0\n"  # an evaluation row is not a training flag
+        "episode,300,2,1,12.5\n"
+        "episode,400,3,1,20.0\n")
+    assert first_training_flag(tmp_path) == (300, 12.5)
+    (tmp_path / "metrics.csv").write_text("kind,step,episode,flag\nepisode,300,2,1\n")  # before wall_s existed
+    assert first_training_flag(tmp_path) == (300, None)
+    assert first_training_flag(tmp_path / "nowhere") is None
