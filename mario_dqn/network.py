@@ -11,8 +11,10 @@ replay memory and the acting path never materialise float copies of observations
 file is self-contained: whoever loads it feeds it the same uint8 stacks the
 environment produces, with no preprocessing to remember.
 
-Every layer is a stock Keras layer except :class:`DuelingCombine`, which is registered
-so that ``keras.saving.load_model`` rebuilds the model after ``import mario_dqn.network``.
+Every layer is a stock Keras layer, the dueling head's combination included (see
+:func:`dueling_q`), so ``keras.saving.load_model`` reads a saved model in any Python
+that has Keras, without this package. Models saved before that used the custom
+:class:`DuelingCombine`, kept registered so that those files still load here.
 """
 
 from __future__ import annotations
@@ -48,12 +50,8 @@ MIN_FRAME_SIZE: int = min_frame_size("nature")
 
 @keras.saving.register_keras_serializable(package="mario_dqn")
 class DuelingCombine(layers.Layer):
-    """Q = V + A - mean_a(A) (Wang et al., 2016).
-
-    Subtracting the mean advantage makes V and A identifiable: without it any
-    constant could move between the two streams and neither would mean anything.
-    It is a layer (not a Lambda) so the saved model holds no pickled Python code.
-    """
+    """Q = V + A - mean_a(A), as one custom layer: how models were saved before
+    :func:`dueling_q`. Only loading those files needs it; new models do not use it."""
 
     def call(self, inputs: list[keras.KerasTensor]) -> keras.KerasTensor:
         value, advantage = inputs
@@ -61,6 +59,28 @@ class DuelingCombine(layers.Layer):
 
     def compute_output_shape(self, input_shape: list[tuple[int | None, ...]]) -> tuple[int | None, ...]:
         return input_shape[1]
+
+
+def dueling_q(value: keras.KerasTensor, advantage: keras.KerasTensor, name: str = "q") -> keras.KerasTensor:
+    """Q = V + A - mean_a(A) (Wang et al., 2016), from Keras' built-in layers only.
+
+    Subtracting the mean advantage makes V and A identifiable: without it any constant
+    could move between the two streams and neither would mean anything. Built from
+    stock layers (no Lambda, no custom class) so a saved model needs nothing but Keras
+    to load and holds no pickled code. The sum is taken first and the mean subtracted
+    after, the same order of float operations as :class:`DuelingCombine`: the Q-values
+    are bitwise those of the models saved before (a test checks it).
+    """
+    actions = advantage.shape[-1]
+    # Keras orders a functional model's weights by each layer's depth below the output.
+    # The mean gives the advantage stream one layer more than the value stream; an
+    # identity on the value stream evens them, so the weights (and Adam's variables)
+    # keep the order of the models saved before: value, then advantage.
+    value = layers.Identity(name=f"{name}_value")(value)
+    total = layers.Add(name=f"{name}_value_plus_advantage")([value, advantage])  # (N, 1) broadcast to (N, A)
+    column = layers.Reshape((actions, 1), name=f"{name}_advantage_column")(advantage)
+    mean = layers.GlobalAveragePooling1D(name=f"{name}_mean_advantage")(column)  # (N, 1)
+    return layers.Subtract(name=name)([total, mean])
 
 
 def layer_seeds(seed: int, count: int) -> list[int]:
@@ -116,5 +136,4 @@ def build_q_network(
     # 512 in the Nature torso) and with it the cost of an update on a CPU.
     value = layers.Dense(1, kernel_initializer=init(), name="value")(x)
     advantage = layers.Dense(num_actions, kernel_initializer=init(), name="advantage")(x)
-    q = DuelingCombine(name="q")([value, advantage])
-    return keras.Model(obs, q, name=name)
+    return keras.Model(obs, dueling_q(value, advantage), name=name)
