@@ -16,20 +16,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import click  # noqa: E402
+import click
 
-import config as C  # noqa: E402
+import config as C
 
 DEFAULTS = C.Config()
 
 
 class UserError(click.ClickException):
-    """One line, exit code 2 (click's convention for usage errors)."""
+    """One line, exit code 2 (click's convention for usage errors); :func:`main` prints it."""
 
     exit_code = 2
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {_one_line(self.format_message())}", err=True)
 
 
 class RunError(UserError):
@@ -77,10 +74,10 @@ def _io_failure(run_dir: Path, what: str) -> RunError:
                     f"'train --resume {run_dir}'")
 
 
-def _positive(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    if value is not None and value < 1:
-        raise click.BadParameter("must be >= 1")
-    return value
+AT_LEAST_ONE = click.IntRange(min=1)
+
+NES_FPS = 60
+"""Frames per second of the NES: a recorded video at NES_FPS / frame_skip plays at game speed."""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -93,6 +90,78 @@ def cli() -> None:
     python main.py evaluate RUN_DIR --json   greedy evaluation on fixed seeds
     python main.py config                    every config key, its default and meaning
     """
+
+
+def _train_error(err: Exception, run_dir: Path | None, restoring: Path | None) -> click.ClickException | None:
+    """The one line (and exit code) for what stopped ``train``, or None for a bug.
+
+    A refusal of the command (UserError), a bad checkpoint or config (exit 2), a state.json
+    that this version cannot restore (``restoring`` names it while a resume restores), and a
+    failed write while training (disk full, unwritable: exit 1, see :func:`_io_failure`).
+    """
+    from mario_dqn import checkpoint as ckpt
+
+    if isinstance(err, click.ClickException):
+        return err
+    if isinstance(err, (ckpt.CheckpointError, C.ConfigError)):
+        return UserError(str(err))
+    what = _write_failure(run_dir, err) if run_dir is not None else None
+    if what is not None:
+        return _io_failure(run_dir, what)
+    if restoring is not None and isinstance(err, (KeyError, TypeError, ValueError)):  # a field missing or mistyped
+        return UserError(f"{restoring} does not match this version of mario-dqn ({type(err).__name__}: {err})")
+    return None
+
+
+def _resume_point(resume: Path, steps: int | None) -> tuple[C.Config, Any]:
+    """(config, checkpoint) to continue ``resume`` from, ``--steps`` applied; refused, before
+    TensorFlow loads where it can be, when there is nothing to continue."""
+    from mario_dqn import checkpoint as ckpt
+
+    config = ckpt.read_run_config(resume)
+    if steps is not None:
+        config = C.replace(config, {"runner": {"total_steps": steps}})
+    path = ckpt.latest_checkpoint(resume / "checkpoints")
+    if path is None:
+        raise ckpt.CheckpointError(f"{resume} holds no complete checkpoint to resume from")
+    done_step = ckpt.read_state(path / "state.json")["step"]
+    if config.runner.total_steps <= done_step:
+        # Resuming would only rewrite the newest checkpoint; say so (before loading the model).
+        raise UserError(f"{resume} is already at step {done_step:,} of {config.runner.total_steps:,}; "
+                        f"pass --steps N with N > {done_step} to train further")
+    return config, ckpt.load_checkpoint(path)
+
+
+def _new_run_dir(config: C.Config, name: str | None, force: bool) -> Path:
+    """Create the new run's directory with its config.json (replacing a run of that name
+    only with ``force``, and only if it is a mario-dqn run)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = name or f"world-{config.env.stages[0]}-{stamp}"
+    if "/" in name or name in (".", ".."):
+        raise UserError(f"bad run name {name!r}: use a plain directory name")
+    run_dir = Path(config.paths.save_dir) / name
+    if run_dir.exists() or run_dir.is_symlink():
+        if not force:
+            raise UserError(f"run {run_dir} already exists; use --resume {run_dir} or --force to replace it")
+        # --force deletes a directory tree: only one that is a mario-dqn run (or empty).
+        if run_dir.is_symlink() or not run_dir.is_dir() or (
+                any(run_dir.iterdir()) and not (run_dir / "config.json").is_file()):
+            raise UserError(f"refusing to replace {run_dir} with --force: it is not a mario-dqn run "
+                            f"(no config.json)")
+        try:
+            shutil.rmtree(run_dir)
+        except OSError as err:
+            raise RunError(f"cannot remove {err.filename or run_dir}: {err.strerror or err}") from None
+    try:
+        (run_dir / "videos").mkdir(parents=True)
+    except OSError as err:
+        raise UserError(f"cannot create {run_dir}: {err.strerror or err}") from None
+    try:
+        (run_dir / "config.json").write_text(C.to_json(config))
+    except OSError as err:
+        shutil.rmtree(run_dir, ignore_errors=True)  # nothing in it yet but what we just made
+        raise RunError(f"cannot write {run_dir / 'config.json'}: {err.strerror or err}") from None
+    return run_dir
 
 
 def _resolve_train_config(world: int | None, stage: int | None, stages: str | None, steps: int | None,
@@ -119,10 +188,10 @@ def _resolve_train_config(world: int | None, stage: int | None, stages: str | No
 @click.option("--world", type=int, help="World 1-8 (with --stage). Default: 1.")
 @click.option("--stage", type=int, help="Stage 1-4 (with --world). Default: 1.")
 @click.option("--stages", help="Several stages, e.g. '1-1,1-2'; each episode samples one.")
-@click.option("--steps", type=int, callback=_positive,
+@click.option("--steps", type=AT_LEAST_ONE,
               help=f"Total agent steps of the run (a resumed run continues up to this). "
                    f"Default: {DEFAULTS.runner.total_steps:,}.")
-@click.option("--envs", type=int, callback=_positive,
+@click.option("--envs", type=AT_LEAST_ONE,
               help=f"Environments stepped in parallel. Default: {DEFAULTS.runner.num_envs}.")
 @click.option("--seed", type=int, help=f"Seed of every RNG. Default: {DEFAULTS.runner.seed}.")
 @click.option("--name", help="Run name; the run goes to SAVE_DIR/NAME. Default: world-stage and a timestamp.")
@@ -142,89 +211,35 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
     exactly the numbers an uninterrupted run would give.
     """
     # Every check that needs no TensorFlow comes first, so a mistake is refused at once.
-    from mario_dqn import checkpoint as ckpt
-
-    if resume is not None:
-        if any(v is not None for v in (world, stage, stages, envs, seed, name, save_dir)) or overrides or force:
-            raise UserError("--resume continues a run with its saved config; only --steps may change")
-        try:
-            config = ckpt.read_run_config(resume)
-            if steps is not None:
-                config = C.replace(config, {"runner": {"total_steps": steps}})
-            path = ckpt.latest_checkpoint(resume / "checkpoints")
-            if path is None:
-                raise ckpt.CheckpointError(f"{resume} holds no complete checkpoint to resume from")
-            done_step = ckpt.read_state(path / "state.json")["step"]
-            if config.runner.total_steps <= done_step:
-                # Resuming would only rewrite the newest checkpoint; say so (before loading the model).
-                raise UserError(f"{resume} is already at step {done_step:,} of {config.runner.total_steps:,}; "
-                                f"pass --steps N with N > {done_step} to train further")
-            checkpoint = ckpt.load_checkpoint(path)
-        except (ckpt.CheckpointError, C.ConfigError) as err:
-            raise UserError(str(err)) from None
-        from mario_dqn.runner import Trainer
-
-        click.echo(f"resuming {resume} from {checkpoint.path.name} (step {done_step:,})")
-        trainer = Trainer(config, resume, progress=not no_progress)
-        try:
-            trainer.restore(checkpoint)
-        except ckpt.CheckpointError as err:
-            trainer.envs.close()  # the env processes started; a refusal must not leave them behind
-            raise UserError(str(err)) from None
-        except (KeyError, TypeError, ValueError) as err:  # a state.json field missing or mistyped
-            trainer.envs.close()
-            raise UserError(f"{checkpoint.path / 'state.json'} does not match this version of mario-dqn "
-                            f"({type(err).__name__}: {err})") from None
-        except Exception as err:  # rewriting metrics.csv or the TensorBoard events failed (disk full)
-            trainer.envs.close()
-            what = _write_failure(resume, err)
-            if what is None:
-                raise
-            raise _io_failure(resume, what) from None
-        run_dir = resume
-    else:
-        config = _resolve_train_config(world, stage, stages, steps, envs, seed, save_dir, overrides)
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        name = name or f"world-{config.env.stages[0]}-{stamp}"
-        if "/" in name or name in (".", ".."):
-            raise UserError(f"bad run name {name!r}: use a plain directory name")
-        run_dir = Path(config.paths.save_dir) / name
-        if run_dir.exists() or run_dir.is_symlink():
-            if not force:
-                raise UserError(f"run {run_dir} already exists; use --resume {run_dir} or --force to replace it")
-            # --force deletes a directory tree: only one that is a mario-dqn run (or empty).
-            if run_dir.is_symlink() or not run_dir.is_dir() or (
-                    any(run_dir.iterdir()) and not (run_dir / "config.json").is_file()):
-                raise UserError(f"refusing to replace {run_dir} with --force: it is not a mario-dqn run "
-                                f"(no config.json)")
-        from mario_dqn.tf_import import import_tensorflow
-
-        import_tensorflow()
-        from mario_dqn.runner import Trainer, write_config
-
-        if run_dir.exists():
-            try:
-                shutil.rmtree(run_dir)
-            except OSError as err:
-                raise RunError(f"cannot remove {err.filename or run_dir}: {err.strerror or err}") from None
-        try:
-            (run_dir / "videos").mkdir(parents=True)
-        except OSError as err:
-            raise UserError(f"cannot create {run_dir}: {err.strerror or err}") from None
-        try:
-            write_config(run_dir, config)
-        except OSError as err:
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing in it yet but what we just made
-            raise RunError(f"cannot write {run_dir / 'config.json'}: {err.strerror or err}") from None
-        click.echo(f"run directory: {run_dir}")
-        trainer = Trainer(config, run_dir, progress=not no_progress)
+    if resume is not None and (any(v is not None for v in (world, stage, stages, envs, seed, name, save_dir))
+                               or overrides or force):
+        raise UserError("--resume continues a run with its saved config; only --steps may change")
+    run_dir, trainer, restoring = resume, None, None
     try:
+        if resume is not None:
+            config, checkpoint = _resume_point(resume, steps)
+            from mario_dqn.runner import Trainer
+
+            click.echo(f"resuming {resume} from {checkpoint.path.name} (step {checkpoint.state['step']:,})")
+            trainer = Trainer(config, resume, progress=not no_progress)
+            restoring = checkpoint.path / "state.json"
+            trainer.restore(checkpoint)
+            restoring = None
+        else:
+            config = _resolve_train_config(world, stage, stages, steps, envs, seed, save_dir, overrides)
+            run_dir = _new_run_dir(config, name, force)
+            from mario_dqn.runner import Trainer
+
+            click.echo(f"run directory: {run_dir}")
+            trainer = Trainer(config, run_dir, progress=not no_progress)
         result = trainer.run()
-    except Exception as err:  # disk full or unwritable: the run stopped, earlier checkpoints are whole
-        what = _write_failure(run_dir, err)
-        if what is None:
+    except Exception as err:
+        if trainer is not None:
+            trainer.envs.close()  # the env processes started; a refusal must not leave them behind
+        mapped = _train_error(err, run_dir, restoring)
+        if mapped is None:  # a bug: keep its traceback
             raise
-        raise _io_failure(run_dir, what) from None
+        raise mapped from None
     if result["stopped_by"]:  # the trainer has said where it stopped, in one line
         from mario_dqn.signals import exit_code
 
@@ -251,7 +266,7 @@ def _load_for_play(path: Path) -> tuple[Any, Any]:
 
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--episodes", type=int, default=5, show_default=True, callback=_positive, help="Episodes to play.")
+@click.option("--episodes", type=AT_LEAST_ONE, default=5, show_default=True, help="Episodes to play.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Episode i uses seed SEED+i.")
 @click.option("--epsilon", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Exploration rate (0 = greedy).")
@@ -312,7 +327,7 @@ PRETRAINED = Path(__file__).resolve().parent / "save" / "pretrained" / "world-1-
 
 @cli.command()
 @click.argument("path", type=click.Path(path_type=Path), required=False)
-@click.option("--episodes", type=int, default=1, show_default=True, callback=_positive, help="Episodes to play.")
+@click.option("--episodes", type=AT_LEAST_ONE, default=1, show_default=True, help="Episodes to play.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Episode i uses seed SEED+i.")
 @click.option("--epsilon", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Exploration rate (0 = greedy).")
@@ -332,7 +347,7 @@ def play(path, episodes, seed, epsilon, record, video_dir):
         path = PRETRAINED
     config, agent = _load_for_play(path)
     from mario_dqn import checkpoint as ckpt
-    from mario_dqn.video import EpisodeRecorder
+    from mario_dqn.video import EpisodeVideos
 
     recorder = None
     if record:
@@ -343,7 +358,7 @@ def play(path, episodes, seed, epsilon, record, video_dir):
             target.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise UserError(f"cannot create {target}: {err.strerror}") from None
-        recorder = EpisodeRecorder(target, checkpoint_dir.name, fps=60 / config.env.frame_skip)
+        recorder = EpisodeVideos(target, checkpoint_dir.name, fps=NES_FPS / config.env.frame_skip)
     result = _play_episodes(agent, config, episodes, seed, epsilon, recorder)
     for i, row in enumerate(result["per_episode"]):
         line = _episode_line(i, row)

@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 
 from config.settings import NETWORKS, AgentConfig, EnvConfig  # noqa: E402
 from mario_dqn.agent import DQNAgent  # noqa: E402
+from mario_dqn.batch import Batch  # noqa: E402
 from mario_dqn.environment import ACTIONS  # noqa: E402
 from mario_dqn.tf_import import import_tensorflow  # noqa: E402
 
@@ -96,17 +97,17 @@ def update_flop(model: keras.Model, batch_size: int) -> int:
     return 2 * batch_size * per_sample
 
 
-def random_batch(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
+def random_batch(rng: np.random.Generator, size: int) -> Batch:
     """A replay-shaped batch of noise (the cost of an update does not depend on content)."""
-    return {
-        "obs": rng.integers(0, 256, (size, *OBS_SHAPE), dtype=np.uint8),
-        "action": rng.integers(0, NUM_ACTIONS, size).astype(np.int32),
-        "reward": rng.standard_normal(size).astype(np.float32),
-        "next_obs": rng.integers(0, 256, (size, *OBS_SHAPE), dtype=np.uint8),
-        "discount": np.full(size, 0.99**3, np.float32),
-        "weight": np.ones(size, np.float32),
-        "index": np.arange(size, dtype=np.int64),
-    }
+    return Batch(
+        obs=rng.integers(0, 256, (size, *OBS_SHAPE), dtype=np.uint8),
+        action=rng.integers(0, NUM_ACTIONS, size).astype(np.int32),
+        reward=rng.standard_normal(size).astype(np.float32),
+        next_obs=rng.integers(0, 256, (size, *OBS_SHAPE), dtype=np.uint8),
+        discount=np.full(size, 0.99**3, np.float32),
+        weight=np.ones(size, np.float32),
+        index=np.arange(size, dtype=np.int64),
+    )
 
 
 def main() -> None:
@@ -152,11 +153,11 @@ def main() -> None:
         print(f"{name}_vs_nature: {statistics.median(ratios):.2f}x time, {torso_flop / flop:.2f}x FLOP")
 
     agent = DQNAgent(NUM_ACTIONS, OBS_SHAPE, config, seed=0)
-    acting = {f"act_b{n}": lambda obs=batch["obs"][:n]: agent.act(obs, 0.0) for n in (1, 2, 4)}
+    acting = {f"act_b{n}": lambda obs=batch.obs[:n]: agent.act(obs, 0.0) for n in (1, 2, 4)}
     for torso in NETWORKS[1:]:
         other = DQNAgent(NUM_ACTIONS, OBS_SHAPE, AgentConfig(network=torso), seed=0)
-        acting[f"act_b4_{torso}"] = lambda obs=batch["obs"][:4], other=other: other.act(obs, 0.0)
-    one = batch["obs"][:1]
+        acting[f"act_b4_{torso}"] = lambda obs=batch.obs[:4], other=other: other.act(obs, 0.0)
+    one = batch.obs[:1]
     acting["q_values_b1"] = lambda: agent.q_values(one)
     for name, ms in interleaved_ms(acting, args.iters * 5, args.repeats).items():
         print(f"{name}: {ms:.3f} ms")

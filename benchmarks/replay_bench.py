@@ -108,7 +108,7 @@ def main() -> int:
 
     def sample_and_update() -> None:
         batch = prioritized.sample(32, beta=0.4)
-        prioritized.update_priorities(batch["index"], td)
+        prioritized.update_priorities(batch.index, td)
 
     print_runs("replay_prioritized_sample32_update", runs_us(sample_and_update, args.reps, args.calls))
     print(f"replay_prioritized_update32: "

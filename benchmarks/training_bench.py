@@ -84,7 +84,7 @@ def worker_update(threads: int, reps: int, iters: int) -> dict[str, float]:
     result["update_wall_ms"] = statistics.median(w for w, _ in update)
     result["update_cpu_ms"] = statistics.median(c for _, c in update)
     for n in (1, 2):
-        obs = batch["obs"][:n]
+        obs = batch.obs[:n]
         agent.act(obs, 0.0)
         act = [_cpu_ms(lambda: agent.act(obs, 0.0), iters * 5) for _ in range(reps)]
         result[f"act_b{n}_wall_ms"] = statistics.median(w for w, _ in act)

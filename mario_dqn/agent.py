@@ -2,20 +2,15 @@
 
 The agent is deliberately only the learner and the policy. It does not know about
 environments, replay memories, epsilon schedules or step counters of the run; the
-runner feeds it batches (see :data:`BATCH_KEYS`) and observations. That keeps
+runner feeds it batches (:class:`mario_dqn.batch.Batch`) and observations. That keeps
 ``train_step`` a pure function of (weights, optimizer state, batch), which is what
 makes it testable against hand-computed numbers and reproducible bit for bit.
 
-Checkpoint state, all of it reachable from here:
-
-* ``online`` and ``target``: Keras models (``online.save(...)`` writes a ``.keras``
-  file that ``keras.saving.load_model`` reads after ``import mario_dqn.network``;
-  target weights via ``target.get_weights()`` / ``set_weights``);
-* ``optimizer``: a Keras Adam whose variables exist from construction on, so they can
-  be restored before the first update (``optimizer.variables``, or Keras'
-  ``save_own_variables(store)`` / ``load_own_variables(store)`` with a dict store);
-* :meth:`DQNAgent.get_state` / :meth:`DQNAgent.set_state`: the update counter and the
-  exploration generator's state.
+Its whole learning state (both networks' weights, Adam's variables, the update count
+and the exploration generator) goes out through :meth:`DQNAgent.training_state` and
+comes back through :meth:`DQNAgent.restore`, as one
+:class:`mario_dqn.training_state.TrainingState`; ``save_model`` writes the online
+network as a ``.keras`` file for people and other programs.
 """
 
 from __future__ import annotations
@@ -25,23 +20,15 @@ from typing import Any
 import numpy as np
 
 from config.settings import AgentConfig
+from mario_dqn.batch import Batch
 from mario_dqn.tf_import import import_tensorflow
+from mario_dqn.training_state import StateMismatch, TrainingState
 
 tf = import_tensorflow()  # before Keras, which imports it as its backend (see tf_import)
 
 import keras  # noqa: E402
 
 from mario_dqn.network import build_q_network  # noqa: E402
-
-BATCH_KEYS: tuple[str, ...] = ("obs", "action", "reward", "next_obs", "discount", "weight")
-"""Batch entries the learning step reads (the replay memory's ``index`` is ignored).
-
-``reward`` is the n-step discounted return already summed, ``next_obs`` the state n
-steps later, ``discount`` is gamma**k, or 0 when the episode terminated inside the
-window (a truncation keeps gamma**k: the state after a time limit still has a value),
-``weight`` the importance-sampling weight (ones for uniform replay).
-"""
-
 
 class DQNAgent:
     """Double/dueling n-step DQN with a periodically synced target network.
@@ -51,11 +38,10 @@ class DQNAgent:
     clone of the online one with copied weights, so both start identical.
 
     ``jit_compile`` compiles the whole learning step with XLA. It is off by default:
-    on the 2-core CPU machines this project runs on, with TensorFlow's oneDNN kernels
-    (turned on by :mod:`mario_dqn.tf_import`) the per-op step was 3-13% faster than the
-    XLA one in the same runs (XLA's CPU convolutions lose to oneDNN's), and XLA's had
-    been up to 3x slower on a busy machine; see ``benchmarks/agent_bench.py``. It may
-    pay on a GPU. The optimizer step alone is always XLA-compiled (see ``_apply_fn``),
+    on CPUs, with TensorFlow's oneDNN kernels (turned on by :mod:`mario_dqn.tf_import`),
+    the per-op step measured faster than the XLA one, because XLA's CPU convolutions lose
+    to oneDNN's (``benchmarks/agent_bench.py`` times both; README has the figures). It
+    may pay on a GPU. The optimizer step alone is always XLA-compiled (see ``_apply_fn``),
     and so is acting's forward pass (see ``_q_fn``). Both paths are deterministic.
     """
 
@@ -110,17 +96,17 @@ class DQNAgent:
         self._target_fn = tf.function(self._td_target_graph, input_signature=batch_spec[2:5],
                                       autograph=False)
         # Acting is XLA-compiled: for the small batches it runs on (one row per env) the
-        # fused forward pass costs ~0.6x the per-op one (b1 1.7 vs 2.6 ms wall, b2 2.4 vs
-        # 2.8 ms), which is where the per-op dispatch dominates the convolutions.
+        # per-op dispatch costs more than the convolutions, and the fused forward pass
+        # saves most of it (README's Performance section has the figures).
         # XLA compiles once per batch size seen (one for training's N envs, one for
         # evaluation's 1). act takes the argmax of this same function's output, so its
         # greedy choice is by construction the argmax of what q_values returns.
         self._q_fn = tf.function(self._q_graph, input_signature=(obs_spec,), jit_compile=True, autograph=False)
         self._sync_fn = tf.function(self._sync_graph, autograph=False)
-        # Keras 3's Adam updates each variable with a chain of separate elementwise ops
-        # (~10 ms per update for 1.7M weights on 2 cores); XLA fuses them into one pass
-        # (~6 ms). Only this part is compiled: XLA's CPU convolutions are slower than
-        # the oneDNN ones the rest of the step uses.
+        # Keras 3's Adam updates each variable with a chain of separate elementwise ops,
+        # each a pass over all the weights; XLA fuses them into one pass. Only this part
+        # is compiled: XLA's CPU convolutions are slower than the oneDNN ones the rest of
+        # the step uses.
         self._apply_fn = tf.function(self._apply_graph, jit_compile=True, autograph=False)
 
     def _check_network(self, model: keras.Model) -> None:
@@ -180,7 +166,7 @@ class DQNAgent:
 
     # ---------------------------------------------------------------- learning
 
-    def train_step(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+    def train_step(self, batch: Batch) -> dict[str, Any]:
         """One learning step on a replay batch, then the periodic target sync.
 
         Returns ``loss`` and ``mean_q`` (mean Q(s, a) of the batch, before the update)
@@ -188,27 +174,20 @@ class DQNAgent:
         ``td_errors`` = y - Q(s, a) per sample as a numpy (B,) array, from which a
         prioritized memory takes its new priorities.
         """
-        out = self._train_fn(*self._batch_args(batch))
+        out = self._train_fn(batch.obs, batch.action, batch.reward, batch.next_obs, batch.discount, batch.weight)
         self.updates += 1
         if self.updates % self.config.target_update_period == 0:
             self.sync_target()
         return {"loss": float(out["loss"]), "mean_q": float(out["mean_q"]),
                 "grad_norm": float(out["grad_norm"]), "td_errors": out["td_errors"].numpy()}
 
-    def td_target(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+    def td_target(self, batch: Batch) -> np.ndarray:
         """The TD targets y (B,) of a batch, by the same graph code ``train_step`` uses."""
-        _, _, reward, next_obs, discount, _ = self._batch_args(batch)
-        return self._target_fn(reward, next_obs, discount).numpy()
+        return self._target_fn(batch.reward, batch.next_obs, batch.discount).numpy()
 
     def sync_target(self) -> None:
         """Move the target network to the online one (hard copy, or Polyak with tau < 1)."""
         self._sync_fn()
-
-    @staticmethod
-    def _batch_args(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
-        """The batch in train-step argument order, with the dtypes the graph expects."""
-        dtypes = (np.uint8, np.int32, np.float32, np.uint8, np.float32, np.float32)
-        return tuple(np.asarray(batch[key], dtype=dtype) for key, dtype in zip(BATCH_KEYS, dtypes))
 
     # ------------------------------------------------------------------ acting
 
@@ -216,17 +195,20 @@ class DQNAgent:
         """Online Q-values (N, A) of a batch of uint8 observations (N, H, W, S)."""
         return self._q_fn(np.asarray(obs, np.uint8)).numpy()
 
-    def act(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
+    def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator | None = None) -> np.ndarray:
         """Epsilon-greedy actions (N,) int64 for a batch of observations, one per env.
 
         Both random draws are made for every call whatever epsilon is, so the
         generator advances identically and a resumed run stays in step with an
         uninterrupted one. The network is skipped when every action is random.
+        ``rng`` replaces the agent's own generator for this call: evaluation explores
+        with its own, so evaluating never moves training's random stream.
         """
         obs = np.asarray(obs, np.uint8)
         count = obs.shape[0]
-        explore = self.rng.random(count) < epsilon
-        random_actions = self.rng.integers(self.num_actions, size=count, dtype=np.int64)
+        rng = self.rng if rng is None else rng
+        explore = rng.random(count) < epsilon
+        random_actions = rng.integers(self.num_actions, size=count, dtype=np.int64)
         if explore.all():
             return random_actions
         greedy = self._q_fn(obs).numpy().argmax(axis=1)  # first maximum on ties, like tf.argmax
@@ -234,11 +216,31 @@ class DQNAgent:
 
     # ------------------------------------------------------------------- state
 
-    def get_state(self) -> dict[str, Any]:
-        """Counters and exploration RNG state (networks and optimizer are saved apart)."""
-        return {"updates": self.updates, "rng": self.rng.bit_generator.state}
+    def training_state(self) -> TrainingState:
+        """A copy of everything learning depends on (see :class:`TrainingState`)."""
+        return TrainingState(
+            online=self.online.get_weights(),
+            target=self.target.get_weights(),
+            optimizer=[np.asarray(v) for v in self.optimizer.variables],
+            counters={"updates": self.updates, "rng": self.rng.bit_generator.state},
+        )
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`get_state` returned."""
-        self.updates = int(state["updates"])
-        self.rng.bit_generator.state = state["rng"]
+    def restore(self, state: TrainingState) -> None:
+        """Continue from ``state``; :class:`StateMismatch` naming the first part whose
+        shapes do not fit this agent's networks, raised before anything is changed."""
+        mine = {"online": self.online.weights, "target": self.target.weights,
+                "optimizer": self.optimizer.variables}
+        for part in TrainingState.PARTS:
+            got, want = getattr(state, part), mine[part]
+            if len(got) != len(want) or any(tuple(g.shape) != tuple(w.shape) for g, w in zip(got, want)):
+                raise StateMismatch(part)
+        self.online.set_weights(state.online)
+        self.target.set_weights(state.target)
+        for variable, value in zip(self.optimizer.variables, state.optimizer):
+            variable.assign(value)
+        self.updates = int(state.counters["updates"])
+        self.rng.bit_generator.state = state.counters["rng"]
+
+    def save_model(self, path: Any) -> None:
+        """The online network as a ``.keras`` file (uint8 stacks in, Q-values out)."""
+        self.online.save(path)

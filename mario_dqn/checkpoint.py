@@ -2,16 +2,22 @@
 
 Layout of ``<run>/checkpoints/step-000123456/``::
 
-    model.keras        online network (loads with keras.saving.load_model)
-    target.npz         target network weights, in get_weights() order
+    model.keras        online network (loads with keras.saving.load_model), for people and programs
+    online.npz         online network weights, in get_weights() order (what resuming reads)
+    target.npz         target network weights, same order
     optimizer.npz      Adam variables (iteration count and moments), in optimizer.variables order
-    state.json         counters, every RNG state, per-env episode states, running accumulators
+    state.json         counters, every RNG state, per-env episode states, running accumulators;
+                       under "agent" the agent's own counters (updates, exploration RNG)
     config.json        the resolved config
     replay/            the replay memory (latest checkpoint only, when enabled)
     COMPLETE           written last: its presence is the promise that everything above is whole
 
 Beside them: ``checkpoints/latest`` (a text file naming the newest) and
 ``checkpoints/best/`` (the best model by evaluation score, without replay).
+
+The arrays and the "agent" counters are the agent's :class:`TrainingState`, which this
+module stores part by part without knowing the agent's attributes. Checkpoints written
+before ``online.npz`` existed are read from ``model.keras`` instead.
 
 Writing goes into a temporary sibling, every file is fsynced, the directory renamed,
 then the marker written and fsynced (Dopamine's sentinel files are the model). A crash
@@ -25,6 +31,7 @@ import contextlib
 import json
 import os
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,10 +39,14 @@ from typing import Any
 import numpy as np
 
 import config as C
+from mario_dqn.training_state import StateMismatch, TrainingState
 
 MARKER = "COMPLETE"
 PREFIX = "step-"
 REQUIRED = ("model.keras", "target.npz", "optimizer.npz", "state.json", "config.json")
+"""Files every checkpoint has (``online.npz`` too since it exists; see the module docstring)."""
+PART_FILES = {"online": "online.npz", "target": "target.npz", "optimizer": "optimizer.npz"}
+"""Where each array part of a :class:`TrainingState` is stored."""
 
 
 class CheckpointError(ValueError):
@@ -48,21 +59,20 @@ class CheckpointWriteError(OSError):
     temporary directory is gone and every earlier complete checkpoint is untouched."""
 
 
-STATE_FORMAT_VERSION = C.CONFIG_FORMAT_VERSION
-"""``state.json`` carries this as ``format_version`` (the runner writes the config's
-version); a checkpoint from another version is refused instead of half-restored."""
+STATE_FORMAT_VERSION = 1
+"""``state.json`` carries this as ``format_version``; a checkpoint of another version is
+refused instead of half-restored. It is the state file's own (it used to borrow the
+config's, which was 1 too, so every checkpoint written so far reads as version 1)."""
 
 
 @dataclass
 class Checkpoint:
-    """What :func:`load_checkpoint` read back; model weights are applied by the caller."""
+    """What :func:`load_checkpoint` read back; :func:`restore_agent` applies ``training``."""
 
     path: Path
     config: C.Config
     state: dict[str, Any]
-    online_weights: list[np.ndarray]
-    target_weights: list[np.ndarray]
-    optimizer_variables: list[np.ndarray]
+    training: TrainingState
 
     @property
     def has_replay(self) -> bool:
@@ -110,6 +120,9 @@ def save_checkpoint(directory: Path, step: int, agent: Any, state: dict[str, Any
                     replay: Any = None, name: str | None = None) -> Path:
     """Write one checkpoint atomically and return its final path.
 
+    ``agent`` provides ``training_state()`` and ``save_model(path)``; ``state`` is the
+    runner's own JSON-ready state (counters, env episodes).
+
     ``name`` overrides the default ``step-<step>`` directory name (used for ``best``,
     which is replaced in place: the new one is complete before the old one goes).
     """
@@ -121,10 +134,12 @@ def save_checkpoint(directory: Path, step: int, agent: Any, state: dict[str, Any
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        agent.online.save(tmp / "model.keras")
-        np.savez(tmp / "target.npz", *agent.target.get_weights())
-        np.savez(tmp / "optimizer.npz", *[np.asarray(v) for v in agent.optimizer.variables])
-        (tmp / "state.json").write_text(json.dumps({"step": step, **state}))
+        training = agent.training_state()
+        agent.save_model(tmp / "model.keras")
+        for part, file in PART_FILES.items():
+            np.savez(tmp / file, *getattr(training, part))
+        (tmp / "state.json").write_text(json.dumps({"format_version": STATE_FORMAT_VERSION, "step": step, **state,
+                                                    "agent": training.counters}))
         (tmp / "config.json").write_text(C.to_json(config))
         if replay is not None:
             replay.save(tmp / "replay")
@@ -287,6 +302,29 @@ def load_checkpoint(path: Path) -> Checkpoint:
     except (OSError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path / 'config.json'} is unreadable ({type(err).__name__})") from None
     state = read_state(path / "state.json")
+    if (path / "online.npz").is_file():
+        _check_zip(path / "model.keras")  # not read to resume, but it is the file people use
+        online = _load_npz(path / "online.npz")
+    else:
+        online = _weights_of_keras_file(path)
+    training = TrainingState(online=online, target=_load_npz(path / "target.npz"),
+                             optimizer=_load_npz(path / "optimizer.npz"), counters=state["agent"])
+    return Checkpoint(path, config, state, training)
+
+
+def _check_zip(file: Path) -> None:
+    """Refuse a damaged ``.keras`` file (a zip archive) by its checksums, without Keras."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise CheckpointError(f"{file} is unreadable ({type(err).__name__})") from None
+    if bad is not None:
+        raise CheckpointError(f"{file} is unreadable (bad checksum in {bad})")
+
+
+def _weights_of_keras_file(path: Path) -> list[np.ndarray]:
+    """The online weights of a checkpoint written before ``online.npz`` existed."""
     # Keras (and TensorFlow) load here, not at import: the CLI refuses a wrong path or a
     # broken config.json in a fraction of a second instead of after TensorFlow starts.
     from mario_dqn.tf_import import import_tensorflow
@@ -299,8 +337,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         model = keras.saving.load_model(path / "model.keras", compile=False)
     except Exception as err:  # noqa: BLE001
         raise CheckpointError(f"{path / 'model.keras'} is unreadable ({type(err).__name__})") from None
-    return Checkpoint(path, config, state, model.get_weights(), _load_npz(path / "target.npz"),
-                      _load_npz(path / "optimizer.npz"))
+    return model.get_weights()
 
 
 def read_state(file: Path) -> dict[str, Any]:
@@ -326,20 +363,14 @@ def read_state(file: Path) -> dict[str, Any]:
     return state
 
 
-def _check_shapes(label: str, file: Path, got: list[np.ndarray], want: list[Any]) -> None:
-    if len(got) != len(want) or any(tuple(g.shape) != tuple(w.shape) for g, w in zip(got, want)):
-        raise CheckpointError(f"{file} does not match the model built from its config ({label})")
-
-
 def restore_agent(checkpoint: Checkpoint, agent: Any) -> None:
-    """Put weights, target weights, optimizer variables and agent state into ``agent``."""
-    path = checkpoint.path
-    _check_shapes("online weights", path / "model.keras", checkpoint.online_weights, agent.online.weights)
-    _check_shapes("target weights", path / "target.npz", checkpoint.target_weights, agent.target.weights)
-    _check_shapes("optimizer variables", path / "optimizer.npz", checkpoint.optimizer_variables,
-                  agent.optimizer.variables)
-    agent.online.set_weights(checkpoint.online_weights)
-    agent.target.set_weights(checkpoint.target_weights)
-    for variable, value in zip(agent.optimizer.variables, checkpoint.optimizer_variables):
-        variable.assign(value)
-    agent.set_state(checkpoint.state["agent"])
+    """Put the checkpoint's training state into ``agent``; CheckpointError naming the file
+    whose arrays do not fit the agent's networks (then the agent is unchanged)."""
+    try:
+        agent.restore(checkpoint.training)
+    except StateMismatch as err:
+        file = checkpoint.path / PART_FILES[err.part]
+        if not file.is_file():  # online weights of a checkpoint from before online.npz
+            file = checkpoint.path / "model.keras"
+        what = "optimizer variables" if err.part == "optimizer" else f"{err.part} weights"
+        raise CheckpointError(f"{file} does not match the model built from its config ({what})") from None

@@ -11,7 +11,7 @@
       -> NoProgressTruncation  truncated when x_pos stalls
       -> TimeLimit          truncated after max_episode_steps agent steps
       -> InfoFilter         x_pos, flag_get, world, stage, ...
-      -> EpisodeRecorder    reset seed/RNG + actions: the episode's state for checkpoints
+      -> ResumableEpisode   reset seed/RNG + actions: the episode's state for checkpoints
 
 ``terminated`` (death, flag) and ``truncated`` (time limit, no progress) stay separate.
 ``make_vector_env`` runs N of them in subprocesses (Gymnasium's AsyncVectorEnv with
@@ -36,10 +36,10 @@ from nes_py.wrappers import JoypadSpace
 from config import ACTION_SETS, ConfigError, EnvConfig, parse_stage
 from mario_dqn import signals
 from mario_dqn.wrappers import (
-    EpisodeRecorder,
     FrameStackLast,
     InfoFilter,
     NoProgressTruncation,
+    ResumableEpisode,
     SkipMaxPool,
     StageSelector,
 )
@@ -110,7 +110,7 @@ def make_env(config: EnvConfig, seed: int | None = None, render_mode: str | None
     if config.max_episode_steps > 0:
         env = TimeLimit(env, config.max_episode_steps)
     env = InfoFilter(env)
-    env = EpisodeRecorder(env)
+    env = ResumableEpisode(env)
     if seed is not None:
         env.reset(seed=seed)
     return env

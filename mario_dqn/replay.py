@@ -1,15 +1,8 @@
 """Replay memory: uint8 frames stored once, stacks and n-step returns rebuilt by index.
 
-Layout (one ring per env stream, so each stream's trajectory stays contiguous)::
-
-    frames        uint8   (E, C, H, W)  newest frame of each observation, written once
-    action        uint8   (E, C)        action taken from the state that ends at this entry
-    reward        float32 (E, C)        reward of that transition
-    terminated    bool    (E, C)        that transition ended the episode by termination
-    last          bool    (E, C)        this entry is an episode's final observation
-    episode_step  uint8   (E, C)        steps since the episode's first entry (capped at 255)
-
-with E = num_envs and C = capacity // num_envs. The per-step fields of entry ``i``
+Layout: one ring per env stream, so each stream's trajectory stays contiguous. Every
+stored array is declared once, in :func:`storage_signature`, as ``(E, C, *per-entry
+shape)`` with E = num_envs and C = capacity // num_envs. The per-step fields of entry ``i``
 describe the transition *from* the state ending at ``i`` *to* the state ending at
 ``i + 1``; an entry with ``last`` set has no outgoing transition (it is only ever used
 as a next state), which is how an episode's final observation is kept even though no
@@ -36,11 +29,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from mario_dqn import replay_kernels as kernels
+from mario_dqn.batch import Batch
 from mario_dqn.sumtree import SumTree
 
 FORMAT_VERSION = 1
@@ -52,7 +46,29 @@ STATE_FILE = "replay.json"
 _MAX_EPISODE_STEP = 255  # episode_step is uint8; only min(step, stack_size - 1) is ever used
 _REJECTION_ROUNDS = 8  # then fall back to drawing from an explicit list of valid transitions
 _NOTHING_TO_SAMPLE = "nothing to sample yet: no stored transition has its n-step window written"
-_OUTPUT_POOL = 3  # returned stack arrays kept for reuse per key (see ReplayMemory._output)
+_OUTPUT_POOL = 3  # returned stack arrays kept for reuse per field (see ReplayMemory._output)
+
+
+class ArraySpec(NamedTuple):
+    """One stored array: ``name`` (also its file, ``<name>.npy``), dtype, shape per entry."""
+
+    name: str
+    dtype: type[np.generic]
+    shape: tuple[int, ...] = ()
+
+
+def storage_signature(frame_shape: tuple[int, int]) -> tuple[ArraySpec, ...]:
+    """Every array of the rings (Dopamine's storage signature): allocation, the flat
+    views, :attr:`ReplayMemory.nbytes`, save and load all follow this table, so a field
+    is added or changed here only. Names and dtypes are the saved format: keep them."""
+    return (
+        ArraySpec("frames", np.uint8, frame_shape),  # newest frame of each observation, written once
+        ArraySpec("action", np.uint8),  # action taken from the state that ends at this entry
+        ArraySpec("reward", np.float32),  # reward of that transition
+        ArraySpec("terminated", np.bool_),  # that transition ended the episode by termination
+        ArraySpec("last", np.bool_),  # this entry is an episode's final observation
+        ArraySpec("episode_step", np.uint8),  # steps since the episode's first entry (capped at 255)
+    )
 
 
 class ReplayMemory:
@@ -92,21 +108,12 @@ class ReplayMemory:
         self.seed = int(seed)
         self._rng = np.random.default_rng(seed)
 
-        shape = (self.num_envs, self.capacity_per_env)
-        self._frames = np.zeros(shape + self.frame_shape, dtype=np.uint8)
-        self._action = np.zeros(shape, dtype=np.uint8)
-        self._reward = np.zeros(shape, dtype=np.float32)
-        self._terminated = np.zeros(shape, dtype=bool)
-        self._last = np.zeros(shape, dtype=bool)
-        self._episode_step = np.zeros(shape, dtype=np.uint8)
-        # Flat views: entry (e, i) is flat index e * C + i, also the id handed out by sample().
-        self._frames_flat = self._frames.reshape((-1,) + self.frame_shape)
-        self._frame_rows = self._frames.reshape(-1, height * width)  # the kernels' (N, H*W) view
-        self._action_flat = self._action.reshape(-1)
-        self._reward_flat = self._reward.reshape(-1)
-        self._terminated_flat = self._terminated.reshape(-1)
-        self._last_flat = self._last.reshape(-1)
-        self._episode_step_flat = self._episode_step.reshape(-1)
+        # (E, C, ...) per stream, as saved; the flat views number entry (e, i) as e * C + i,
+        # which is also the id handed out by sample().
+        self._ring = {spec.name: np.zeros((self.num_envs, self.capacity_per_env, *spec.shape), spec.dtype)
+                      for spec in storage_signature(self.frame_shape)}
+        self._flat = {name: array.reshape(self.capacity, *array.shape[2:]) for name, array in self._ring.items()}
+        self._frame_rows = self._flat["frames"].reshape(self.capacity, height * width)  # the kernels' view
 
         self._cursor = np.zeros(self.num_envs, dtype=np.int64)  # next slot to write, per stream
         self._count = np.zeros(self.num_envs, dtype=np.int64)  # entries written and not overwritten
@@ -164,10 +171,10 @@ class ReplayMemory:
             self._write(starting, obs_frame[starting], np.zeros(starting.size, np.uint8), False)
         # The transition leaves the newest entry of each stream (just written if starting).
         src = self._stream_base + (self._cursor - 1) % self.capacity_per_env
-        self._action_flat[src] = action
-        self._reward_flat[src] = reward
-        self._terminated_flat[src] = terminated
-        step = np.minimum(self._episode_step_flat[src].astype(np.int64) + 1, _MAX_EPISODE_STEP)
+        self._flat["action"][src] = action
+        self._flat["reward"][src] = reward
+        self._flat["terminated"][src] = terminated
+        step = np.minimum(self._flat["episode_step"][src].astype(np.int64) + 1, _MAX_EPISODE_STEP)
         done = terminated | truncated
         dst = self._write(self._streams, next_frame, step.astype(np.uint8), done)
         self._needs_start = done
@@ -209,10 +216,10 @@ class ReplayMemory:
         pos = self._cursor[streams]
         flat = self._stream_base[streams] + pos
         full = self._count[streams] == self.capacity_per_env
-        self._num_last[streams] -= full & self._last_flat[flat]
-        self._frames_flat[flat] = frames
-        self._episode_step_flat[flat] = episode_step
-        self._last_flat[flat] = last
+        self._num_last[streams] -= full & self._flat["last"][flat]
+        self._flat["frames"][flat] = frames
+        self._flat["episode_step"][flat] = episode_step
+        self._flat["last"][flat] = last
         self._num_last[streams] += np.asarray(last, dtype=np.int64)
         self._cursor[streams] = (pos + 1) % self.capacity_per_env
         self._count[streams] = np.minimum(self._count[streams] + 1, self.capacity_per_env)
@@ -248,7 +255,7 @@ class ReplayMemory:
             ages, streams = ages[keep], streams[keep]
             flat = self._flat_from_age(streams, ages)
             valid = self._inspect(flat)[0]
-            rejected = int(np.count_nonzero(~valid & ~self._last_flat[flat]))
+            rejected = int(np.count_nonzero(~valid & ~self._flat["last"][flat]))
             self._sampleable = int(self._count.sum() - self._num_last.sum()) - rejected
         return self._sampleable
 
@@ -267,22 +274,16 @@ class ReplayMemory:
         return self.nbytes / self.capacity
 
     # ================================================================== sampling
-    def sample(self, batch_size: int, beta: float = 1.0) -> dict[str, np.ndarray]:
-        """A batch of n-step transitions (drawn with replacement).
-
-        Keys: obs/next_obs uint8 (B, H, W, S); action int32; reward float32 (n-step
-        discounted sum, stopping at the episode end); discount float32 (gamma**k, or 0
-        when the window ends in termination; truncation keeps gamma**k); weight float32
-        (importance weights, ones here); index int64 (ids for update_priorities).
-        """
+    def sample(self, batch_size: int, beta: float = 1.0) -> Batch:
+        """A :class:`~mario_dqn.batch.Batch` of n-step transitions (drawn with replacement),
+        with exactly the dtypes documented there; ``beta`` only shapes prioritized weights
+        (uniform replay returns ones)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if self._sampleable == 0 or not self._count.any():  # else _draw_valid finds out
             raise ValueError(_NOTHING_TO_SAMPLE)
         flat, k, back = self._draw_valid(batch_size)
-        batch = self._build(flat, k, back)
-        batch["weight"] = self._weights(flat, beta)
-        return batch
+        return self._build(flat, k, back, self._weights(flat, beta))
 
     def _draw_candidates(self, n: int) -> np.ndarray:
         """``n`` flat ids drawn uniformly over the written entries of all streams."""
@@ -315,8 +316,8 @@ class ReplayMemory:
         valid = np.empty(flat.size, dtype=bool)
         k = np.empty(flat.size, dtype=np.int64)
         back = np.empty(flat.size, dtype=np.int64)
-        kernels.inspect(flat, self.capacity_per_env, self._cursor, self._count, self._episode_step_flat,
-                        self._last_flat, self.stack_size, self.n_step, valid, k, back)
+        kernels.inspect(flat, self.capacity_per_env, self._cursor, self._count, self._flat["episode_step"],
+                        self._flat["last"], self.stack_size, self.n_step, valid, k, back)
         return valid, k, back
 
     def _draw_valid(self, batch_size: int) -> tuple[np.ndarray, ...]:
@@ -354,7 +355,7 @@ class ReplayMemory:
         """``n`` ids drawn from ``ids`` with this memory's sampling distribution."""
         return ids[self._rng.integers(0, ids.size, size=n)]
 
-    def _build(self, flat: np.ndarray, k: np.ndarray, back: np.ndarray) -> dict[str, np.ndarray]:
+    def _build(self, flat: np.ndarray, k: np.ndarray, back: np.ndarray, weight: np.ndarray) -> Batch:
         """Rebuild stacks and n-step returns for valid start entries.
 
         Channel c of a stack is the entry S-1-c steps back, clipped to the episode's
@@ -369,8 +370,8 @@ class ReplayMemory:
         action = np.empty(size, dtype=np.int32)
         reward = np.empty(size, dtype=np.float32)
         discount = np.empty(size, dtype=np.float32)
-        kernels.transitions(flat, k, back, self.capacity_per_env, self._stack_cols, self._action_flat,
-                            self._reward_flat, self._terminated_flat, self._return_coef, self._discount_of_k,
+        kernels.transitions(flat, k, back, self.capacity_per_env, self._stack_cols, self._flat["action"],
+                            self._flat["reward"], self._flat["terminated"], self._return_coef, self._discount_of_k,
                             frame_ids, action, reward, discount)
         stack_shape = (size, *self.frame_shape, s)
         obs, next_obs = self._output("obs", stack_shape), self._output("next_obs", stack_shape)
@@ -379,23 +380,24 @@ class ReplayMemory:
                             next_obs.reshape(size, -1).view(np.uint32))
         else:
             kernels.stacks_any(self._frame_rows, frame_ids, obs.reshape(size, -1, s), next_obs.reshape(size, -1, s))
-        return {"obs": obs, "action": action, "reward": reward, "next_obs": next_obs,
-                "discount": discount, "index": flat}
+        return Batch(obs, action, reward, next_obs, discount, weight, flat)
 
-    def _output(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
-        """The array to return as ``batch[key]``: a recent call's one that the caller has
-        dropped every reference to, else a new one.
+    def _output(self, field: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The array to return as ``batch.<field>``: a recent call's one that the caller
+        has dropped every reference to, else a new one.
 
         Why: a new ~1 MB array is mmapped by malloc and faulted in page by page (~230
         faults); on a VM that costs as much as filling it. Reuse is safe exactly when
-        nothing else refers to the array: the batch dict, a view (it holds its base) and
-        a tensor or memoryview aliasing it (buffer exports hold a reference) all raise
-        its reference count above the 3 counted here (our pool list, the loop variable,
-        the call's argument); NumPy's temporary elision relies on the same count. A few
-        arrays are pooled so that ``batch = memory.sample(...)`` in a loop, which still
-        holds the previous batch during the call, alternates between two of them.
+        nothing else refers to the array: the Batch (a tuple holds one reference per
+        field, just as a dict held one per value), a view (it holds its base) and a
+        tensor or memoryview aliasing it (buffer exports hold a reference) all raise its
+        reference count above the 3 counted here (our pool list, the loop variable, the
+        call's argument); NumPy's temporary elision relies on the same count. A dropped
+        Batch releases its fields at once (a tuple of arrays has no cycle to wait for).
+        A few arrays are pooled so that ``batch = memory.sample(...)`` in a loop, which
+        still holds the previous batch during the call, alternates between two of them.
         """
-        pool = self._outputs.setdefault(key, [])
+        pool = self._outputs.setdefault(field, [])
         for array in pool:
             if array.shape == shape and sys.getrefcount(array) == 3:
                 return array
@@ -412,19 +414,14 @@ class ReplayMemory:
         return np.ones(flat.size, dtype=np.float32)
 
     def update_priorities(self, index: np.ndarray, td_errors: np.ndarray) -> None:
-        """No-op: uniform sampling has no priorities (kept so callers need not branch)."""
+        """No-op: uniform sampling has no priorities. Kept so that callers feed every
+        batch's TD errors back without asking which memory they hold."""
 
     # ================================================================== persistence
     def _arrays(self) -> dict[str, np.ndarray]:
-        """The arrays saved as ``<name>.npy`` (and counted by :attr:`nbytes`)."""
-        return {
-            "frames": self._frames,
-            "action": self._action,
-            "reward": self._reward,
-            "terminated": self._terminated,
-            "last": self._last,
-            "episode_step": self._episode_step,
-        }
+        """The arrays saved as ``<name>.npy`` (and counted by :attr:`nbytes`): the
+        storage signature's, in its order; a subclass adds its own."""
+        return dict(self._ring)
 
     def _config(self) -> dict[str, Any]:
         """What must match for a saved memory to load into this one (the array layout)."""
@@ -541,11 +538,12 @@ class ReplayMemory:
         which streams start an episode on their next add."""
         ages = np.arange(self.capacity_per_env)
         slots = (self._cursor[:, None] - 1 - ages) % self.capacity_per_env  # slot of each age
-        written = np.empty_like(self._last)
+        last = self._ring["last"]
+        written = np.empty_like(last)
         written[self._streams[:, None], slots] = ages < self._count[:, None]
-        self._num_last[:] = np.count_nonzero(self._last & written, axis=1)
+        self._num_last[:] = np.count_nonzero(last & written, axis=1)
         newest = self._stream_base + (self._cursor - 1) % self.capacity_per_env
-        self._needs_start[:] = (self._count == 0) | self._last_flat[newest]
+        self._needs_start[:] = (self._count == 0) | self._flat["last"][newest]
         self._sampleable = None
 
 

@@ -13,12 +13,10 @@ an uninterrupted one.
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import math
-import os
-import shutil
 import time
-from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,17 +26,10 @@ import config as C
 from mario_dqn import checkpoint as ckpt
 from mario_dqn.agent import DQNAgent
 from mario_dqn.environment import final_observations, make_env, make_vector_env
+from mario_dqn.metrics_log import MalformedMetrics, MetricsLog
 from mario_dqn.replay import make_replay
 from mario_dqn.schedules import linear_schedule
 from mario_dqn.signals import StopRequest
-
-METRIC_FIELDS = ("kind", "step", "episode", "return", "length", "x_pos", "flag", "epsilon", "loss", "mean_q",
-                 "steps_per_s", "max_x_pos", "flag_rate", "wall_s")
-"""Columns of metrics.csv. ``kind`` is 'episode' (one training episode) or 'eval'
-(the mean over an evaluation's episodes; max_x_pos and flag_rate only there).
-``wall_s`` is the seconds of training so far, summed over the run's resumes (from
-the start of each process's Trainer, so start-up, evaluations and checkpoints count):
-how long the run took to get here, read from the record rather than estimated."""
 
 EVAL_NOOP_MAX = 30
 """Evaluation episode ``i`` starts with ``randint(0, EVAL_NOOP_MAX)`` no-op steps drawn from
@@ -106,10 +97,7 @@ def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilo
                 if length < noops:
                     action = NOOP_ACTION
                 else:
-                    q = agent.q_values(obs[None])[0]
-                    action = int(np.argmax(q))
-                    if rng.random() < epsilon:
-                        action = int(rng.integers(len(q)))
+                    action = int(agent.act(obs[None], epsilon, rng=rng)[0])
                 obs, reward, terminated, truncated, info = env.step(action)
                 if on_frame:
                     on_frame(i, env.render().copy())
@@ -130,6 +118,48 @@ def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilo
     }
 
 
+RECENT_EPISODES = 20
+"""Episodes behind the progress bar's mean return."""
+POSTFIX_EVERY = 200
+"""Agent steps between progress-bar postfix refreshes when no episode ended (the
+postfix is formatted text: once per step would cost more than the step's bookkeeping)."""
+
+
+@dataclass
+class Counters:
+    """The loop's counters and running figures, saved in state.json under these names.
+
+    Declared once: :meth:`Trainer.state` and :meth:`Trainer.restore` go through
+    :meth:`to_json` and :meth:`from_json`, so a new counter is one new line here.
+    """
+
+    episodes: int = 0
+    flags: int = 0
+    best_x: int = 0
+    best_eval: float | None = None
+    """Best mean evaluation return so far (what ``checkpoints/best`` holds)."""
+    last_loss: float = math.nan
+    last_mean_q: float = math.nan
+    recent_returns: list[float] = field(default_factory=list)
+    """Returns of the last :data:`RECENT_EPISODES` episodes, oldest first."""
+    eval_pending: bool = False
+    """An evaluation that a stop signal cut short: the resumed run does it first."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, state: dict[str, Any]) -> Counters:
+        """The counters of a state.json; those it predates keep their defaults."""
+        return cls(**{f.name: state[f.name] for f in dataclasses.fields(cls) if f.name in state})
+
+    def end_episode(self, episode_return: float, x_pos: int, flag: bool) -> None:
+        self.episodes += 1
+        self.flags += int(flag)
+        self.best_x = max(self.best_x, x_pos)
+        self.recent_returns = [*self.recent_returns, episode_return][-RECENT_EPISODES:]
+
+
 class Trainer:
     """Owns one run directory and trains it up to ``config.runner.total_steps``."""
 
@@ -140,41 +170,31 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.progress = progress
         self.log = log
+        self.metrics = MetricsLog(self.run_dir)
+        self.stop = StopRequest()
         self._clock_start = time.perf_counter()
         self._wall_before = 0.0
         """Seconds of training in earlier processes of this run (from the checkpoint)."""
-        self.stop = StopRequest()
-        self.eval_pending = False
-        """An evaluation that a stop signal cut short: the resumed run does it first."""
         seed_everything(config.runner.seed)
         n = config.runner.num_envs
         self.envs = make_vector_env(config.env, n, asynchronous=True)
         self.agent = build_agent(config, int(self.envs.single_action_space.n))
         self.replay = make_replay(config.replay, config.agent, config.env, n, config.runner.seed)
-        # counters and accumulators: all of it goes into state.json
         self.step = 0
-        self.episodes = 0
-        self.flags = 0
-        self.best_x = 0
-        self.best_eval: float | None = None
+        self.counters = Counters()
         self.ep_return = np.zeros(n, np.float64)
+        """Return so far of each env's running episode."""
         self.ep_length = np.zeros(n, np.int64)
-        self.last_loss = math.nan
-        self.last_mean_q = math.nan
-        self.recent_returns: deque[float] = deque(maxlen=20)
         self.obs, _ = self.envs.reset(seed=config.runner.seed)
 
     # ------------------------------------------------------------------ state
 
     def state(self) -> dict[str, Any]:
+        """The loop's part of state.json (the checkpoint adds the step and the agent's)."""
         return {
-            "format_version": C.CONFIG_FORMAT_VERSION,
-            "episodes": self.episodes, "flags": self.flags, "best_x": self.best_x, "best_eval": self.best_eval,
+            **self.counters.to_json(),
             "ep_return": self.ep_return.tolist(), "ep_length": self.ep_length.tolist(),
-            "last_loss": self.last_loss, "last_mean_q": self.last_mean_q,
-            "recent_returns": list(self.recent_returns), "eval_pending": self.eval_pending,
             "wall_s": self.wall_s(),
-            "agent": self.agent.get_state(),
             "envs": list(self.envs.call("get_episode_state")),
         }
 
@@ -192,131 +212,23 @@ class Trainer:
         else:
             self.log(f"note: {checkpoint.path.name} has no replay memory; refilling it from scratch")
         self.step = int(state["step"])
-        self.episodes, self.flags, self.best_x = int(state["episodes"]), int(state["flags"]), int(state["best_x"])
-        self.best_eval = state["best_eval"]
+        self.counters = Counters.from_json(state)
         self.ep_return = np.asarray(state["ep_return"], np.float64)
         self.ep_length = np.asarray(state["ep_length"], np.int64)
-        self.last_loss, self.last_mean_q = state["last_loss"], state["last_mean_q"]
-        self.recent_returns = deque(state["recent_returns"], maxlen=20)
-        self.eval_pending = bool(state.get("eval_pending", False))  # absent before it existed
-        self._wall_before = float(state.get("wall_s", 0.0))  # ditto: then the clock starts at the resume
+        self._wall_before = float(state.get("wall_s", 0.0))  # absent before it existed: the clock starts here
         self.envs.set_attr("pending_state", list(state["envs"]))
         restored = self.envs.call("restore_pending")
         self.obs = np.stack([obs for obs, _ in restored])
-        if self._metrics_path().exists():  # else there is no record to rebuild the logs from
-            rows = [row for row in self._read_metrics() if int(row["step"]) <= self.step]
-            self._rewrite_metrics(rows)
-            self._rewrite_tensorboard(rows)
-
-    # ---------------------------------------------------------------- logging
-
-    def _metrics_path(self) -> Path:
-        return self.run_dir / "metrics.csv"
-
-    def _read_metrics(self) -> list[dict[str, str]]:
-        """The rows of metrics.csv, all checked before anything is rewritten.
-
-        A resume rewrites the file and the TensorBoard events from these rows, so a row
-        that does not parse is refused here, naming the file, while both are untouched.
-        """
-        path = self._metrics_path()
         try:
-            with open(path, newline="") as handle:
-                rows = list(csv.DictReader(handle))
-            for row in rows:
-                int(row["step"])
-                row_scalars(row)
-        except (ValueError, TypeError, KeyError, csv.Error) as err:
-            raise ckpt.CheckpointError(f"{path} is malformed ({type(err).__name__}: {err}); move it aside "
-                                       f"to resume (the TensorBoard logs are then left as they are)") from None
-        return rows
-
-    def _rewrite_metrics(self, rows: list[dict[str, str]]) -> None:
-        """metrics.csv holding just ``rows``: on resume, the ones up to the checkpoint's step
-        (those written after it will be written again)."""
-        path = self._metrics_path()
-        tmp = path.with_name(path.name + ".tmp")  # a kill mid-rewrite keeps the old file whole
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, METRIC_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-
-    def _open_logs(self) -> None:
-        import tensorflow as tf
-
-        path = self._metrics_path()
-        new = not path.exists()
-        self._csv_handle = open(path, "a", newline="", buffering=1)  # line-buffered: `tail -f` works
-        self._csv = csv.DictWriter(self._csv_handle, METRIC_FIELDS)
-        if new:
-            self._csv.writeheader()
-        self._tb = tf.summary.create_file_writer(str(self.run_dir / "tensorboard"), max_queue=200)
-
-    def _close_logs(self) -> None:
-        self._csv_handle.close()
-        self._tb.close()
-
-    def _write_row(self, row: dict[str, Any]) -> None:
-        self._csv.writerow({k: row.get(k, "") for k in METRIC_FIELDS})
-        write_scalars(self._tb, row)
-
-    def _rewrite_tensorboard(self, rows: list[dict[str, str]]) -> None:
-        """Rebuild the TensorBoard event files from metrics.csv's ``rows`` (on resume).
-
-        Why: rows written between the checkpoint and a crash or kill are written again
-        after the resume. metrics.csv drops them first (:meth:`_rewrite_metrics`), but
-        event files are append-only records, and TensorBoard would draw both copies as
-        a zigzag. Every scalar in them is a column of a metrics.csv row, so the rows
-        are the record: they are written into a fresh directory that then replaces the
-        old one. A kill in between leaves metrics.csv intact, and the next resume
-        rebuilds again.
-        """
-        import tensorflow as tf
-
-        path = self.run_dir / "tensorboard"
-        fresh, stale = path.with_name("tensorboard.rebuild"), path.with_name("tensorboard.stale")
-        for leftover in (fresh, stale):
-            shutil.rmtree(leftover, ignore_errors=True)
-        series: dict[str, tuple[list[int], list[float]]] = {}
-        for row in rows:
-            for tag, value in row_scalars(row):
-                steps, values = series.setdefault(tag, ([], []))
-                steps.append(int(row["step"]))
-                values.append(value)
-
-        from tensorboard.plugins.scalar.metadata import create_summary_metadata
-
-        scalar_kind = create_summary_metadata(display_name=None, description=None)
-
-        @tf.function(input_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([None], tf.int64),
-                                      tf.TensorSpec([None], tf.float32)))
-        def write_series(tag: tf.Tensor, steps: tf.Tensor, values: tf.Tensor) -> None:
-            # One graph call per tag: eager tf.summary.scalar costs ~0.5 ms a value,
-            # which would make resuming a long run's ~30k values take ~20 s. The
-            # signature makes it one trace for every tag and length. The low-level
-            # write keeps the tag as given (scalar() would prefix the loop's name
-            # scope) and marks it a scalar exactly as scalar() does.
-            for i in tf.range(tf.size(steps)):
-                tf.summary.write(tag, values[i], step=steps[i], metadata=scalar_kind)
-
-        writer = tf.summary.create_file_writer(str(fresh))
-        try:
-            with writer.as_default():
-                for tag, (steps, values) in series.items():
-                    write_series(tf.constant(tag), tf.constant(steps, tf.int64), tf.constant(values, tf.float32))
-        finally:
-            writer.close()
-        if path.exists():
-            os.replace(path, stale)
-        os.replace(fresh, path)
-        shutil.rmtree(stale, ignore_errors=True)
-
-    # -------------------------------------------------------------- the loop
+            self.metrics.truncate_after(self.step)
+        except MalformedMetrics as err:
+            raise ckpt.CheckpointError(str(err)) from None
 
     def wall_s(self) -> float:
         """Seconds of training in this run so far, across resumes."""
         return self._wall_before + time.perf_counter() - self._clock_start
+
+    # -------------------------------------------------------------- the loop
 
     def epsilon(self) -> float:
         a = self.config.agent
@@ -334,44 +246,40 @@ class Trainer:
             beta = linear_schedule(self.step, r.beta_start, 1.0, r.beta_steps)
             batch = self.replay.sample(a.batch_size, beta=beta)
             out = self.agent.train_step(batch)
-            if r.prioritized:
-                self.replay.update_priorities(batch["index"], out["td_errors"])
-            self.last_loss, self.last_mean_q = out["loss"], out["mean_q"]
+            self.replay.update_priorities(batch.index, out["td_errors"])  # a no-op for uniform replay
+            self.counters.last_loss, self.counters.last_mean_q = out["loss"], out["mean_q"]
 
     def _end_episodes(self, done: np.ndarray, info: dict[str, Any], epsilon: float, sps: float) -> None:
-        final = info["final_info"]
+        final, c = info["final_info"], self.counters
         for i in np.flatnonzero(done):
             x_pos, flag = int(final["x_pos"][i]), bool(final["flag_get"][i])
-            self.episodes += 1
-            self.flags += int(flag)
-            self.best_x = max(self.best_x, x_pos)
-            self.recent_returns.append(float(self.ep_return[i]))
-            self._write_row({"kind": "episode", "step": self.step, "episode": self.episodes,
-                             "return": round(float(self.ep_return[i]), 6), "length": int(self.ep_length[i]),
-                             "x_pos": x_pos, "flag": int(flag), "epsilon": round(epsilon, 6),
-                             "loss": self.last_loss, "mean_q": self.last_mean_q, "steps_per_s": round(sps, 1),
-                             "wall_s": round(self.wall_s(), 1)})
+            c.end_episode(float(self.ep_return[i]), x_pos, flag)
+            self.metrics.write({"kind": "episode", "step": self.step, "episode": c.episodes,
+                                "return": round(float(self.ep_return[i]), 6), "length": int(self.ep_length[i]),
+                                "x_pos": x_pos, "flag": int(flag), "epsilon": round(epsilon, 6),
+                                "loss": c.last_loss, "mean_q": c.last_mean_q, "steps_per_s": round(sps, 1),
+                                "wall_s": round(self.wall_s(), 1)})
             self.ep_return[i] = 0.0
             self.ep_length[i] = 0
 
     def _evaluate(self) -> None:
         """Evaluate now; a stop signal during it leaves it pending for the resumed run
         (it touches no training state, so doing it later gives the same row)."""
-        r = self.config.runner
-        self.eval_pending = True
+        r, c = self.config.runner, self.counters
+        c.eval_pending = True
         try:
             result = evaluate(self.agent, self.config, r.eval_episodes, r.seed + EVAL_SEED_OFFSET, r.eval_epsilon,
                               stop=lambda: self.stop.name is not None)
         except EvaluationStopped:
             return
-        self.eval_pending = False
-        self._write_row({"kind": "eval", "step": self.step, "episode": self.episodes,
-                         "return": round(result["mean_return"], 6), "x_pos": result["mean_x_pos"],
-                         "max_x_pos": result["max_x_pos"], "flag_rate": result["flag_rate"],
-                         "wall_s": round(self.wall_s(), 1)})
+        c.eval_pending = False
+        self.metrics.write({"kind": "eval", "step": self.step, "episode": c.episodes,
+                            "return": round(result["mean_return"], 6), "x_pos": result["mean_x_pos"],
+                            "max_x_pos": result["max_x_pos"], "flag_rate": result["flag_rate"],
+                            "wall_s": round(self.wall_s(), 1)})
         score = result["mean_return"]
-        if self.best_eval is None or score > self.best_eval:
-            self.best_eval = score
+        if c.best_eval is None or score > c.best_eval:
+            c.best_eval = score
             ckpt.save_checkpoint(self.ckpt_dir, self.step, self.agent, self.state(), self.config, name="best")
 
     def save(self) -> Path:
@@ -382,9 +290,9 @@ class Trainer:
         ckpt.prune(self.ckpt_dir, self.config.runner.keep_checkpoints)
         if self.config.runner.keep_models:
             ckpt.keep_model(self.run_dir / ckpt.MODELS_DIR, self.step, self.agent,
-                            {"wall_s": state["wall_s"], "episodes": self.episodes, "flags": self.flags})
-        self._tb.flush()
-        self._csv_handle.flush()
+                            {"wall_s": state["wall_s"], "episodes": self.counters.episodes,
+                             "flags": self.counters.flags})
+        self.metrics.flush()
         return path
 
     def run(self) -> dict[str, Any]:
@@ -394,9 +302,9 @@ class Trainer:
             return self._run()
 
     def _run(self) -> dict[str, Any]:
-        r = self.config.runner
+        r, c = self.config.runner, self.counters
         n = r.num_envs
-        self._open_logs()
+        self.metrics.open()
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -404,7 +312,7 @@ class Trainer:
         started, started_step = time.perf_counter(), self.step
         last_path, saved_step = None, None
         try:
-            if self.eval_pending:
+            if c.eval_pending:
                 self._evaluate()
             while self.step < r.total_steps and self.stop.name is None:
                 epsilon = self.epsilon()
@@ -432,57 +340,25 @@ class Trainer:
                     last_path, saved_step = self.save(), self.step
                 if bar is not None:
                     bar.update(n)
-                    if done.any() or self.step % 200 < n:
-                        mean_ret = np.mean(self.recent_returns) if self.recent_returns else float("nan")
+                    if done.any() or self.step % POSTFIX_EVERY < n:
+                        mean_ret = np.mean(c.recent_returns) if c.recent_returns else float("nan")
                         bar.set_postfix(sps=f"{sps:.0f}", fps=f"{sps * self.config.env.frame_skip:.0f}",
-                                        eps=f"{epsilon:.3f}", ret=f"{mean_ret:.1f}", best_x=self.best_x,
-                                        flags=self.flags, refresh=False)
+                                        eps=f"{epsilon:.3f}", ret=f"{mean_ret:.1f}", best_x=c.best_x,
+                                        flags=c.flags, refresh=False)
             if saved_step != self.step:
                 last_path = self.save()
         finally:
             if bar is not None:
                 bar.close()
             try:
-                self._close_logs()
+                self.metrics.close()
             finally:  # a log flush failing on a full disk must not leave env processes behind
                 self.envs.close()
         if self.stop.name:
-            pending = " (the evaluation it interrupted runs first on --resume)" if self.eval_pending else ""
+            pending = " (the evaluation it interrupted runs first on --resume)" if c.eval_pending else ""
             self.log(f"stopped by {self.stop.name} at step {self.step}; checkpoint: {last_path}{pending}")
-        return {"step": self.step, "episodes": self.episodes, "flags": self.flags, "best_x": self.best_x,
+        return {"step": self.step, "episodes": c.episodes, "flags": c.flags, "best_x": c.best_x,
                 "checkpoint": str(last_path), "stopped_by": self.stop.name}
-
-
-SCALAR_FIELDS = ("return", "length", "x_pos", "flag", "epsilon", "loss", "mean_q", "steps_per_s",
-                 "max_x_pos", "flag_rate")
-"""The columns of a metrics row that TensorBoard shows, as ``<kind>/<column>``."""
-
-
-def row_scalars(row: dict[str, Any]) -> list[tuple[str, float]]:
-    """(TensorBoard tag, value) of a metrics row's numeric columns.
-
-    ``row`` is what the loop writes (numbers, "" for none) or a row read back from
-    metrics.csv (all strings, "nan" for a loss not computed yet); empty and NaN
-    columns are left out, so TensorBoard shows no point rather than a false 0.
-    """
-    scalars = []
-    for key in SCALAR_FIELDS:
-        value = row.get(key, "")
-        if value == "" or value is None:
-            continue
-        number = float(value)
-        if not math.isnan(number):
-            scalars.append((f"{row['kind']}/{key}", number))
-    return scalars
-
-
-def write_scalars(writer: Any, row: dict[str, Any]) -> None:
-    """A metrics row's :func:`row_scalars` written at the row's step."""
-    import tensorflow as tf
-
-    with writer.as_default(step=int(row["step"])):
-        for tag, value in row_scalars(row):
-            tf.summary.scalar(tag, value)
 
 
 def write_config(run_dir: Path, config: C.Config) -> None:

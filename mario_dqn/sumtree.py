@@ -123,9 +123,3 @@ class SumTree:
         sums in another order could change the last bits)."""
         return self._nodes
 
-    def load_state(self, nodes: np.ndarray) -> None:
-        """Restore from :meth:`state` of a tree with the same size and fanout."""
-        if nodes.shape != self._nodes.shape or nodes.dtype != self._nodes.dtype:
-            raise ValueError(f"sum-tree state must be {self._nodes.dtype} {self._nodes.shape}, "
-                             f"got {nodes.dtype} {nodes.shape}")
-        np.copyto(self._nodes, nodes)

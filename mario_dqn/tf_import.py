@@ -15,11 +15,11 @@ C++ *error* when it first runs an op, which level 2 lets through. A value the us
 is kept.
 
 ``TF_ENABLE_ONEDNN_OPTS`` defaults to 1 here. TensorFlow turns its oneDNN kernels on by
-itself only on CPUs with AVX-512-class features; on the AVX-only 2-core machines this
-project is measured on they were off, and turning them on made a learning step ~1.3x
-cheaper (42-47 -> 30-38 ms wall, 76-87 -> 55-67 core-ms) and end-to-end training
-~1.2x faster (see ``benchmarks/training_bench.py``). It must be set before TensorFlow
-loads, which is why it lives here; a value the user set is kept (0 turns them off).
+itself only on CPUs with AVX-512-class features; on AVX-only CPUs they are off, and
+turning them on made the learning step and end-to-end training markedly cheaper there
+(README's Performance section has the same-run A/B; ``benchmarks/training_bench.py``
+measures it). It must be set before TensorFlow loads, which is why it lives here; a
+value the user set is kept (0 turns them off).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 
-class EpisodeRecorder:
+class EpisodeVideos:
     """Collect full-resolution RGB frames per episode and write one mp4 per episode.
 
     Frames are streamed to the encoder as they arrive (an episode can be thousands
@@ -19,7 +19,6 @@ class EpisodeRecorder:
         self.prefix = prefix
         self.fps = fps
         self.paths: list[Path] = []
-        self.frame_counts: list[int] = []
         self._writer = None
         self._episode = -1
 
@@ -33,10 +32,8 @@ class EpisodeRecorder:
             self._writer = imageio.get_writer(path, fps=self.fps, codec="libx264", quality=8,
                                               macro_block_size=8, ffmpeg_log_level="error")
             self.paths.append(path)
-            self.frame_counts.append(0)
             self._episode = episode
         self._writer.append_data(frame)
-        self.frame_counts[-1] += 1
 
     def close(self) -> None:
         if self._writer is not None:

@@ -153,16 +153,6 @@ class FrameStackLast(gym.Wrapper):
         self._stack[..., -1] = frame
         return self._stack.copy(), reward, terminated, truncated, info
 
-    def get_stack(self) -> np.ndarray:
-        """A copy of the current stack (checkpoints save it)."""
-        return self._stack.copy()
-
-    def set_stack(self, stack: np.ndarray) -> None:
-        """Restore the stack saved by :meth:`get_stack`."""
-        if stack.shape != self._stack.shape or stack.dtype != np.uint8:
-            raise ValueError(f"frame stack must be uint8 {self._stack.shape}, got {stack.dtype} {stack.shape}")
-        self._stack[...] = stack
-
 
 class NoProgressTruncation(gym.Wrapper):
     """Truncate an episode when ``info['x_pos']`` has not improved for ``patience`` steps.
@@ -218,7 +208,7 @@ class InfoFilter(gym.Wrapper):
         return obs, reward, terminated, truncated, self._filter(info)
 
 
-class EpisodeRecorder(gym.Wrapper):
+class ResumableEpisode(gym.Wrapper):
     """Remember how the running episode began and every action since, so it can be rebuilt.
 
     Why: nes-py's emulator snapshots are opaque in-memory objects that cannot be written

@@ -111,7 +111,7 @@ for _ in range(300):
 print(f"stored {len(memory)} transitions; {memory.bytes_per_transition():,.0f} bytes per transition "
       f"(storing obs and next_obs stacks would take {2 * 84 * 84 * 4:,})")
 batch = memory.sample(8)
-print({k: v.shape for k, v in batch.items()})
+print({k: v.shape for k, v in batch._asdict().items()})
 y = agent.td_target(batch)
 print("Double-DQN n-step targets of one real batch:", np.round(y, 3))
 """)
@@ -143,11 +143,11 @@ code("""
 from IPython.display import Video, display
 from mario_dqn import checkpoint as ckpt
 from mario_dqn.runner import build_agent, evaluate
-from mario_dqn.video import EpisodeRecorder
+from mario_dqn.video import EpisodeVideos
 loaded = ckpt.load_checkpoint(run_dir)
 player = build_agent(loaded.config, len(ACTIONS[loaded.config.env.action_set]))
 ckpt.restore_agent(loaded, player)
-recorder = EpisodeRecorder(run_dir / "videos", "notebook", fps=15)
+recorder = EpisodeVideos(run_dir / "videos", "notebook", fps=15)
 outcome = evaluate(player, loaded.config, episodes=1, seed=0, on_frame=recorder.on_frame)
 recorder.close()
 print(outcome["per_episode"][0])

@@ -34,6 +34,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
+FLAGPOLE_X_1_1 = 3161
+"""Roughly the x_pos of World 1-1's flagpole: drawn as a line on the learning curve."""
+
 CHECKPOINT_FILES = ("model.keras", "target.npz", "optimizer.npz", "state.json", "config.json", "COMPLETE")
 
 
@@ -105,7 +108,7 @@ def plot_curve(rows: list[dict[str, str]], path: Path) -> None:
         ax.set_xlabel("agent steps")
         ax.set_title(label)
         ax.legend(loc="upper left", fontsize=8)
-    axes[0].axhline(3161, ls="--", color="gray", lw=0.8)  # roughly where the flagpole is on 1-1
+    axes[0].axhline(FLAGPOLE_X_1_1, ls="--", color="gray", lw=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

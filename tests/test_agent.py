@@ -8,6 +8,9 @@ multiplications that can be done by hand. A one-hot observation e_k picks row k 
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import keras
@@ -17,8 +20,10 @@ import tensorflow as tf
 
 from config.settings import AgentConfig
 from mario_dqn.agent import DQNAgent
+from mario_dqn.batch import Batch
 from mario_dqn.network import DuelingCombine, build_q_network, min_frame_size
 from mario_dqn.schedules import linear_schedule
+from mario_dqn.training_state import StateMismatch
 
 TINY_SHAPE = (2, 2, 1)
 NUM_ACTIONS = 3
@@ -60,14 +65,14 @@ def onehot(*rows: int, scale: int = 1) -> np.ndarray:
 
 
 def make_batch(obs: np.ndarray, action: list[int], reward: list[float], next_obs: np.ndarray,
-               discount: list[float], weight: list[float] | None = None) -> dict[str, np.ndarray]:
+               discount: list[float], weight: list[float] | None = None) -> Batch:
     size = len(action)
-    return {
-        "obs": obs, "action": np.asarray(action, np.int32), "reward": np.asarray(reward, np.float32),
-        "next_obs": next_obs, "discount": np.asarray(discount, np.float32),
-        "weight": np.ones(size, np.float32) if weight is None else np.asarray(weight, np.float32),
-        "index": np.arange(size, dtype=np.int64),
-    }
+    return Batch(
+        obs=obs, action=np.asarray(action, np.int32), reward=np.asarray(reward, np.float32),
+        next_obs=next_obs, discount=np.asarray(discount, np.float32),
+        weight=np.ones(size, np.float32) if weight is None else np.asarray(weight, np.float32),
+        index=np.arange(size, dtype=np.int64),
+    )
 
 
 def huber(x: np.ndarray, delta: float) -> np.ndarray:
@@ -134,7 +139,7 @@ def test_loss_is_weighted_huber_of_td_errors() -> None:
     delta = 1.5
     agent = tiny_agent(ONLINE, TARGET, huber_delta=delta)
     weight = [0.5, 2.0, 1.0]
-    batch = dict(TD_BATCH, weight=np.asarray(weight, np.float32))
+    batch = TD_BATCH._replace(weight=np.asarray(weight, np.float32))
     y = np.array([2.8, -0.5, 4.187])
     q_taken = np.array([ONLINE[2, 0], ONLINE[3, 1], ONLINE[2, 2]])  # 0.5, 2.0, 2.0
     td = y - q_taken  # 2.3 (linear part), -2.5 (linear part), 2.187 (linear part)
@@ -148,18 +153,18 @@ def test_loss_is_weighted_huber_of_td_errors() -> None:
         0.5 * 0.4**2, rel=1e-5)
 
 
-def expected_steps(batch: dict[str, np.ndarray], y: np.ndarray, lr: float, eps: float,
+def expected_steps(batch: Batch, y: np.ndarray, lr: float, eps: float,
                    clip: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Adam's first (kernel, bias) steps for L = mean(w * huber(y - x.W[:, a] - b[a])).
 
     The gradients are written out by hand (huber' with delta 1 is the TD error clipped
     to [-1, 1]) and clipped by their global norm over both variables.
     """
-    x = batch["obs"].reshape(len(y), -1).astype(np.float64)
-    q_taken = (x @ ONLINE)[np.arange(len(y)), batch["action"]]
-    dloss_dq = -batch["weight"] * np.clip(y - q_taken, -1.0, 1.0) / len(y)
+    x = batch.obs.reshape(len(y), -1).astype(np.float64)
+    q_taken = (x @ ONLINE)[np.arange(len(y)), batch.action]
+    dloss_dq = -batch.weight * np.clip(y - q_taken, -1.0, 1.0) / len(y)
     grad_kernel, grad_bias = np.zeros_like(ONLINE), np.zeros(ONLINE.shape[1])
-    for i, a in enumerate(batch["action"]):
+    for i, a in enumerate(batch.action):
         grad_kernel[:, a] += dloss_dq[i] * x[i]
         grad_bias[a] += dloss_dq[i]
     norm = np.sqrt(np.sum(grad_kernel**2) + np.sum(grad_bias**2))
@@ -174,7 +179,7 @@ def test_importance_weights_scale_each_sample_gradient(weight: list[float]) -> N
     # rate keeps the step well above float32 resolution of the weights it moves.
     lr, eps = 1.0, 1.0
     agent = tiny_agent(ONLINE, TARGET, with_bias=True, learning_rate=lr, adam_epsilon=eps)
-    batch = dict(TD_BATCH, weight=np.asarray(weight, np.float32))
+    batch = TD_BATCH._replace(weight=np.asarray(weight, np.float32))
     before = agent.online.get_weights()
     agent.train_step(batch)
     steps = [after - old for after, old in zip(agent.online.get_weights(), before)]
@@ -209,7 +214,7 @@ def test_gradient_clipping_bounds_the_update() -> None:
 def test_td_errors_of_train_step_match_td_target() -> None:
     agent = tiny_agent(ONLINE, TARGET)
     y = agent.td_target(TD_BATCH)
-    q = agent.q_values(TD_BATCH["obs"])[np.arange(3), TD_BATCH["action"]]
+    q = agent.q_values(TD_BATCH.obs)[np.arange(3), TD_BATCH.action]
     np.testing.assert_allclose(agent.train_step(TD_BATCH)["td_errors"], y - q, rtol=1e-6)
 
 
@@ -275,12 +280,30 @@ def test_rng_state_round_trips() -> None:
     agent = tiny_agent(ONLINE, seed=5)
     agent.act(onehot(0, 0), 0.5)
     agent.updates = 42
-    state = agent.get_state()
+    state = agent.training_state()
     expected = agent.act(onehot(*([0] * 50)), 0.5)
     other = tiny_agent(ONLINE, seed=99)
-    other.set_state(state)
+    other.restore(state)
     assert other.updates == 42
     np.testing.assert_array_equal(other.act(onehot(*([0] * 50)), 0.5), expected)
+
+
+def test_acting_with_another_generator_leaves_the_agents_own_alone() -> None:
+    agent, twin = tiny_agent(ONLINE, seed=5), tiny_agent(ONLINE, seed=5)
+    agent.act(onehot(0, 0), 0.5, rng=np.random.default_rng(1))  # an evaluation's exploration
+    np.testing.assert_array_equal(agent.act(onehot(*([0] * 50)), 0.5), twin.act(onehot(*([0] * 50)), 0.5))
+
+
+def test_restore_refuses_a_state_of_another_shape_and_changes_nothing() -> None:
+    agent = tiny_agent(ONLINE, seed=5)
+    before = agent.training_state()
+    other = tiny_agent(ONLINE, seed=5).training_state()
+    other.optimizer = other.optimizer[:-1]
+    with pytest.raises(StateMismatch, match="optimizer") as err:
+        agent.restore(other)
+    assert err.value.part == "optimizer"
+    for x, y in zip(agent.training_state().online, before.online, strict=True):
+        np.testing.assert_array_equal(x, y)
 
 
 # --------------------------------------------------------------- network
@@ -351,7 +374,38 @@ def test_keras_file_round_trip(tmp_path, dueling: bool) -> None:
     loaded = keras.saving.load_model(path)
     obs = np.random.default_rng(1).integers(0, 256, (4, 84, 84, 4), dtype=np.uint8)
     np.testing.assert_array_equal(np.asarray(loaded(obs)), np.asarray(net(obs)))
-    assert isinstance(loaded.get_layer("q"), DuelingCombine) == dueling
+    assert all(type(layer).__module__.startswith("keras.") for layer in loaded.layers), "only stock layers"
+
+
+def test_dueling_head_of_stock_layers_is_bitwise_the_custom_layer_it_replaced() -> None:
+    """Models saved before the stock-layer head (with DuelingCombine) and after it give
+    the same Q-values bit for bit: the weights carry over, and so do greedy actions."""
+    net = build_q_network(5, dueling=True, seed=1)
+    value, advantage = net.get_layer("value").output, net.get_layer("advantage").output
+    old = keras.Model(net.input, DuelingCombine(name="q")([value, advantage]))
+    obs = np.random.default_rng(2).integers(0, 256, (64, 84, 84, 4), dtype=np.uint8)
+    np.testing.assert_array_equal(np.asarray(old(obs)), np.asarray(net(obs)))
+    # the same weights in the same order: checkpoints (weights and Adam's variables) of either load into both
+    assert [w.path for w in old.weights] == [w.path for w in net.weights]
+    assert [w.path.split("/")[0] for w in net.weights][-4:] == ["value", "value", "advantage", "advantage"]
+
+
+def test_saved_model_loads_with_keras_alone(tmp_path) -> None:
+    """A fresh Python where this project cannot be imported reads the .keras file and
+    computes bitwise the Q-values this project computes with the same model."""
+    net = build_q_network(5, dueling=True, seed=4)
+    net.save(tmp_path / "model.keras")
+    obs = np.random.default_rng(3).integers(0, 256, (8, 84, 84, 4), dtype=np.uint8)
+    np.save(tmp_path / "obs.npy", obs)
+    script = ("import numpy as np, keras\n"
+              "try:\n    import mario_dqn\nexcept ImportError:\n    pass\nelse:\n    raise SystemExit('importable')\n"
+              "model = keras.saving.load_model('model.keras')\n"
+              "np.save('q.npy', np.asarray(model(np.load('obs.npy'))))\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "q.npy"), np.asarray(net(obs)))
 
 
 # --------------------------------------------------------------- determinism and resume
@@ -374,16 +428,16 @@ def op_determinism() -> Iterator[None]:
         tf_config.disable_op_determinism()
 
 
-def random_batch(rng: np.random.Generator, size: int = 8, actions: int = 4) -> dict[str, np.ndarray]:
-    return {
-        "obs": rng.integers(0, 256, (size, 84, 84, 4), dtype=np.uint8),
-        "action": rng.integers(0, actions, size).astype(np.int32),
-        "reward": rng.standard_normal(size).astype(np.float32),
-        "next_obs": rng.integers(0, 256, (size, 84, 84, 4), dtype=np.uint8),
-        "discount": rng.choice([0.0, 0.99], size).astype(np.float32),
-        "weight": rng.uniform(0.5, 1.0, size).astype(np.float32),
-        "index": np.arange(size, dtype=np.int64),
-    }
+def random_batch(rng: np.random.Generator, size: int = 8, actions: int = 4) -> Batch:
+    return Batch(
+        obs=rng.integers(0, 256, (size, 84, 84, 4), dtype=np.uint8),
+        action=rng.integers(0, actions, size).astype(np.int32),
+        reward=rng.standard_normal(size).astype(np.float32),
+        next_obs=rng.integers(0, 256, (size, 84, 84, 4), dtype=np.uint8),
+        discount=rng.choice([0.0, 0.99], size).astype(np.float32),
+        weight=rng.uniform(0.5, 1.0, size).astype(np.float32),
+        index=np.arange(size, dtype=np.int64),
+    )
 
 
 def assert_same_weights(a: keras.Model, b: keras.Model) -> None:
@@ -418,22 +472,17 @@ def test_xla_step_matches_default_step() -> None:
 
 
 def test_restored_agent_continues_bitwise_like_uninterrupted_one(op_determinism: None) -> None:
-    """What a checkpoint must carry: online, target, optimizer variables, get_state."""
+    """What a checkpoint must carry: the agent's whole training state."""
     cfg = AgentConfig(target_update_period=3, learning_rate=1e-3)
     rng = np.random.default_rng(1)
     batches = [random_batch(rng) for _ in range(5)]
     straight = DQNAgent(4, (84, 84, 4), cfg, seed=4)
     for batch in batches[:2]:
         straight.train_step(batch)
-    saved = (straight.online.get_weights(), straight.target.get_weights(),
-             [v.numpy() for v in straight.optimizer.variables], straight.get_state())
+    saved = straight.training_state()
 
     resumed = DQNAgent(4, (84, 84, 4), cfg, seed=123)  # different init, overwritten below
-    resumed.online.set_weights(saved[0])
-    resumed.target.set_weights(saved[1])
-    for variable, value in zip(resumed.optimizer.variables, saved[2], strict=True):
-        variable.assign(value)
-    resumed.set_state(saved[3])
+    resumed.restore(saved)
     for batch in batches[2:]:
         straight.train_step(batch)
         resumed.train_step(batch)

@@ -97,7 +97,7 @@ def test_every_replayed_transition_belongs_to_the_env_it_came_from(runs):
     for _ in range(10):
         batch = memory.sample(32)
         for j in range(32):
-            obs, next_obs = _digest(batch["obs"][j]), _digest(batch["next_obs"][j])
+            obs, next_obs = _digest(batch.obs[j]), _digest(batch.next_obs[j])
             owners = recorder.owners(obs, next_obs, trainer.config.agent.n_step)
             assert owners, "a replayed (obs, next_obs) pair is not one env's stack and its n-step successor"
             checked += 1

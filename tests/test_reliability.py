@@ -396,10 +396,10 @@ BAD_INPUT = [
     # train: values, types and ranges
     (["train", "--world", "9"], "world must be 1-8"),
     (["train", "--stage", "5"], "stage must be 1-4"),
-    (["train", "--steps", "0"], "must be >= 1"),
-    (["train", "--steps", "-5"], "must be >= 1"),
+    (["train", "--steps", "0"], "is not in the range x>=1"),
+    (["train", "--steps", "-5"], "is not in the range x>=1"),
     (["train", "--steps", "many"], "is not a valid integer"),
-    (["train", "--envs", "0"], "must be >= 1"),
+    (["train", "--envs", "0"], "is not in the range x>=1"),
     (["train", "--envs", "65"], "runner.num_envs must be <= 64"),
     (["train", "--seed", "-1"], "runner.seed must be >= 0"),
     (["train", "--seed", "1.5"], "is not a valid integer"),
@@ -440,11 +440,11 @@ BAD_INPUT = [
     (["train", "--save-dir", "{root}", "--name", "other", "--force"], "refusing to replace"),
     (["train", "--name", "a/b"], "bad run name"),
     # evaluate / play options
-    (["evaluate", "x", "--episodes", "0"], "must be >= 1"),
+    (["evaluate", "x", "--episodes", "0"], "is not in the range x>=1"),
     (["evaluate", "x", "--epsilon", "2"], "2.0 is not in the range"),
     (["evaluate", "{run}", "--seed", "abc"], "is not a valid integer"),
     (["evaluate"], "Missing argument"),
-    (["play", "{run}", "--episodes", "-1"], "must be >= 1"),
+    (["play", "{run}", "--episodes", "-1"], "is not in the range x>=1"),
     (["play", "{run}", "--epsilon", "-0.5"], "is not in the range"),
     (["nonsense"], "No such command"),
 ]

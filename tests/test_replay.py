@@ -19,6 +19,7 @@ import pytest
 
 from config import AgentConfig, EnvConfig, ReplayConfig
 from mario_dqn import replay_kernels
+from mario_dqn.batch import Batch
 from mario_dqn.replay import PrioritizedReplayMemory, ReplayMemory, make_replay
 from mario_dqn.sumtree import SumTree
 
@@ -157,27 +158,29 @@ class Rollout:
         return sum(sum(1 for t in s.transitions[-2 * self.memory.capacity_per_env:] if self.in_ring(s, t))
                    for s in self.streams)
 
-    def check_batch(self, batch: dict[str, np.ndarray], expected: dict | None = None) -> list[tuple[int, int, int]]:
+    def check_batch(self, batch: Batch, expected: dict | None = None) -> list[tuple[int, int, int]]:
         """Every field of every sample against the naive store; returns the sampled keys."""
         mem = self.memory
         expected = self.expected_sampleable() if expected is None else expected
-        b = batch["obs"].shape[0]
-        assert batch["obs"].shape == (b, *FRAME, mem.stack_size) and batch["obs"].dtype == np.uint8
-        assert batch["next_obs"].shape == batch["obs"].shape and batch["next_obs"].dtype == np.uint8
-        for name, dtype in (("action", np.int32), ("reward", np.float32), ("discount", np.float32),
-                            ("weight", np.float32), ("index", np.int64)):
-            assert batch[name].shape == (b,) and batch[name].dtype == dtype, name
+        assert type(batch) is Batch
+        b = batch.obs.shape[0]
+        assert batch.obs.shape == batch.next_obs.shape == (b, *FRAME, mem.stack_size)
+        dtypes = dict(obs=np.uint8, action=np.int32, reward=np.float32, next_obs=np.uint8,
+                      discount=np.float32, weight=np.float32, index=np.int64)  # as batch.py documents
+        assert {name: getattr(batch, name).dtype for name in Batch._fields} == dtypes
+        for name in ("action", "reward", "discount", "weight", "index"):
+            assert getattr(batch, name).shape == (b,), name
         keys = []
         for i in range(b):
-            key = decode(batch["obs"][i, ..., -1])
+            key = decode(batch.obs[i, ..., -1])
             assert key in expected, f"{key} is not sampleable (window unwritten or stack overwritten)"
             obs, action, ret, nxt, discount = expected[key]
-            assert batch["index"][i] // mem.capacity_per_env == key[0], "index names another stream"
-            assert batch["obs"][i].tobytes() == obs, f"{key}: obs stack differs from the env's"
-            assert batch["next_obs"][i].tobytes() == nxt, f"{key}: next stack differs from the env's"
-            assert batch["action"][i] == action
-            assert math.isclose(batch["reward"][i], ret, rel_tol=1e-5, abs_tol=1e-6), (key, batch["reward"][i], ret)
-            assert math.isclose(batch["discount"][i], discount, rel_tol=1e-6), (key, batch["discount"][i], discount)
+            assert batch.index[i] // mem.capacity_per_env == key[0], "index names another stream"
+            assert batch.obs[i].tobytes() == obs, f"{key}: obs stack differs from the env's"
+            assert batch.next_obs[i].tobytes() == nxt, f"{key}: next stack differs from the env's"
+            assert batch.action[i] == action
+            assert math.isclose(batch.reward[i], ret, rel_tol=1e-5, abs_tol=1e-6), (key, batch.reward[i], ret)
+            assert math.isclose(batch.discount[i], discount, rel_tol=1e-6), (key, batch.discount[i], discount)
             keys.append(key)
         return keys
 
@@ -209,7 +212,7 @@ def check_rollout(memory: ReplayMemory, roll: Rollout, steps: int, check_every: 
             batch = memory.sample(32, beta=0.5)
             keys.update(roll.check_batch(batch, expected))
             if memory.prioritized:
-                memory.update_priorities(batch["index"], rng.exponential(size=32))
+                memory.update_priorities(batch.index, rng.exponential(size=32))
         if not memory.prioritized:
             assert keys == expected.keys()
         sampled_ever |= keys
@@ -259,8 +262,8 @@ def test_hand_computed_n_step_returns_and_termination() -> None:
     for _ in range(50):
         batch = memory.sample(64)
         for i in range(64):
-            key = decode(batch["obs"][i, ..., -1])
-            seen[key] = (float(batch["reward"][i]), float(batch["discount"][i]), batch["next_obs"][i])
+            key = decode(batch.obs[i, ..., -1])
+            seen[key] = (float(batch.reward[i]), float(batch.discount[i]), batch.next_obs[i])
     expected = {
         (0, 0, 0): (1 + 0.5 * 2 + 0.25 * 4, 0.0, finals[0]),
         (0, 0, 1): (2 + 0.5 * 4, 0.0, finals[0]),
@@ -280,9 +283,9 @@ def test_hand_computed_n_step_returns_and_termination() -> None:
     # Episode-start padding: the first stack of C repeats its first frame.
     first_c = np.repeat(make_frame(0, 2, 0)[..., None], 2, axis=-1)
     batch = memory.sample(256)
-    starts = [i for i in range(256) if decode(batch["obs"][i, ..., -1]) == (0, 2, 0)]
+    starts = [i for i in range(256) if decode(batch.obs[i, ..., -1]) == (0, 2, 0)]
     assert starts
-    np.testing.assert_array_equal(batch["obs"][starts[0]], first_c)
+    np.testing.assert_array_equal(batch.obs[starts[0]], first_c)
 
 
 def test_sampling_needs_a_complete_window() -> None:
@@ -298,7 +301,7 @@ def test_sampling_needs_a_complete_window() -> None:
     roll.step()
     assert memory.can_sample(1) and not memory.can_sample(2)
     batch = memory.sample(16)
-    assert {decode(o[..., -1]) for o in batch["obs"]} == {(0, 0, 0)}
+    assert {decode(o[..., -1]) for o in batch.obs} == {(0, 0, 0)}
 
 
 def test_add_rejects_bad_input() -> None:
@@ -342,19 +345,18 @@ def test_returned_stacks_are_never_overwritten_while_referenced() -> None:
     for _ in range(80):
         roll.step()
     held = memory.sample(8)
-    held_copy = {k: v.copy() for k, v in held.items()}
-    view = memory.sample(8)["obs"][2:5]  # the batch dict is dropped, a view of its obs is kept
+    held_copy = Batch(*(v.copy() for v in held))
+    view = memory.sample(8).obs[2:5]  # the Batch is dropped, a view of its obs is kept
     view_copy = view.copy()
-    exported = memoryview(memory.sample(8)["next_obs"])  # a buffer export, like a tensor aliasing it
+    exported = memoryview(memory.sample(8).next_obs)  # a buffer export, like a tensor aliasing it
     exported_copy = bytes(exported)
     addresses = set()
     batch = None
     for _ in range(30):  # the usual loop: the previous batch is still bound during the call
         batch = memory.sample(8)
         roll.check_batch(batch)
-        addresses.add(batch["obs"].ctypes.data)
-    for key in held:
-        np.testing.assert_array_equal(held[key], held_copy[key])
+        addresses.add(batch.obs.ctypes.data)
+    assert_same_batch(held, held_copy)
     np.testing.assert_array_equal(view, view_copy)
     assert bytes(exported) == exported_copy
     assert len(addresses) <= 2, "dropped outputs should be reused (no fresh allocation per call)"
@@ -424,7 +426,7 @@ def test_prioritized_frequencies_follow_priorities() -> None:
     counts = dict.fromkeys(ids.tolist(), 0)
     draws = 0
     for _ in range(800):
-        for i in memory.sample(128)["index"]:
+        for i in memory.sample(128).index:
             counts[int(i)] += 1  # KeyError if an invalid id were drawn
             draws += 1
     observed = np.array([counts[i] for i in ids.tolist()], dtype=np.float64)
@@ -444,15 +446,17 @@ def test_importance_weights() -> None:
     memory.update_priorities(ids, np.random.default_rng(0).exponential(size=ids.size))
     for beta in (0.0, 0.4, 1.0):
         batch = memory.sample(64, beta=beta)
-        p = memory.get_priorities(batch["index"]) / memory.total_priority
+        p = memory.get_priorities(batch.index) / memory.total_priority
         w = (len(memory) * p) ** -beta
-        np.testing.assert_allclose(batch["weight"], w / w.max(), rtol=1e-5)
-    assert batch["weight"].min() < 0.5  # not trivially all ones
+        np.testing.assert_allclose(batch.weight, w / w.max(), rtol=1e-5)
+    assert batch.weight.min() < 0.5  # not trivially all ones
     uniform = ReplayMemory(capacity=30, frame_shape=FRAME, stack_size=2, n_step=1)
     roll = Rollout(uniform, seed=0)
     for _ in range(20):
         roll.step()
-    np.testing.assert_array_equal(uniform.sample(16, beta=0.4)["weight"], np.ones(16, np.float32))
+    batch = uniform.sample(16, beta=0.4)
+    np.testing.assert_array_equal(batch.weight, np.ones(16, np.float32))
+    uniform.update_priorities(batch.index, np.abs(batch.reward))  # a no-op, so callers need not branch
 
 
 def test_new_transitions_get_max_priority_and_stale_updates_are_ignored() -> None:
@@ -487,14 +491,14 @@ def filled(cls: type[ReplayMemory], seed: int = 0, steps: int = 100) -> tuple[Re
         roll.step()
     if memory.prioritized:
         batch = memory.sample(32)
-        memory.update_priorities(batch["index"], np.random.default_rng(1).exponential(size=32))
+        memory.update_priorities(batch.index, np.random.default_rng(1).exponential(size=32))
     return memory, roll
 
 
-def assert_same_batch(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+def assert_same_batch(a: Batch, b: Batch) -> None:
+    for name, x, y in zip(Batch._fields, a, b, strict=True):
+        assert x.dtype == y.dtype, name
+        np.testing.assert_array_equal(x, y, err_msg=name)
 
 
 @pytest.mark.parametrize("cls", [ReplayMemory, PrioritizedReplayMemory])
@@ -517,8 +521,8 @@ def test_save_load_round_trip_is_exact(cls: type[ReplayMemory], tmp_path: Path) 
         a, b = original.sample(16), restored.sample(16)
         assert_same_batch(a, b)
         roll.check_batch(b)
-        original.update_priorities(a["index"], np.abs(a["reward"]))
-        restored.update_priorities(b["index"], np.abs(b["reward"]))
+        original.update_priorities(a.index, np.abs(a.reward))
+        restored.update_priorities(b.index, np.abs(b.reward))
 
 
 def test_load_refuses_missing_and_malformed_files(tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def crash_after(run: Path, crashed: Path, straight: Path, step: int) -> Path:
     runs are deterministic) appended to metrics.csv and to the TensorBoard events."""
     import tensorflow as tf
 
-    from mario_dqn.runner import METRIC_FIELDS, write_scalars
+    from mario_dqn.metrics_log import METRIC_FIELDS, write_scalars
 
     shutil.copytree(run, crashed)
     with open(straight / "metrics.csv", newline="") as handle:
@@ -149,7 +149,7 @@ def test_resume_gives_the_same_numbers_as_not_stopping(runs, envs):
     from mario_dqn.checkpoint import load_checkpoint
 
     ca, cb = load_checkpoint(a), load_checkpoint(b)
-    for x, y in zip(ca.online_weights, cb.online_weights, strict=True):
+    for x, y in zip(ca.training.online, cb.training.online, strict=True):
         np.testing.assert_array_equal(x, y)
     assert exact_state(ca.state) == exact_state(cb.state)
     for file in sorted((a / "replay").glob("*.npy")):
@@ -171,7 +171,7 @@ def test_kept_models_and_the_wall_clock_survive_a_resume(runs):
     checkpoint = load_checkpoint(run)
     agent = build_agent(checkpoint.config, len(ACTIONS[checkpoint.config.env.action_set]))
     agent.online.load_weights(models[-1][0])
-    for x, y in zip(agent.online.get_weights(), checkpoint.online_weights, strict=True):
+    for x, y in zip(agent.online.get_weights(), checkpoint.training.online, strict=True):
         np.testing.assert_array_equal(x, y)
     walls = [info["wall_s"] for _, info in models]
     assert walls == sorted(walls) and walls[0] > 0 and checkpoint.state["wall_s"] == walls[-1]
@@ -209,7 +209,7 @@ def test_checkpoint_restores_weights_optimizer_and_q_values(runs):
     agent = build_agent(checkpoint.config, len(ACTIONS[checkpoint.config.env.action_set]))
     fresh_q = agent.q_values(np.full((2, 84, 84, 4), 77, np.uint8))
     restore_agent(checkpoint, agent)
-    for variable, saved in zip(agent.optimizer.variables, checkpoint.optimizer_variables, strict=True):
+    for variable, saved in zip(agent.optimizer.variables, checkpoint.training.optimizer, strict=True):
         np.testing.assert_array_equal(np.asarray(variable), saved)
     assert int(np.asarray(agent.optimizer.iterations)) == checkpoint.state["agent"]["updates"]
     obs = np.random.default_rng(0).integers(0, 255, (4, 84, 84, 4), dtype=np.uint8)

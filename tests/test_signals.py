@@ -118,7 +118,7 @@ def test_group_signal_checkpoints_and_resumes_exactly(straight, tmp_path, sig):
         for x, y in zip(npz(a / name), npz(b / name), strict=True):
             np.testing.assert_array_equal(x, y)
     ca, cb = load_checkpoint(a), load_checkpoint(b)
-    for x, y in zip(ca.online_weights, cb.online_weights, strict=True):
+    for x, y in zip(ca.training.online, cb.training.online, strict=True):
         np.testing.assert_array_equal(x, y)
     assert exact_state(ca.state) == exact_state(cb.state) and ca.state["agent"]["updates"] > 0
 
