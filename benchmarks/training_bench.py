@@ -67,14 +67,14 @@ def _cpu_ms(fn, calls: int) -> tuple[float, float]:
     return ((time.perf_counter() - wall) / calls * 1e3, (time.process_time() - cpu) / calls * 1e3)
 
 
-def worker_update(threads: int, reps: int, iters: int) -> dict[str, float]:
+def worker_update(threads: int, reps: int, iters: int, network: str = "nature") -> dict[str, float]:
     """Update and act cost with ``threads`` intra-op threads, on noise (cost does not depend on content)."""
     _configure_threads(threads)
     from agent_bench import NUM_ACTIONS, OBS_SHAPE, random_batch
 
     from mario_dqn.agent import DQNAgent
 
-    config = C.AgentConfig()
+    config = C.AgentConfig(network=network)
     batch = random_batch(np.random.default_rng(0), config.batch_size)
     agent = DQNAgent(NUM_ACTIONS, OBS_SHAPE, config, seed=0)
     for _ in range(3):  # tracing and compilation
@@ -92,12 +92,12 @@ def worker_update(threads: int, reps: int, iters: int) -> dict[str, float]:
     return result
 
 
-def worker_acting(num_envs: int, reps: int, steps: int) -> dict[str, float]:
+def worker_acting(num_envs: int, reps: int, steps: int, network: str = "nature") -> dict[str, float]:
     """Agent steps/s of epsilon-greedy acting through the real AsyncVectorEnv, no learning."""
     from mario_dqn.environment import make_vector_env
     from mario_dqn.runner import build_agent
 
-    config = C.Config()
+    config = C.replace(C.Config(), {"agent": {"network": network}})
     venv = make_vector_env(config.env, num_envs, asynchronous=True)
     agent = build_agent(config, int(venv.single_action_space.n))
     obs, _ = venv.reset(seed=0)
@@ -122,7 +122,8 @@ def _proc_cpu_s(pid: int) -> float:
         return 0.0
 
 
-def worker_e2e(num_envs: int, reps: int, steps: int, learning_starts: int, capacity: int) -> dict[str, float]:
+def worker_e2e(num_envs: int, reps: int, steps: int, learning_starts: int, capacity: int,
+               network: str = "nature") -> dict[str, float]:
     """The real Trainer; agent steps/s measured between updates, once learning has started.
 
     ``train_step`` is wrapped to stamp (time, step, CPU) at each update: the window runs
@@ -133,7 +134,8 @@ def worker_e2e(num_envs: int, reps: int, steps: int, learning_starts: int, capac
     from mario_dqn.runner import Trainer
 
     config = C.replace(C.Config(), {
-        "agent": {"learning_starts": learning_starts, "epsilon_start": ACT_EPSILON, "epsilon_end": ACT_EPSILON},
+        "agent": {"learning_starts": learning_starts, "epsilon_start": ACT_EPSILON, "epsilon_end": ACT_EPSILON,
+                  "network": network},
         "replay": {"capacity": capacity},
         "runner": {"num_envs": num_envs, "total_steps": learning_starts + steps, "eval_every": 0,
                    "checkpoint_every": 10**9, "save_replay": False},
@@ -167,7 +169,7 @@ WORKERS = {"update": worker_update, "acting": worker_acting, "e2e": worker_e2e}
 
 # ------------------------------------------------------------------------- orchestration
 
-def run_worker(kind: str, **kwargs: int) -> dict[str, float]:
+def run_worker(kind: str, **kwargs: int | str) -> dict[str, float]:
     """Run one worker in a fresh interpreter; its last stdout line is its JSON result."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--worker-args", json.dumps(kwargs)]
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
@@ -185,11 +187,20 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2", help="TF intra-op thread counts for the update cost")
     parser.add_argument("--learning-starts", type=int, default=1000)
     parser.add_argument("--capacity", type=int, default=10_000, help="replay capacity of end-to-end runs")
+    parser.add_argument("--network", default=C.AgentConfig().network, choices=C.NETWORKS,
+                        help="the Q-network torso of every measurement (default: the config's)")
+    parser.add_argument("--ab-networks", metavar="A,B",
+                        help="only an A/B of end-to-end training between two torsos at the first --envs value, "
+                             "--reps rounds alternating, with each round's ratio B/A")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--worker-args", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(WORKERS[args.worker](**json.loads(args.worker_args))))
+        return
+
+    if args.ab_networks:
+        ab_networks(args.ab_networks.split(","), int(args.envs.split(",")[0]), args)
         return
 
     from env_throughput import all_cores_fps
@@ -206,13 +217,15 @@ def main() -> None:
     print(f"train.emulator_limit_agent_steps: {limit / skip:.1f} steps/s")
 
     for n in env_counts:
-        acting = run_worker("acting", num_envs=n, reps=args.reps, steps=max(args.steps // 2, 2 * n))["steps_per_s"]
+        acting = run_worker("acting", num_envs=n, reps=args.reps, steps=max(args.steps // 2, 2 * n),
+                            network=args.network)["steps_per_s"]
         print(f"train.acting_envs{n}: {acting:.1f} steps/s")
         print(f"train.acting_envs{n}_vs_emulator_limit: {acting * skip / limit:.1%}")
 
     costs = {}
     for threads in (int(t) for t in args.threads.split(",")):
-        costs[threads] = cost = run_worker("update", threads=threads, reps=args.reps, iters=args.iters)
+        costs[threads] = cost = run_worker("update", threads=threads, reps=args.reps, iters=args.iters,
+                                             network=args.network)
         print(f"train.update_b{config.agent.batch_size}_t{threads}: {cost['update_wall_ms']:.2f} ms")
         print(f"train.update_b{config.agent.batch_size}_t{threads}_cpu: {cost['update_cpu_ms']:.2f} ms")
         print(f"train.act_b1_t{threads}_cpu: {cost['act_b1_cpu_ms']:.3f} ms")
@@ -230,7 +243,7 @@ def main() -> None:
     best = None
     for n in env_counts:
         e2e = run_worker("e2e", num_envs=n, reps=args.reps, steps=args.steps,
-                         learning_starts=args.learning_starts, capacity=args.capacity)
+                         learning_starts=args.learning_starts, capacity=args.capacity, network=args.network)
         rate = e2e["steps_per_s"]
         print(f"train.e2e_envs{n}: {rate:.1f} steps/s")
         print(f"train.e2e_envs{n}_vs_bound: {rate / bound:.1%}")
@@ -241,6 +254,28 @@ def main() -> None:
             best = (n, rate)
     print(f"train.e2e_best_num_envs: {best[0]} envs")
     print(f"train.load_average_1min_after: {os.getloadavg()[0]:.2f} runnable")
+
+
+def ab_networks(networks: list[str], num_envs: int, args: argparse.Namespace) -> None:
+    """End-to-end training speed of two torsos, alternating A, B for ``--reps`` rounds.
+
+    On a shared machine the absolute figures drift between minutes; the ratio of the
+    two halves of one round does not, so each round's B/A is printed and their median.
+    """
+    a, b = networks
+    print(f"train.ab_load_average_1min_before: {os.getloadavg()[0]:.2f} runnable")
+    ratios = []
+    for round_ in range(args.reps):
+        rates = {}
+        for network in (a, b):
+            rates[network] = run_worker("e2e", num_envs=num_envs, reps=1, steps=args.steps,
+                                        learning_starts=args.learning_starts, capacity=args.capacity,
+                                        network=network)["steps_per_s"]
+            print(f"train.ab_round{round_}_e2e_envs{num_envs}_{network}: {rates[network]:.1f} steps/s")
+        ratios.append(rates[b] / rates[a])
+        print(f"train.ab_round{round_}_{b}_vs_{a}: {ratios[-1]:.2f}x")
+    print(f"train.ab_{b}_vs_{a}_median: {statistics.median(ratios):.2f}x")
+    print(f"train.ab_load_average_1min_after: {os.getloadavg()[0]:.2f} runnable")
 
 
 if __name__ == "__main__":

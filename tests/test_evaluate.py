@@ -16,11 +16,9 @@ class RunRight:
         self.num_actions = num_actions
         self.calls = 0
 
-    def q_values(self, obs: np.ndarray) -> np.ndarray:
+    def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator | None = None) -> np.ndarray:
         self.calls += 1
-        q = np.zeros((len(obs), self.num_actions), np.float32)
-        q[:, 1] = 1.0  # 'right' in every action set
-        return q
+        return np.ones(len(obs), np.int64)  # 'right' in every action set
 
 
 def _config() -> C.Config:
