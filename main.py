@@ -273,8 +273,11 @@ def _load_for_play(path: Path) -> tuple[Any, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def evaluate(path, episodes, seed, epsilon, as_json):
     """Evaluate a run or checkpoint on fixed seeds: mean return, x_pos and flag rate."""
-    config, agent = _load_for_play(path)
-    result = _play_episodes(agent, config, episodes, seed, epsilon, None, quiet=as_json)
+    from mario_dqn.signals import StopRequest
+
+    with StopRequest(finishing="stopping") as stop:  # from the start: a Ctrl-C while loading counts too
+        config, agent = _load_for_play(path)
+        result = _play_episodes(agent, config, episodes, seed, epsilon, None, stop, quiet=as_json)
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -289,40 +292,99 @@ def _episode_line(i: int, row: dict[str, Any]) -> str:
             f"flag {'yes' if row['flag'] else 'no'}")
 
 
-def _play_episodes(agent: Any, config: C.Config, episodes: int, seed: int, epsilon: float, recorder: Any,
-                   quiet: bool = False) -> dict[str, Any]:
-    """``runner.evaluate`` for play/evaluate, stopping cleanly on SIGINT/SIGTERM/SIGHUP.
+def _play_sinks(recorder: Any, window: Any) -> tuple[Any, Any]:
+    """(on_frame, on_step) for ``runner.evaluate``: the window gets every game frame; a
+    plain recorder (EpisodeVideos) the frames too, an explaining one (ExplainVideos) each
+    state with what the network saw and valued."""
+    frame_sinks = [sink.on_frame for sink in (window, recorder) if hasattr(sink, "on_frame")]
+    on_step = getattr(recorder, "on_step", None)
+    if not frame_sinks:
+        return None, on_step
+    if len(frame_sinks) == 1:
+        return frame_sinks[0], on_step
 
-    A stop signal ends the episode in progress between two steps; the video being
-    written is closed, so it is a playable mp4 of the episode up to that point. What
-    finished is printed, then one line, and the exit code is the signal's (SIGINT: 130).
+    def on_frame(episode: int, frame: Any) -> None:
+        for sink in frame_sinks:
+            sink(episode, frame)
+
+    return on_frame, on_step
+
+
+def _play_episodes(agent: Any, config: C.Config, episodes: int, seed: int, epsilon: float, recorder: Any,
+                   stop: Any, quiet: bool = False, window: Any = None) -> dict[str, Any]:
+    """``runner.evaluate`` for play/evaluate, stopping cleanly on SIGINT/SIGTERM/SIGHUP
+    and, with ``window`` (play --window), when the user closes the window.
+
+    A stop ends the episode in progress between two steps; the video being written is
+    closed, so it is a playable mp4 of the episode up to that point, and the window
+    closes. What finished is printed, then one line, and the exit code is the signal's
+    (SIGINT: 130), or 0 for a closed window: ending play that way is what the user asked.
+    ``stop`` is the command's active :class:`~mario_dqn.signals.StopRequest`, entered
+    before the model loads, so a signal that arrives while it loads stops play before
+    its first step instead of being lost in TensorFlow's start-up.
     """
     from mario_dqn.runner import EvaluationStopped
     from mario_dqn.runner import evaluate as run_eval
-    from mario_dqn.signals import StopRequest, exit_code
+    from mario_dqn.signals import exit_code
 
-    stop = StopRequest(finishing="closing the video file" if recorder else "stopping")
-    with stop:
-        try:
-            return run_eval(agent, config, episodes, seed, epsilon, recorder.on_frame if recorder else None,
-                            stop=lambda: stop.name is not None)
-        except EvaluationStopped as stopped:
-            done = stopped.episodes
-        finally:
-            if recorder:
-                recorder.close()
+    on_frame, on_step = _play_sinks(recorder, window)
+    try:
+        return run_eval(agent, config, episodes, seed, epsilon, on_frame,
+                        stop=lambda: stop.name is not None or (window is not None and window.closed),
+                        on_step=on_step)
+    except EvaluationStopped as stopped:
+        done = stopped.episodes
+    finally:
+        if recorder:
+            recorder.close()
+        if window is not None:
+            window.close()
     for i, row in enumerate(done):
         if not quiet:
             click.echo(_episode_line(i, row) + (f" video {recorder.paths[i]}" if recorder else ""))
-    where = f"stopped by {stop.name} during episode {len(done)} ({len(done)} of {episodes} finished)"
+    reason = f"stopped by {stop.name}" if stop.name else "window closed"
+    where = f"{reason} during episode {len(done)} ({len(done)} of {episodes} finished)"
     if recorder and len(recorder.paths) > len(done):
         where += f"; its video up to there: {recorder.paths[len(done)]}"
     click.echo(where, err=True)
-    sys.exit(exit_code(stop.name or "SIGINT"))
+    sys.exit(exit_code(stop.name) if stop.name else 0)
 
 
 PRETRAINED = Path(__file__).resolve().parent / "save" / "pretrained" / "world-1-1"
 """The shipped agent, found from wherever `python main.py play` is run."""
+
+
+def _open_window(path: Path) -> Any:
+    """The play window, opened hidden now so that a machine without a display is refused
+    in one line before TensorFlow and the model load (see mario_dqn.window)."""
+    from mario_dqn.window import NES_HEIGHT, NES_WIDTH, GameWindow, WindowError
+
+    try:
+        return GameWindow(f"mario-dqn: {path.resolve().name}", NES_WIDTH, NES_HEIGHT)
+    except WindowError as err:
+        raise UserError(str(err)) from None
+
+
+def _recorder(path: Path, config: C.Config, video_dir: Path | None, explain: bool, epsilon: float) -> Any:
+    """Where ``play --record`` writes: one mp4 per episode of the game, or with ``explain``
+    of the game, the network's input and its Q-values side by side."""
+    from mario_dqn import checkpoint as ckpt
+    from mario_dqn.video import EpisodeVideos
+
+    checkpoint_dir = ckpt.resolve(path)
+    run_dir = checkpoint_dir.parent.parent if checkpoint_dir.parent.name == "checkpoints" else checkpoint_dir
+    target = video_dir or run_dir / "videos"
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create {target}: {err.strerror}") from None
+    fps = NES_FPS / config.env.frame_skip
+    if explain:
+        from mario_dqn.environment import action_meanings
+        from mario_dqn.explain import ExplainVideos
+
+        return ExplainVideos(target, checkpoint_dir.name, fps, action_meanings(config.env), epsilon)
+    return EpisodeVideos(target, checkpoint_dir.name, fps)
 
 
 @cli.command()
@@ -334,32 +396,52 @@ PRETRAINED = Path(__file__).resolve().parent / "save" / "pretrained" / "world-1-
 @click.option("--record", is_flag=True, help="Write one mp4 per episode (full-resolution frames).")
 @click.option("--video-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where --record writes videos. Default: the run's videos/ directory.")
-def play(path, episodes, seed, epsilon, record, video_dir):
+@click.option("--explain", is_flag=True,
+              help="With --record: each video frame shows, side by side, the game, the network's input "
+                   "(its stacked 84x84 frames, oldest to newest) and every action's Q-value, the chosen "
+                   "action highlighted (orange: greedy, magenta: random or a forced no-op start). "
+                   "Files end in -explain-episode-NNN.mp4.")
+@click.option("--window", is_flag=True,
+              help="Show the game in a window while the agent plays (works with --record). Close it or "
+                   "press Escape to stop. Needs a display; on a machine without one use --record, or "
+                   "run under a virtual display with xvfb-run.")
+@click.option("--speed", type=click.FloatRange(min=0.0),
+              help="With --window: play at this multiple of the game's own speed (2 = twice as fast, "
+                   "0.5 = half, 0 = as fast as the machine can). Default: 1, the NES's 60 frames/s.")
+def play(path, episodes, seed, epsilon, record, video_dir, explain, window, speed):
     """Play a trained agent from PATH (a run directory or a checkpoint; default: the shipped agent).
 
     The model runs through the wrapper stack saved with it, never today's defaults.
+    Watch it live with --window, record it with --record, and see what the network
+    sees and values with --record --explain.
     """
     if video_dir is not None and not record:
         raise UserError("--video-dir only applies with --record")
+    if explain and not record:
+        raise UserError("--explain only applies with --record (it is a kind of video); add --record")
+    if speed is not None and not window:
+        raise UserError("--speed only applies with --window")
     if path is None:
         if not PRETRAINED.exists():
             raise UserError(f"no shipped agent at {PRETRAINED} yet; pass a run directory or checkpoint")
         path = PRETRAINED
-    config, agent = _load_for_play(path)
-    from mario_dqn import checkpoint as ckpt
-    from mario_dqn.video import EpisodeVideos
+    from mario_dqn.signals import StopRequest
 
-    recorder = None
-    if record:
-        checkpoint_dir = ckpt.resolve(path)
-        run_dir = checkpoint_dir.parent.parent if checkpoint_dir.parent.name == "checkpoints" else checkpoint_dir
-        target = video_dir or run_dir / "videos"
+    viewer = _open_window(path) if window else None
+    # Active from here on: a Ctrl-C while the model loads stops play before its first step.
+    with StopRequest(finishing="closing the video file" if record else "stopping") as stop:
         try:
-            target.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise UserError(f"cannot create {target}: {err.strerror}") from None
-        recorder = EpisodeVideos(target, checkpoint_dir.name, fps=NES_FPS / config.env.frame_skip)
-    result = _play_episodes(agent, config, episodes, seed, epsilon, recorder)
+            config, agent = _load_for_play(path)
+            if viewer is not None:
+                from mario_dqn.window import frame_interval_s
+
+                viewer.set_interval(frame_interval_s(config.env.frame_skip, 1.0 if speed is None else speed,
+                                                     NES_FPS))
+            recorder = _recorder(path, config, video_dir, explain, epsilon) if record else None
+            result = _play_episodes(agent, config, episodes, seed, epsilon, recorder, stop, window=viewer)
+        finally:
+            if viewer is not None:
+                viewer.close()
     for i, row in enumerate(result["per_episode"]):
         line = _episode_line(i, row)
         if recorder:

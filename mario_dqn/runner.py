@@ -13,12 +13,13 @@ an uninterrupted one.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -68,9 +69,47 @@ class EvaluationStopped(Exception):
         self.episodes = episodes
 
 
+@dataclass(frozen=True)
+class StepView:
+    """One state of an evaluation episode as the agent met it: what ``evaluate`` hands
+    ``on_step``, for showing what the agent sees and values (``play --record --explain``).
+
+    Every state of an episode comes once: the one after reset, the one after each step,
+    so an episode of ``n`` steps gives ``n + 1`` views, as many as ``on_frame`` frames.
+    All but the last carry the decision taken in them; the last (the episode is over)
+    has none. The arrays are the caller's to keep: nothing writes to them afterwards.
+    """
+
+    episode: int
+    step: int
+    """Agent steps taken in the episode before this state (0 for the state after reset)."""
+    frame: np.ndarray
+    """The full-resolution (240, 256, 3) uint8 RGB screen, the same array ``on_frame`` gets."""
+    obs: np.ndarray
+    """The network's input, the (H, W, stack) uint8 frame stack, oldest frame first."""
+    q_values: np.ndarray | None
+    """The online network's (A,) Q-values of ``obs``, computed by the same compiled pass
+    ``agent.act`` takes its greedy action from; None in the last state."""
+    action: int | None
+    """The action taken from this state; None in the last state."""
+    explored: bool = False
+    """``action`` is epsilon's random draw rather than the greedy one."""
+    noop: bool = False
+    """``action`` is one of the episode's forced no-op starts (see :data:`EVAL_NOOP_MAX`),
+    not the agent's choice."""
+
+
+def _will_explore(rng: np.random.Generator, epsilon: float) -> bool:
+    """Whether ``agent.act(obs, epsilon, rng=rng)`` for one observation takes its random
+    action: ``act`` first draws ``rng.random(1) < epsilon``; that draw is made here on a
+    copy of the generator, so ``rng`` itself does not move."""
+    return bool(copy.deepcopy(rng).random(1)[0] < epsilon)
+
+
 def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilon: float = 0.0,
              on_frame: Callable[[int, np.ndarray], None] | None = None,
-             noop_max: int = EVAL_NOOP_MAX, stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+             noop_max: int = EVAL_NOOP_MAX, stop: Callable[[], bool] | None = None,
+             on_step: Callable[[StepView], None] | None = None) -> dict[str, Any]:
     """Play ``episodes`` episodes with seeds ``seed + i``; the same protocol everywhere.
 
     Episode ``i`` resets with seed ``seed + i`` (which also picks its stage) and begins
@@ -78,32 +117,49 @@ def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilo
     :data:`EVAL_NOOP_MAX`); they count in the episode's return and length. Exploration
     (when ``epsilon > 0``) draws from its own generator seeded by ``seed``, so
     evaluating never disturbs the training RNG streams. ``on_frame(episode, rgb)``
-    receives each full-resolution frame (for videos). ``stop()`` is asked before each
+    receives each full-resolution frame (for videos and the play window). ``on_step(view)``
+    receives each state with the observation, Q-values and action (a :class:`StepView`,
+    before its step is taken); the extra forward pass it costs draws no random number,
+    so the results are the same with or without it. ``stop()`` is asked before each
     step; when it is true the evaluation raises :class:`EvaluationStopped`.
     """
-    env = make_env(config.env, render_mode="rgb_array" if on_frame else None)
+    rendering = on_frame is not None or on_step is not None
+    env = make_env(config.env, render_mode="rgb_array" if rendering else None)
     rng = np.random.default_rng(seed)
     rows = []
+    frame = None
     try:
         for i in range(episodes):
             obs, info = env.reset(seed=seed + i)
+            if rendering:
+                frame = env.render().copy()
             if on_frame:
-                on_frame(i, env.render().copy())
+                on_frame(i, frame)
             noops = int(np.random.default_rng(seed + i).integers(noop_max + 1))
             total, length, done = 0.0, 0, False
             while not done:
                 if stop is not None and stop():
                     raise EvaluationStopped(rows)
+                q_values, explored = None, False
+                if on_step:
+                    q_values = agent.q_values(obs[None])[0]
                 if length < noops:
                     action = NOOP_ACTION
                 else:
+                    explored = on_step is not None and _will_explore(rng, epsilon)
                     action = int(agent.act(obs[None], epsilon, rng=rng)[0])
+                if on_step:
+                    on_step(StepView(i, length, frame, obs, q_values, action, explored, noop=length < noops))
                 obs, reward, terminated, truncated, info = env.step(action)
+                if rendering:
+                    frame = env.render().copy()
                 if on_frame:
-                    on_frame(i, env.render().copy())
+                    on_frame(i, frame)
                 total += float(reward)
                 length += 1
                 done = terminated or truncated
+            if on_step:
+                on_step(StepView(i, length, frame, obs, None, None))
             rows.append({"return": total, "length": length, "x_pos": int(info["x_pos"]),
                          "flag": bool(info["flag_get"]), "stage": f"{info['world']}-{info['stage']}"})
     finally:
@@ -148,10 +204,15 @@ class Counters:
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    ADDED_LATER: ClassVar[frozenset[str]] = frozenset({"eval_pending"})
+    """Counters that older checkpoints lack: they keep their defaults there. Any other
+    missing one is a damaged state.json (KeyError), never a silent zero."""
+
     @classmethod
     def from_json(cls, state: dict[str, Any]) -> Counters:
-        """The counters of a state.json; those it predates keep their defaults."""
-        return cls(**{f.name: state[f.name] for f in dataclasses.fields(cls) if f.name in state})
+        """The counters of a state.json (KeyError naming one it lacks)."""
+        return cls(**{f.name: state[f.name] for f in dataclasses.fields(cls)
+                      if f.name in state or f.name not in cls.ADDED_LATER})
 
     def end_episode(self, episode_return: float, x_pos: int, flag: bool) -> None:
         self.episodes += 1

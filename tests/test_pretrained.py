@@ -59,3 +59,27 @@ def test_play_without_a_path_plays_the_shipped_agent_from_any_directory(recorded
     expected = recorded["per_episode"][0]
     assert f"x_pos {expected['x_pos']} " in done.stdout
     assert f"flag {'yes' if expected['flag'] else 'no'}" in done.stdout
+
+
+def test_readme_snippet_plays_the_shipped_model_with_keras_alone(tmp_path):
+    """README's Keras-only loop, run where this package cannot be imported, reaches the
+    x position and flag of the project's own greedy episode without no-op starts."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- keras-only-snippet -->", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    script = block.replace('"save/pretrained/world-1-1/model.keras"', repr(str(PRETRAINED / "model.keras")))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", "import mario_dqn"], cwd=tmp_path, env=env, capture_output=True)
+    assert out.returncode != 0, "the package must not be importable where the snippet runs"
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+    from mario_dqn import checkpoint as ckpt
+    from mario_dqn.environment import ACTIONS
+    from mario_dqn.runner import build_agent, evaluate
+
+    checkpoint = ckpt.load_checkpoint(PRETRAINED)
+    agent = build_agent(checkpoint.config, len(ACTIONS[checkpoint.config.env.action_set]))
+    ckpt.restore_agent(checkpoint, agent)
+    ours = evaluate(agent, checkpoint.config, 1, 0, noop_max=0)["per_episode"][0]
+    assert out.stdout.split() == ["x_pos", str(ours["x_pos"]), "flag", str(ours["flag"])]
