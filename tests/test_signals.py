@@ -9,35 +9,19 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from tests.test_runner import ROOT, TINY, cli, exact_state, metrics_rows, npz, tensorboard_scalars
+from tests.processes import start, wait_for
+from tests.test_runner import TINY, assert_same_checkpoints, cli, metrics_rows, tensorboard_scalars
 
 # 4 envs (the default): the workers are separate processes in the signalled group.
 COMMON = ("--envs", "4", "--set", "checkpoint_every=100", "--set", "keep_checkpoints=2", *TINY,
           "--set", "max_episode_steps=30")
 TARGET = 400
 """Signalled runs stop after their first episodes (step ~120) and resume to here."""
-
-
-def start(*args: str) -> subprocess.Popen:
-    """`python main.py ARGS` in a new session: its process group is this run alone."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen([sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def wait_for(condition, what: str, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def logged_episodes(run: Path) -> bool:
@@ -113,14 +97,9 @@ def test_group_signal_checkpoints_and_resumes_exactly(straight, tmp_path, sig):
     assert again.returncode == 0, again.stderr[-2000:]
     assert metrics_rows(run) == metrics_rows(straight)
     assert tensorboard_scalars(run) == tensorboard_scalars(straight)
-    a, b = straight / "checkpoints" / f"step-{TARGET:012d}", run / "checkpoints" / f"step-{TARGET:012d}"
-    for name in ("target.npz", "optimizer.npz"):
-        for x, y in zip(npz(a / name), npz(b / name), strict=True):
-            np.testing.assert_array_equal(x, y)
-    ca, cb = load_checkpoint(a), load_checkpoint(b)
-    for x, y in zip(ca.training.online, cb.training.online, strict=True):
-        np.testing.assert_array_equal(x, y)
-    assert exact_state(ca.state) == exact_state(cb.state) and ca.state["agent"]["updates"] > 0
+    same = assert_same_checkpoints(straight / "checkpoints" / f"step-{TARGET:012d}",
+                                   run / "checkpoints" / f"step-{TARGET:012d}")
+    assert same.state["agent"]["updates"] > 0
 
 
 def test_workers_go_away_when_the_main_process_is_killed(tmp_path):

@@ -23,6 +23,8 @@ import numpy as np
 import pytest
 
 from mario_dqn.window import Pacer, frame_interval_s, window_title
+from tests.processes import start as start_cli
+from tests.processes import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PRETRAINED = ROOT / "save" / "pretrained" / "world-1-1"
@@ -33,21 +35,8 @@ SKY = np.array([104, 136, 252])
 
 
 def start(*args: str, display: str | None) -> subprocess.Popen:
-    """`python main.py ARGS` in a new session (its process group is this run alone),
-    with DISPLAY set to ``display`` or unset."""
-    env = {key: value for key, value in os.environ.items() if key != "DISPLAY"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    if display is not None:
-        env["DISPLAY"] = display
-    return subprocess.Popen([sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def wait_for(condition, what: str, timeout: float = 240) -> None:
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+    """`python main.py ARGS` as its own process group, with DISPLAY set to ``display`` or unset."""
+    return start_cli(*args, env={"DISPLAY": display})
 
 
 def group_gone(pgid: int) -> bool:
