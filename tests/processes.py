@@ -31,3 +31,31 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 240) -
     while not condition():
         assert time.time() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def processes() -> list[tuple[int, str, int, int]]:
+    """(pid, state, parent pid, process group) of every process, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            found.append((int(entry.name), fields[0], int(fields[1]), int(fields[2])))
+    return found
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (e.g. the env workers and multiprocessing's tracker)."""
+    return [child for child, _, parent, _ in processes() if parent == pid]
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    return any(state != "Z" for other, state, _, _ in processes() if other == pid)
+
+
+def group_gone(pgid: int) -> bool:
+    """No process of the group is left, zombies aside."""
+    return not any(group == pgid and state != "Z" for _, state, _, group in processes())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import start, wait_for
+from tests.processes import children, running, start, wait_for
 from tests.test_runner import TINY, assert_same_checkpoints, cli, metrics_rows, tensorboard_scalars
 
 # 4 envs (the default): the workers are separate processes in the signalled group.
@@ -27,28 +27,6 @@ TARGET = 400
 def logged_episodes(run: Path) -> bool:
     metrics = run / "metrics.csv"
     return metrics.exists() and metrics.read_text().count("\n") >= 2
-
-
-def children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (the env workers and multiprocessing's tracker)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie waiting to be reaped."""
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def assert_clean(stderr: str) -> None:

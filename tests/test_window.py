@@ -24,7 +24,7 @@ import pytest
 
 from mario_dqn.window import Pacer, frame_interval_s, window_title
 from tests.processes import start as start_cli
-from tests.processes import wait_for
+from tests.processes import group_gone, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PRETRAINED = ROOT / "save" / "pretrained" / "world-1-1"
@@ -37,19 +37,6 @@ SKY = np.array([104, 136, 252])
 def start(*args: str, display: str | None) -> subprocess.Popen:
     """`python main.py ARGS` as its own process group, with DISPLAY set to ``display`` or unset."""
     return start_cli(*args, env={"DISPLAY": display})
-
-
-def group_gone(pgid: int) -> bool:
-    """No process of the group is left (the window process included), zombies aside."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                return False
-    return True
 
 
 # ------------------------------------------------------------------ no X server needed
