@@ -248,8 +248,9 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
                f"best x_pos {result['best_x']}; checkpoint {result['checkpoint']}")
 
 
-def _load_for_play(path: Path) -> tuple[Any, Any]:
-    """(config, agent) from a run dir or checkpoint: the saved config, never today's defaults."""
+def _load_for_play(path: Path, stage: str | None = None) -> tuple[Any, Any]:
+    """(config, agent) from a run dir or checkpoint: the saved config, never today's
+    defaults; ``stage`` ('W-S') replaces its stages (the wrapper stack stays the same)."""
     from mario_dqn import checkpoint as ckpt
 
     try:
@@ -261,7 +262,10 @@ def _load_for_play(path: Path) -> tuple[Any, Any]:
         ckpt.restore_agent(checkpoint, agent)
     except ckpt.CheckpointError as err:
         raise UserError(str(err)) from None
-    return checkpoint.config, agent
+    config = checkpoint.config
+    if stage is not None:
+        config = C.replace(config, {"env": {"stages": (stage,)}})
+    return config, agent
 
 
 @cli.command()
@@ -271,20 +275,40 @@ def _load_for_play(path: Path) -> tuple[Any, Any]:
 @click.option("--epsilon", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Exploration rate (0 = greedy).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def evaluate(path, episodes, seed, epsilon, as_json):
-    """Evaluate a run or checkpoint on fixed seeds: mean return, x_pos and flag rate."""
+@click.option("--stage", "only_stage", metavar="W-S",
+              help="Evaluate on this stage only (e.g. 1-3; for an agent of several stages, or to try an "
+                   "agent on a stage it was not trained on). Default: the agent's own stages.")
+def evaluate(path, episodes, seed, epsilon, as_json, only_stage):
+    """Evaluate a run or checkpoint on fixed seeds: mean return, x_pos and flag rate
+    (pooled, and per stage when there are several)."""
     from mario_dqn.signals import StopRequest
 
+    stage = _check_stage(only_stage)
     with StopRequest(finishing="stopping") as stop:  # from the start: a Ctrl-C while loading counts too
-        config, agent = _load_for_play(path)
+        config, agent = _load_for_play(path, stage)
         result = _play_episodes(agent, config, episodes, seed, epsilon, None, stop, quiet=as_json)
     if as_json:
         click.echo(json.dumps(result))
         return
     for i, row in enumerate(result["per_episode"]):
         click.echo(_episode_line(i, row))
+    if len(result["per_stage"]) > 1:
+        for name, part in result["per_stage"].items():
+            click.echo(f"stage {name}: {part['episodes']} episodes, mean return {part['mean_return']:.2f}, "
+                       f"mean x_pos {part['mean_x_pos']:.0f}, flag rate {part['flag_rate']:.0%}")
     click.echo(f"mean return {result['mean_return']:.2f}, mean x_pos {result['mean_x_pos']:.0f}, "
                f"max x_pos {result['max_x_pos']}, flag rate {result['flag_rate']:.0%}")
+
+
+def _check_stage(text: str | None) -> str | None:
+    """A --stage value as 'W-S', or a one-line refusal."""
+    if text is None:
+        return None
+    try:
+        world, stage = C.parse_stage(text)
+    except C.ConfigError as err:
+        raise UserError(f"--stage: {err}") from None
+    return f"{world}-{stage}"
 
 
 def _episode_line(i: int, row: dict[str, Any]) -> str:
@@ -350,8 +374,24 @@ def _play_episodes(agent: Any, config: C.Config, episodes: int, seed: int, epsil
     sys.exit(exit_code(stop.name) if stop.name else 0)
 
 
-PRETRAINED = Path(__file__).resolve().parent / "save" / "pretrained" / "world-1-1"
-"""The shipped agent, found from wherever `python main.py play` is run."""
+SHIPPED = Path(__file__).resolve().parent / "save" / "pretrained"
+"""Shipped agents, found from wherever `python main.py play` is run: ``world-W-S`` for one
+stage, ``world-W`` for one agent of a whole world."""
+PRETRAINED = SHIPPED / "world-1-1"
+"""What ``play`` plays without PATH or --stage."""
+
+
+def _shipped_agent(stage: str | None) -> Path:
+    """The shipped agent for ``stage`` (its own, else its world's), or the 1-1 agent."""
+    if stage is None:
+        candidates = [PRETRAINED]
+    else:
+        candidates = [SHIPPED / f"world-{stage}", SHIPPED / f"world-{stage.split('-')[0]}"]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    what = f"for stage {stage}" if stage else f"at {PRETRAINED}"
+    raise UserError(f"no shipped agent {what} yet; pass a run directory or checkpoint")
 
 
 def _open_window(path: Path) -> Any:
@@ -408,7 +448,10 @@ def _recorder(path: Path, config: C.Config, video_dir: Path | None, explain: boo
 @click.option("--speed", type=click.FloatRange(min=0.0),
               help="With --window: play at this multiple of the game's own speed (2 = twice as fast, "
                    "0.5 = half, 0 = as fast as the machine can). Default: 1, the NES's 60 frames/s.")
-def play(path, episodes, seed, epsilon, record, video_dir, explain, window, speed):
+@click.option("--stage", "only_stage", metavar="W-S",
+              help="Play this stage (e.g. 1-3). Without PATH: the shipped agent of that stage, or the "
+                   "shipped agent of its world.")
+def play(path, episodes, seed, epsilon, record, video_dir, explain, window, speed, only_stage):
     """Play a trained agent from PATH (a run directory or a checkpoint; default: the shipped agent).
 
     The model runs through the wrapper stack saved with it, never today's defaults.
@@ -421,17 +464,16 @@ def play(path, episodes, seed, epsilon, record, video_dir, explain, window, spee
         raise UserError("--explain only applies with --record (it is a kind of video); add --record")
     if speed is not None and not window:
         raise UserError("--speed only applies with --window")
+    stage = _check_stage(only_stage)
     if path is None:
-        if not PRETRAINED.exists():
-            raise UserError(f"no shipped agent at {PRETRAINED} yet; pass a run directory or checkpoint")
-        path = PRETRAINED
+        path = _shipped_agent(stage)
     from mario_dqn.signals import StopRequest
 
     viewer = _open_window(path) if window else None
     # Active from here on: a Ctrl-C while the model loads stops play before its first step.
     with StopRequest(finishing="closing the video file" if record else "stopping") as stop:
         try:
-            config, agent = _load_for_play(path)
+            config, agent = _load_for_play(path, stage)
             if viewer is not None:
                 from mario_dqn.window import frame_interval_s
 

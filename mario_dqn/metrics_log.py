@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 METRIC_FIELDS = ("kind", "step", "episode", "return", "length", "x_pos", "flag", "epsilon", "loss", "mean_q",
-                 "steps_per_s", "max_x_pos", "flag_rate", "wall_s")
+                 "steps_per_s", "max_x_pos", "flag_rate", "wall_s", "stage")
 """Columns of metrics.csv. ``kind`` is 'episode' (one training episode) or 'eval'
 (the mean over an evaluation's episodes; max_x_pos and flag_rate only there).
+``stage`` ('W-S') is the stage an episode played; an eval row has it only when the
+run trains on several stages, one row per stage beside the pooled row (which has none).
 ``wall_s`` is the seconds of training so far, summed over the run's resumes (from
 the start of each process's Trainer, so start-up, evaluations and checkpoints count):
 how long the run took to get here, read from the record rather than estimated."""
@@ -155,8 +157,13 @@ def row_scalars(row: dict[str, Any]) -> list[tuple[str, float]]:
 
     ``row`` is what the loop writes (numbers, "" for none) or a row read back from
     metrics.csv (all strings, "nan" for a loss not computed yet); empty and NaN
-    columns are left out, so TensorBoard shows no point rather than a false 0.
+    columns are left out, so TensorBoard shows no point rather than a false 0. A
+    stage's own evaluation row is tagged ``eval/<stage>/<column>``; training episodes
+    keep ``episode/<column>`` whatever their stage (one curve per run, as before).
     """
+    prefix = row["kind"]
+    if prefix == "eval" and row.get("stage"):
+        prefix = f"eval/{row['stage']}"
     scalars = []
     for key in SCALAR_FIELDS:
         value = row.get(key, "")
@@ -164,7 +171,7 @@ def row_scalars(row: dict[str, Any]) -> list[tuple[str, float]]:
             continue
         number = float(value)
         if not math.isnan(number):
-            scalars.append((f"{row['kind']}/{key}", number))
+            scalars.append((f"{prefix}/{key}", number))
     return scalars
 
 

@@ -49,3 +49,17 @@ def test_same_seed_same_result_and_noop_max_zero_is_plain_greedy():
     assert agent.calls == sum(row["length"] for row in plain["per_episode"])
     assert plain["per_episode"][0] == plain["per_episode"][1], "a deterministic emulator repeats itself"
     assert NOOP_ACTION == 0
+
+
+def test_several_stages_are_reported_each_and_pooled():
+    config = C.apply_overrides(C.Config(), ["max_episode_steps=20", "action_set=right_only", "stages=1-1,1-2"])
+    result = evaluate(RunRight(5), config, episodes=8, seed=0, noop_max=0)
+    rows = result["per_episode"]
+    assert sorted(result["per_stage"]) == sorted({row["stage"] for row in rows}) == ["1-1", "1-2"]
+    for stage, part in result["per_stage"].items():
+        mine = [row for row in rows if row["stage"] == stage]
+        assert part["episodes"] == len(mine)
+        assert part["mean_x_pos"] == sum(row["x_pos"] for row in mine) / len(mine)
+        assert part["flag_rate"] == sum(row["flag"] for row in mine) / len(mine)
+    assert sum(part["episodes"] for part in result["per_stage"].values()) == result["episodes"] == 8
+    assert result["mean_x_pos"] == sum(row["x_pos"] for row in rows) / 8

@@ -444,6 +444,8 @@ BAD_INPUT = [
     (["evaluate"], "Missing argument"),
     (["play", "{run}", "--episodes", "-1"], "is not in the range x>=1"),
     (["play", "{run}", "--epsilon", "-0.5"], "is not in the range"),
+    (["evaluate", "{run}", "--stage", "9-1"], "--stage: bad stage '9-1': world must be 1-8"),
+    (["play", "{run}", "--stage", "1"], "--stage: bad stage '1'"),
     (["nonsense"], "No such command"),
 ]
 

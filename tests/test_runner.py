@@ -252,6 +252,28 @@ def test_partial_checkpoints_are_refused(runs, tmp_path):
         load_checkpoint(missing)
 
 
+def test_evaluate_one_stage_of_an_agent_and_stages_in_the_record(runs):
+    out = cli("evaluate", str(runs["straight"]), "--episodes", "2", "--stage", "1-2", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert [row["stage"] for row in result["per_episode"]] == ["1-2", "1-2"]
+    assert list(result["per_stage"]) == ["1-2"] and result["per_stage"]["1-2"]["episodes"] == 2
+    with open(runs["straight"] / "metrics.csv", newline="") as handle:
+        stages = {row["stage"] for row in csv.DictReader(handle) if row["kind"] == "episode"}
+    assert stages == {"1-1"}, "every training episode names its stage"
+
+
+def test_a_stages_evaluation_row_gets_its_own_tensorboard_tags():
+    from mario_dqn.metrics_log import row_scalars
+
+    pooled = {"kind": "eval", "step": "5", "flag_rate": "0.5", "stage": ""}
+    own = {"kind": "eval", "step": "5", "flag_rate": "0.25", "stage": "1-2"}
+    episode = {"kind": "episode", "step": "5", "flag": "1", "stage": "1-2"}
+    assert row_scalars(pooled) == [("eval/flag_rate", 0.5)]
+    assert row_scalars(own) == [("eval/1-2/flag_rate", 0.25)]
+    assert row_scalars(episode) == [("episode/flag", 1.0)]
+
+
 def test_evaluate_json_is_reproducible(runs):
     outs = [cli("evaluate", str(runs["straight"]), "--episodes", "2", "--seed", "3", "--json") for _ in range(2)]
     for out in outs:
@@ -302,3 +324,24 @@ def test_play_record_writes_one_mp4_per_episode_with_every_frame(runs, tmp_path)
         assert reader.count_frames() == episode["length"] + 1  # the reset frame, then one per agent step
         assert reader.get_meta_data()["size"] == (256, 240)
         reader.close()
+
+
+def test_a_run_of_several_stages_evaluates_each_stage_too(tmp_path):
+    import config as C
+    from mario_dqn.runner import Trainer
+
+    config = C.apply_overrides(C.Config(), [
+        "num_envs=1", "total_steps=100", "learning_starts=50", "batch_size=8", "capacity=1000", "eval_every=100",
+        "eval_episodes=4", "checkpoint_every=1000", "max_episode_steps=20", "stages=1-1,1-2"])
+    Trainer(config, tmp_path, progress=False).run()
+    with open(tmp_path / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    evals = [row for row in rows if row["kind"] == "eval"]
+    assert [row["stage"] for row in evals] == ["", "1-1", "1-2"], "the pooled row, then one per stage"
+    pooled, own = evals[0], evals[1:]
+    assert {row["stage"] for row in rows if row["kind"] == "episode"} <= {"1-1", "1-2"}
+    # 4 episodes split over the stages: the pooled x_pos is their weighted mean, between the two
+    assert float(pooled["x_pos"]) <= max(float(row["x_pos"]) for row in own)
+    assert float(pooled["x_pos"]) >= min(float(row["x_pos"]) for row in own)
+    scalars = tensorboard_scalars(tmp_path)
+    assert {tag for tag, _, _ in scalars} >= {"eval/flag_rate", "eval/1-1/flag_rate", "eval/1-2/flag_rate"}
