@@ -170,6 +170,7 @@ def to_dict(config: Config) -> dict[str, Any]:
 
 FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
     ("agent", "network"): "nature",
+    ("agent", "augment_shift"): 0,
     ("runner", "keep_models"): False,
 }
 """Fields that configs written before them lack, each with the value that reproduces how

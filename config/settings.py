@@ -83,6 +83,8 @@ class AgentConfig:
                              low=0.0, low_open=True, high=1.0)
     train_freq: int = spec(4, "One update per this many agent steps (summed over envs).", low=1, high=1000)
     learning_starts: int = spec(10_000, "Agent steps collected before the first update.", low=0, high=100_000_000)
+    augment_shift: int = spec(0, "DrQ random shift: replayed obs and next_obs each moved by up to this many pixels "
+                                 "(edge-padded crop) in every learning step (0 = off).", low=0, high=16)
     epsilon_start: float = spec(1.0, "Exploration rate at step 0.", low=0.0, high=1.0)
     epsilon_end: float = spec(0.05, "Exploration floor.", low=0.0, high=1.0)
     epsilon_decay_steps: int = spec(150_000, "Agent steps over which epsilon falls linearly to its floor.",

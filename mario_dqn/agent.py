@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from config.settings import AgentConfig
+from mario_dqn.augment import random_shift
 from mario_dqn.batch import Batch
 from mario_dqn.tf_import import import_tensorflow
 from mario_dqn.training_state import StateMismatch, TrainingState
@@ -59,7 +60,10 @@ class DQNAgent:
         self.obs_shape = tuple(int(d) for d in obs_shape)
         self.config = config
         self.rng = np.random.default_rng(seed)
-        """Exploration randomness; its state is part of :meth:`get_state`."""
+        """Exploration randomness; its state is part of :meth:`training_state`."""
+        self.augment_rng = np.random.default_rng([seed, 1])
+        """The shifts of ``config.augment_shift`` (its own stream: turning augmentation on
+        leaves exploration's draws as they were); saved like :attr:`rng`."""
         self.updates = 0
         """Learning steps taken; the target is synced when it reaches a multiple of C."""
 
@@ -172,9 +176,13 @@ class DQNAgent:
         Returns ``loss`` and ``mean_q`` (mean Q(s, a) of the batch, before the update)
         and ``grad_norm`` (global gradient norm before clipping) as floats, and
         ``td_errors`` = y - Q(s, a) per sample as a numpy (B,) array, from which a
-        prioritized memory takes its new priorities.
+        prioritized memory takes its new priorities. With ``config.augment_shift`` > 0
+        the step sees obs and next_obs randomly shifted (:func:`mario_dqn.augment.random_shift`).
         """
-        out = self._train_fn(batch.obs, batch.action, batch.reward, batch.next_obs, batch.discount, batch.weight)
+        shift = self.config.augment_shift
+        obs = random_shift(batch.obs, shift, self.augment_rng)
+        next_obs = random_shift(batch.next_obs, shift, self.augment_rng)
+        out = self._train_fn(obs, batch.action, batch.reward, next_obs, batch.discount, batch.weight)
         self.updates += 1
         if self.updates % self.config.target_update_period == 0:
             self.sync_target()
@@ -222,7 +230,8 @@ class DQNAgent:
             online=self.online.get_weights(),
             target=self.target.get_weights(),
             optimizer=[np.asarray(v) for v in self.optimizer.variables],
-            counters={"updates": self.updates, "rng": self.rng.bit_generator.state},
+            counters={"updates": self.updates, "rng": self.rng.bit_generator.state,
+                      "augment_rng": self.augment_rng.bit_generator.state},
         )
 
     def restore(self, state: TrainingState) -> None:
@@ -240,6 +249,8 @@ class DQNAgent:
             variable.assign(value)
         self.updates = int(state.counters["updates"])
         self.rng.bit_generator.state = state.counters["rng"]
+        if "augment_rng" in state.counters:  # absent from checkpoints written before augmentation existed
+            self.augment_rng.bit_generator.state = state.counters["augment_rng"]
 
     def save_model(self, path: Any) -> None:
         """The online network as a ``.keras`` file (uint8 stacks in, Q-values out)."""
