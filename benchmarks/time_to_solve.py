@@ -75,6 +75,31 @@ def summarize(rows: list[dict[str, Any]], first_flag: tuple[int, float | None] |
     return lines
 
 
+_WORKER: dict[str, Any] = {}
+"""Per evaluation process: the run's config, an agent to load weights into, the protocol."""
+
+
+def _start_worker(run_dir: str, episodes: int, seed: int, epsilon: float) -> None:
+    os.nice(10)  # beside a training run, this must be the one that waits
+    from mario_dqn import checkpoint as ckpt
+    from mario_dqn.environment import ACTIONS
+    from mario_dqn.runner import build_agent
+
+    config = ckpt.read_run_config(Path(run_dir))
+    _WORKER.update(config=config, agent=build_agent(config, len(ACTIONS[config.env.action_set])),
+                   protocol=(episodes, seed, epsilon))
+
+
+def _evaluate_model(weights: str) -> dict[str, float]:
+    """Flag rate and mean x_pos of one kept model over the protocol's fixed seeds."""
+    from mario_dqn.runner import evaluate
+
+    agent, (episodes, seed, epsilon) = _WORKER["agent"], _WORKER["protocol"]
+    agent.online.load_weights(weights)
+    result = evaluate(agent, _WORKER["config"], episodes, seed, epsilon)
+    return {"flag_rate": result["flag_rate"], "mean_x_pos": result["mean_x_pos"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
@@ -82,6 +107,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED+i (default 0)")
     parser.add_argument("--epsilon", type=float, default=0.0, help="exploration rate (default 0: greedy)")
     parser.add_argument("--every", type=int, default=1, help="evaluate every Nth kept model (default 1)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="models evaluated at once, each in a process of its own (default 1; use the "
+                             "machine's cores when nothing else runs)")
     args = parser.parse_args()
 
     from mario_dqn import checkpoint as ckpt
@@ -93,32 +121,31 @@ def main() -> None:
     models = ckpt.kept_models(args.run_dir)[:: max(args.every, 1)]
     if not models:
         sys.exit(f"error: {args.run_dir / ckpt.MODELS_DIR} holds no kept models (runner.keep_models)")
-    os.nice(10)  # beside a training run, this must be the one that waits
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
 
     from tqdm import tqdm
-
-    from mario_dqn.environment import ACTIONS
-    from mario_dqn.runner import build_agent, evaluate
 
     cache_path = args.run_dir / "time_to_solve.json"
     cache: dict[str, Any] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     protocol = f"seed={args.seed},episodes={args.episodes},epsilon={args.epsilon}"
     done = cache.setdefault(protocol, {})
-    agent = build_agent(config, len(ACTIONS[config.env.action_set]))
-    rows = []
-    print(f"{'step':>10} {'wall_h':>7} {'flags':>6} {'mean_x':>7}")
-    for weights, info in tqdm(models, desc="models", unit="model", leave=False):
-        key = str(info["step"])
-        if key not in done:
-            agent.online.load_weights(weights)
-            result = evaluate(agent, config, args.episodes, args.seed, args.epsilon)
-            done[key] = {"flag_rate": result["flag_rate"], "mean_x_pos": result["mean_x_pos"]}
-            tmp = cache_path.with_name(cache_path.name + ".tmp")
+    todo = [(str(weights), info["step"]) for weights, info in models if str(info["step"]) not in done]
+    task = (str(args.run_dir), args.episodes, args.seed, args.epsilon)
+    with ProcessPoolExecutor(max(args.jobs, 1), mp_context=get_context("spawn"), initializer=_start_worker,
+                             initargs=task) as pool:
+        results = pool.map(_evaluate_model, [weights for weights, _ in todo])
+        for (_, step), result in tqdm(zip(todo, results), total=len(todo), desc="models", unit="model"):
+            done[str(step)] = result
+            tmp = cache_path.with_name(cache_path.name + ".tmp")  # written as each comes: a kill keeps the rest
             tmp.write_text(json.dumps(cache, indent=1))
             os.replace(tmp, cache_path)
-        row = {"step": info["step"], "wall_s": info.get("wall_s"), **done[key]}
+    rows = []
+    print(f"{'step':>10} {'wall_h':>7} {'flags':>6} {'mean_x':>7}")
+    for _, info in models:
+        row = {"step": info["step"], "wall_s": info.get("wall_s"), **done[str(info["step"])]}
         rows.append(row)
-        tqdm.write(f"{row['step']:>10,} {hours(row['wall_s']):>7} {row['flag_rate']:>6.0%} {row['mean_x_pos']:>7.0f}")
+        print(f"{row['step']:>10,} {hours(row['wall_s']):>7} {row['flag_rate']:>6.0%} {row['mean_x_pos']:>7.0f}")
     print(f"time_to_solve ({args.run_dir}, {args.episodes} episodes, seeds {args.seed}..{args.seed + args.episodes - 1}, "
           f"epsilon {args.epsilon}):")
     for line in summarize(rows, first_training_flag(args.run_dir)):
