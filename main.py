@@ -405,7 +405,7 @@ def _open_window(path: Path) -> Any:
         raise UserError(str(err)) from None
 
 
-def _recorder(path: Path, config: C.Config, video_dir: Path | None, explain: bool, epsilon: float) -> Any:
+def _recorder(path: Path, config: C.Config, video_dir: Path | None, explain: bool) -> Any:
     """Where ``play --record`` writes: one mp4 per episode of the game, or with ``explain``
     of the game, the network's input and its Q-values side by side."""
     from mario_dqn import checkpoint as ckpt
@@ -423,7 +423,7 @@ def _recorder(path: Path, config: C.Config, video_dir: Path | None, explain: boo
         from mario_dqn.environment import action_meanings
         from mario_dqn.explain import ExplainVideos
 
-        return ExplainVideos(target, checkpoint_dir.name, fps, action_meanings(config.env), epsilon)
+        return ExplainVideos(target, checkpoint_dir.name, fps, action_meanings(config.env))
     return EpisodeVideos(target, checkpoint_dir.name, fps)
 
 
@@ -479,7 +479,7 @@ def play(path, episodes, seed, epsilon, record, video_dir, explain, window, spee
 
                 viewer.set_interval(frame_interval_s(config.env.frame_skip, 1.0 if speed is None else speed,
                                                      NES_FPS))
-            recorder = _recorder(path, config, video_dir, explain, epsilon) if record else None
+            recorder = _recorder(path, config, video_dir, explain) if record else None
             result = _play_episodes(agent, config, episodes, seed, epsilon, recorder, stop, window=viewer)
         finally:
             if viewer is not None:

@@ -5,15 +5,20 @@ Each video frame puts three panels side by side:
     | the game, full resolution | the network's input:     | Q-value of every action,    |
     | (scaled 2x)               | its 4 stacked 84x84      | the chosen one highlighted, |
     |                           | frames, oldest to newest | greedy or random            |
+    |                           | episode, step, x_pos,    |                             |
+    |                           | return so far, epsilon   |                             |
 
 The middle panel is the observation itself, the uint8 array the network is given,
 only scaled up (nearest-neighbour, so each input pixel stays a visible square): what
 the frame-skip, grayscale, resize and stack wrappers left of the screen. The right one
 shows the Q-values the action was chosen from (``evaluate`` computes them with the
 agent's own compiled forward pass), on a scale that makes their differences visible
-(see :func:`bar_scale`), each value printed beside its bar.
+(see :func:`bar_scale`), each value printed beside its bar. Under the input frames, the
+state's place in its episode: how far Mario has got (x_pos) and what it has earned so
+far, so the values can be read against the progress they predict.
 
 :func:`compose` is a pure function of its inputs (tests draw one frame by hand);
+:func:`compose_view` draws one ``mario_dqn.runner.StepView`` with it, and
 :class:`ExplainVideos` feeds it from ``mario_dqn.runner.evaluate``'s ``on_step`` and writes
 one mp4 per episode through :class:`mario_dqn.video.EpisodeVideos`.
 """
@@ -21,12 +26,15 @@ one mp4 per episode through :class:`mario_dqn.video.EpisodeVideos`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import cv2
 import numpy as np
 
 from mario_dqn.video import EpisodeVideos
+
+if TYPE_CHECKING:  # only for the annotations: the runner imports TensorFlow, drawing needs none of it
+    from mario_dqn.runner import StepView
 
 HEIGHT = 480
 """Height of a composed frame: the NES screen (240 rows) scaled 2x."""
@@ -70,9 +78,12 @@ def stack_box(k: int) -> Box:
     """Where input frame ``k`` (0 = oldest) is drawn: a 2x2 grid read like text, oldest
     top-left, newest bottom-right, each with its label above it."""
     row, col = divmod(k, 2)
-    return Box(top=72 + row * (STACK_CELL + 40), left=GAME_WIDTH + _CELL_GAP + col * (STACK_CELL + _CELL_GAP),
+    return Box(top=58 + row * (STACK_CELL + 34), left=GAME_WIDTH + _CELL_GAP + col * (STACK_CELL + _CELL_GAP),
                height=STACK_CELL, width=STACK_CELL)
 
+
+STATUS_BOX = Box(top=HEIGHT - 48, left=GAME_WIDTH, height=48, width=STACK_WIDTH)
+"""Under the input frames: the episode, step, x_pos, return so far and epsilon (two lines)."""
 
 _Q_TOP, _Q_BOTTOM = 56, HEIGHT - 80
 """The rows the bars share; below them, the decision is spelled out."""
@@ -134,6 +145,13 @@ def _stack_panel(image: np.ndarray, obs: np.ndarray) -> None:
         box.of(image)[...] = cell[:box.height, :box.width, None]
 
 
+def _status(image: np.ndarray, episode: int, step: int, x_pos: int, episode_return: float,
+            epsilon: float) -> None:
+    left, top = STATUS_BOX.left + 14, STATUS_BOX.top
+    _text(image, f"episode {episode}   step {step}   x_pos {x_pos}", left, top + 18)
+    _text(image, f"return so far {episode_return:.2f}   epsilon {epsilon:g}", left, top + 40)
+
+
 def _decision(action: int | None, greedy: int | None, explored: bool, noop: bool, epsilon: float) -> str:
     if action is None:
         return "episode over: no decision"
@@ -174,7 +192,7 @@ def _q_panel(image: np.ndarray, q_values: np.ndarray | None, action: int | None,
 
 def compose(frame: np.ndarray, obs: np.ndarray, q_values: np.ndarray | None, action: int | None,
             action_names: Sequence[str], *, explored: bool = False, noop: bool = False, epsilon: float = 0.0,
-            caption: str = "") -> np.ndarray:
+            episode: int = 0, step: int = 0, x_pos: int = 0, episode_return: float = 0.0) -> np.ndarray:
     """One (HEIGHT, WIDTH, 3) uint8 RGB video frame: game | network input | Q-values.
 
     ``frame`` is the (240, 256, 3) screen, ``obs`` the (84, 84, stack) uint8 input,
@@ -182,16 +200,25 @@ def compose(frame: np.ndarray, obs: np.ndarray, q_values: np.ndarray | None, act
     episode is over). The chosen action's bar is orange when it was the greedy one,
     magenta when epsilon picked it at random or it was a forced no-op; ``*`` marks the
     highest value. A longer bar is a higher value, on the scale of :func:`bar_scale`.
-    ``caption`` goes under the input frames (e.g. the episode and step).
+    Under the input frames (:data:`STATUS_BOX`) go ``episode``, ``step`` (agent steps
+    taken before this state), ``x_pos``, ``episode_return`` (the return so far) and
+    ``epsilon``: the fields of ``mario_dqn.runner.StepView``.
     """
     image = np.empty((HEIGHT, WIDTH, 3), np.uint8)
     image[...] = BACKGROUND
     _game_panel(image, frame)
-    if caption:
-        _text(image, caption, GAME_WIDTH + 14, HEIGHT - 12, 0.45, DIM_TEXT)  # under the input frames
     _stack_panel(image, obs)
+    _status(image, episode, step, x_pos, episode_return, epsilon)
     _q_panel(image, q_values, action, action_names, explored, noop, epsilon)
     return image
+
+
+def compose_view(view: StepView, action_names: Sequence[str]) -> np.ndarray:
+    """:func:`compose` of one state as ``evaluate`` hands it to ``on_step``: the frame
+    :class:`ExplainVideos` writes for it, and one to look at on its own (the notebook)."""
+    return compose(view.frame, view.obs, view.q_values, view.action, action_names, explored=view.explored,
+                   noop=view.noop, epsilon=view.epsilon, episode=view.episode, step=view.step, x_pos=view.x_pos,
+                   episode_return=view.episode_return)
 
 
 class ExplainVideos:
@@ -202,22 +229,17 @@ class ExplainVideos:
     reset one, then one per agent step), at the game's speed.
     """
 
-    def __init__(self, directory: Path, prefix: str, fps: float, action_names: Sequence[str],
-                 epsilon: float = 0.0) -> None:
+    def __init__(self, directory: Path, prefix: str, fps: float, action_names: Sequence[str]) -> None:
         self.action_names = list(action_names)
-        self.epsilon = epsilon
         self._videos = EpisodeVideos(directory, f"{prefix}-explain", fps)
 
     @property
     def paths(self) -> list[Path]:
         return self._videos.paths
 
-    def on_step(self, view: Any) -> None:
-        """Write ``view`` (a :class:`mario_dqn.runner.StepView`) as the episode's next frame."""
-        image = compose(view.frame, view.obs, view.q_values, view.action, self.action_names,
-                        explored=view.explored, noop=view.noop, epsilon=self.epsilon,
-                        caption=f"episode {view.episode}  step {view.step}")
-        self._videos.on_frame(view.episode, image)
+    def on_step(self, view: StepView) -> None:
+        """Write ``view`` as its episode's next frame."""
+        self._videos.on_frame(view.episode, compose_view(view, self.action_names))
 
     def close(self) -> None:
         self._videos.close()

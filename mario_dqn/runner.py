@@ -97,6 +97,15 @@ class StepView:
     noop: bool = False
     """``action`` is one of the episode's forced no-op starts (see :data:`EVAL_NOOP_MAX`),
     not the agent's choice."""
+    x_pos: int = 0
+    """Mario's x position in the stage in this state (the env's ``info["x_pos"]``): how far
+    the agent has got, the figure its evaluations are judged by."""
+    episode_return: float = 0.0
+    """The rewards received in the episode before this state; the last state's is the
+    episode's return (as ``evaluate`` reports it)."""
+    epsilon: float = 0.0
+    """The exploration rate the episode is played with (0: greedy), so that a view says by
+    itself how likely a random action was."""
 
 
 def _will_explore(rng: np.random.Generator, epsilon: float) -> bool:
@@ -118,10 +127,11 @@ def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilo
     (when ``epsilon > 0``) draws from its own generator seeded by ``seed``, so
     evaluating never disturbs the training RNG streams. ``on_frame(episode, rgb)``
     receives each full-resolution frame (for videos and the play window). ``on_step(view)``
-    receives each state with the observation, Q-values and action (a :class:`StepView`,
-    before its step is taken); the extra forward pass it costs draws no random number,
-    so the results are the same with or without it. ``stop()`` is asked before each
-    step; when it is true the evaluation raises :class:`EvaluationStopped`.
+    receives each state with the observation, Q-values, action, x_pos and return so far
+    (a :class:`StepView`, before its step is taken); the extra forward pass it costs
+    draws no random number, so the results are the same with or without it. ``stop()``
+    is asked before each step; when it is true the evaluation raises
+    :class:`EvaluationStopped`.
     """
     rendering = on_frame is not None or on_step is not None
     env = make_env(config.env, render_mode="rgb_array" if rendering else None)
@@ -149,7 +159,8 @@ def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilo
                     explored = on_step is not None and _will_explore(rng, epsilon)
                     action = int(agent.act(obs[None], epsilon, rng=rng)[0])
                 if on_step:
-                    on_step(StepView(i, length, frame, obs, q_values, action, explored, noop=length < noops))
+                    on_step(StepView(i, length, frame, obs, q_values, action, explored, noop=length < noops,
+                                     x_pos=int(info["x_pos"]), episode_return=total, epsilon=epsilon))
                 obs, reward, terminated, truncated, info = env.step(action)
                 if rendering:
                     frame = env.render().copy()
@@ -159,7 +170,8 @@ def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilo
                 length += 1
                 done = terminated or truncated
             if on_step:
-                on_step(StepView(i, length, frame, obs, None, None))
+                on_step(StepView(i, length, frame, obs, None, None, x_pos=int(info["x_pos"]), episode_return=total,
+                                 epsilon=epsilon))
             rows.append({"return": total, "length": length, "x_pos": int(info["x_pos"]),
                          "flag": bool(info["flag_get"]), "stage": f"{info['world']}-{info['stage']}"})
     finally:

@@ -23,9 +23,10 @@ md("""
 
 This notebook walks through the pieces of mario-dqn with its public API: the
 environment and its preprocessing, the action sets, the Q-network and the Double-DQN
-target, the replay memory, a short training run with its learning curves, and a
-recorded episode. Run it top to bottom; `TRAIN_STEPS` keeps the training run short
-(the test suite makes it tiny through the `MARIO_DQN_NB_STEPS` variable).
+target, the replay memory, a short training run with its learning curves, a
+recorded episode, and what the network sees and values in it. Run it top to bottom;
+`TRAIN_STEPS` keeps the training run short (the test suite makes it tiny through the
+`MARIO_DQN_NB_STEPS` variable).
 """)
 code("""
 import os, sys, tempfile
@@ -152,6 +153,26 @@ outcome = evaluate(player, loaded.config, episodes=1, seed=0, on_frame=recorder.
 recorder.close()
 print(outcome["per_episode"][0])
 display(Video(str(recorder.paths[0]), embed=True, width=256))
+""")
+md("""
+## 7. What the agent sees and values
+
+`python main.py play --record --explain` writes a video of such frames, one per step:
+the game, the network's actual input (its four stacked 84x84 frames, oldest first) and
+the Q-value of every action, the chosen one highlighted (orange: greedy, magenta: random
+or a forced no-op start), with the step, x_pos, return so far and epsilon under the
+input frames. Here the last decision of a short greedy episode of the checkpoint above.
+""")
+code("""
+from mario_dqn.explain import compose_view
+short = C.apply_overrides(loaded.config, ["max_episode_steps=40"])
+views = []   # evaluate's on_step hands over every state with what the network saw and valued
+evaluate(player, short, episodes=1, seed=0, noop_max=0, on_step=views.append)
+view = [v for v in views if v.action is not None][-1]
+plt.figure(figsize=(16, 6))
+plt.imshow(compose_view(view, action_meanings(short.env))); plt.axis("off")
+plt.show()
+print(f"step {view.step}, x_pos {view.x_pos}: Q-values {np.round(view.q_values, 3)}")
 """)
 
 nb = nbf.v4.new_notebook()

@@ -1,9 +1,11 @@
 """``play --record --explain``: what the agent sees and values, frame by frame.
 
 The frame composer is checked on hand-made inputs (the highlighted bar, the input frames
-in order); ``evaluate``'s ``on_step`` against the agent itself (the Q-values the action
-came from, and the same results and random draws as without it); the CLI end to end on
-a tiny run (one video frame per state, the expected size).
+in order, the status fields drawn); ``evaluate``'s ``on_step`` against the agent itself
+(the Q-values the action came from, x_pos and return so far as ``evaluate`` reports
+them, and the same results and random draws as without it); a video of the shipped agent
+read back (its Q-value panel moves as the episode goes on); the CLI end to end on a tiny
+run (one video frame per state, the expected size).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import pytest
 
 import config as C
 from mario_dqn import explain
-from mario_dqn.explain import BAR, GREEDY, HEIGHT, RANDOM, WIDTH, bar_box, compose, stack_box
+from mario_dqn.explain import (BACKGROUND, BAR, GREEDY, HEIGHT, RANDOM, STATUS_BOX, WIDTH, bar_box, compose,
+                                stack_box)
 
 ROOT = Path(__file__).resolve().parent.parent
+PRETRAINED = ROOT / "save" / "pretrained" / "world-1-1"
 NAMES = ["NOOP", "right", "right A", "right B", "right A B"]
 
 
@@ -88,6 +92,20 @@ def test_the_last_state_of_an_episode_has_no_bars():
     assert colour_share(q_panel, BAR) == colour_share(q_panel, GREEDY) == colour_share(q_panel, RANDOM) == 0
 
 
+def test_the_status_shows_episode_step_x_pos_return_so_far_and_epsilon():
+    frame, obs = hand_made()
+    q = np.array([0.5, 2.0, -1.0, 3.5, 1.0])
+    status = {"episode": 1, "step": 40, "x_pos": 300, "episode_return": 12.5, "epsilon": 0.0}
+    image = compose(frame, obs, q, 3, NAMES, **status)
+    outside = np.ones((HEIGHT, WIDTH), bool)
+    STATUS_BOX.of(outside)[...] = False
+    for field, other in [("episode", 2), ("step", 41), ("x_pos", 301), ("episode_return", 12.6), ("epsilon", 0.05)]:
+        differs = np.any(compose(frame, obs, q, 3, NAMES, **{**status, field: other}) != image, axis=-1)
+        assert differs.any(), f"{field} is not drawn"
+        assert not differs[outside].any(), f"{field} is drawn outside the status box"
+    assert STATUS_BOX.top >= max(stack_box(k).top + stack_box(k).height for k in range(4))
+
+
 @pytest.fixture(scope="module")
 def small_agent():
     """An untrained agent on short episodes: config and agent."""
@@ -123,6 +141,50 @@ def test_on_step_gives_each_state_with_the_q_values_the_action_came_from(small_a
     assert any(v.noop for v in decided) and any(v.explored for v in decided)
     assert all(v.explored for v in decided if not v.noop and v.action != int(np.argmax(v.q_values)))
     assert views[0].obs.shape == (84, 84, 4) and views[0].frame.shape == (240, 256, 3)
+    # where each state stands in its episode: the last one's figures are the episode's result
+    assert all(v.epsilon == 0.4 for v in views)
+    assert [v.episode_return for v in views if v.step == 0] == [0.0, 0.0]
+    assert all(v.x_pos > 0 for v in views)
+    last = [v for v in views if v.action is None]
+    assert [(v.x_pos, v.episode_return) for v in last] == [(r["x_pos"], r["return"]) for r in result["per_episode"]]
+
+
+def bar_lengths(image: np.ndarray, num_actions: int) -> list[int]:
+    """How many columns of each action's bar are drawn, read along its middle row."""
+    lengths = []
+    for a in range(num_actions):
+        box = bar_box(a, num_actions)
+        row = box.of(image)[box.height // 2].astype(int)
+        lengths.append(int(np.sum(np.abs(row - np.array(BACKGROUND)).sum(axis=-1) > 60)))
+    return lengths
+
+
+def test_the_q_value_panel_of_a_recorded_explain_video_changes_over_an_episode(tmp_path):
+    """The shipped agent's first 40 steps, written by ExplainVideos and read back from the
+    mp4: its Q-values are not one picture repeated (a frozen panel would pass the tests
+    that only count frames)."""
+    import imageio.v2 as imageio
+
+    from mario_dqn.checkpoint import load_checkpoint, restore_agent
+    from mario_dqn.environment import ACTIONS, action_meanings
+    from mario_dqn.runner import build_agent, evaluate
+
+    checkpoint = load_checkpoint(PRETRAINED)
+    config = C.apply_overrides(checkpoint.config, ["max_episode_steps=40"])
+    agent = build_agent(config, len(ACTIONS[config.env.action_set]))
+    restore_agent(checkpoint, agent)
+    names = action_meanings(config.env)
+    videos = explain.ExplainVideos(tmp_path, "shipped", 15, names)
+    try:
+        evaluate(agent, config, 1, seed=0, noop_max=0, on_step=videos.on_step)
+    finally:
+        videos.close()
+    reader = imageio.get_reader(videos.paths[0])
+    early, late = reader.get_data(1), reader.get_data(39)  # both decided states (the last one, 40, has no bars)
+    reader.close()
+    first, later = bar_lengths(early, len(names)), bar_lengths(late, len(names))
+    assert min(first + later) > 0, (first, later)  # every bar is there in both
+    assert max(abs(a - b) for a, b in zip(first, later)) >= 4, (first, later)
 
 
 def test_play_record_explain_writes_one_explain_video_per_episode(tmp_path):

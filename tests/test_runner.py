@@ -90,6 +90,30 @@ def crash_after(run: Path, crashed: Path, straight: Path, step: int) -> Path:
     return crashed
 
 
+def as_old_format(run: Path, copy: Path) -> Path:
+    """A copy of ``run`` whose newest checkpoint is as the code before 2026-11-28 wrote it:
+    no online.npz (the weights only in model.keras), the dueling head as the custom
+    DuelingCombine layer, and no wall_s, eval_pending or augment_rng in state.json."""
+    import keras
+
+    from mario_dqn.checkpoint import latest_checkpoint
+    from mario_dqn.network import DuelingCombine
+
+    shutil.copytree(run, copy)
+    newest = latest_checkpoint(copy / "checkpoints")
+    model = keras.saving.load_model(newest / "model.keras")
+    value, advantage = model.get_layer("value").output, model.get_layer("advantage").output
+    old = keras.Model(model.input, DuelingCombine(name="q")([value, advantage]), name=model.name)
+    old.save(newest / "model.keras")
+    (newest / "online.npz").unlink()
+    state = json.loads((newest / "state.json").read_text())
+    for key in ("wall_s", "eval_pending"):
+        del state[key]
+    del state["agent"]["augment_rng"]
+    (newest / "state.json").write_text(json.dumps(state))
+    return copy
+
+
 def assert_same_checkpoints(a: Path, b: Path):
     """Two checkpoints hold bitwise the same training state (wall-clock seconds aside);
     returns the first, loaded."""
@@ -124,6 +148,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
             again = cli("train", "--resume", str(root / "crashed1"), "--steps", "300", "--no-progress")
             assert again.returncode == 0, again.stderr[-2000:]
             (root / "crashed1.stderr").write_text(again.stderr)
+            paths["oldformat1"] = as_old_format(root / "resumed1", root / "oldformat1")
+            again = cli("train", "--resume", str(root / "oldformat1"), "--steps", "300", "--no-progress")
+            assert again.returncode == 0, again.stderr[-2000:]
         second = cli("train", "--resume", str(root / f"resumed{envs}"), "--steps", "300", "--no-progress")
         assert second.returncode == 0, second.stderr[-2000:]
         assert "resuming" in second.stdout
@@ -186,6 +213,17 @@ def test_kept_models_and_the_wall_clock_survive_a_resume(runs):
     assert row_walls == sorted(row_walls), "wall seconds keep counting across the resume"
     after = [float(row["wall_s"]) for row in rows if int(row["step"]) > 150]
     assert after and min(after) > walls[1], "the resumed process starts from the stopped one's seconds"
+
+
+def test_a_checkpoint_of_the_old_format_resumes_exactly(runs):
+    """Runs started before the checkpoint format gained online.npz, the stock-layer
+    dueling head and the newer counters resume to the numbers of a run never stopped."""
+    run = runs["oldformat1"]
+    assert metrics_rows(run) == metrics_rows(runs["straight1"])
+    newest = run / "checkpoints" / "step-000000000300"
+    assert (newest / "online.npz").is_file(), "saved again in today's format"
+    ca = assert_same_checkpoints(runs["straight1"] / "checkpoints" / "step-000000000300", newest)
+    assert ca.state["agent"]["updates"] > 0
 
 
 def test_tensorboard_shows_each_row_once_after_resuming_from_an_older_checkpoint(runs):
