@@ -290,7 +290,7 @@ def test_prune_keeps_n_and_clears_interrupted_saves(tmp_path):
     ("[1, 2]", "is not a JSON object"),
     ('{"step": 1, "agent": {}}', "has format_version None"),
     ('{"format_version": 99, "step": 1, "agent": {}}', "has format_version 99"),
-    ('{}', "is missing 'step'"),
+    ('{"format_version": 1, "agent": {}}', "is missing 'step'"),
     ('{"format_version": 1, "step": -4, "agent": {}}', "has a bad step -4"),
 ])
 def test_read_state_refuses_what_it_cannot_trust(tmp_path, state, message):
