@@ -255,3 +255,8 @@ class DQNAgent:
     def save_model(self, path: Any) -> None:
         """The online network as a ``.keras`` file (uint8 stacks in, Q-values out)."""
         self.online.save(path)
+
+    def save_weights(self, path: Any) -> None:
+        """Only the online network's weights (a ``.weights.h5`` file): what a kept model
+        needs to be evaluated, with no optimizer or target copies."""
+        self.online.save_weights(path)

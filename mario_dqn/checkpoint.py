@@ -201,7 +201,7 @@ def keep_model(directory: Path, step: int, agent: Any, info: dict[str, Any]) -> 
     final = directory / f"{step_name(step)}.weights.h5"
     tmp = directory / f".partial-{final.name}"  # Keras wants the .weights.h5 ending
     try:
-        agent.online.save_weights(tmp)
+        agent.save_weights(tmp)
         os.replace(tmp, final)
         meta = directory / f".partial-{step_name(step)}.json"
         meta.write_text(json.dumps({"step": step, **info}))
