@@ -254,15 +254,15 @@ def _load_for_play(path: Path, stage: str | None = None) -> tuple[Any, Any]:
     from mario_dqn import checkpoint as ckpt
 
     try:
-        checkpoint = ckpt.load_checkpoint(path)  # a wrong path is refused before TensorFlow starts
+        policy = ckpt.load_policy(path)  # a wrong path is refused before TensorFlow starts
         from mario_dqn.environment import ACTIONS
         from mario_dqn.runner import build_agent
 
-        agent = build_agent(checkpoint.config, len(ACTIONS[checkpoint.config.env.action_set]))
-        ckpt.restore_agent(checkpoint, agent)
+        agent = build_agent(policy.config, len(ACTIONS[policy.config.env.action_set]))
+        ckpt.restore_policy(policy, agent)
     except ckpt.CheckpointError as err:
         raise UserError(str(err)) from None
-    config = checkpoint.config
+    config = policy.config
     if stage is not None:
         config = C.replace(config, {"env": {"stages": (stage,)}})
     return config, agent

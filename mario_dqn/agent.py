@@ -252,6 +252,16 @@ class DQNAgent:
         if "augment_rng" in state.counters:  # absent from checkpoints written before augmentation existed
             self.augment_rng.bit_generator.state = state.counters["augment_rng"]
 
+    def load_policy(self, online: list[np.ndarray]) -> None:
+        """Act with ``online`` weights (the target net gets them too); for playing and
+        evaluating, where there is no optimizer state to restore. :class:`StateMismatch`
+        before anything changes when their shapes do not fit this agent's network."""
+        want = self.online.weights
+        if len(online) != len(want) or any(tuple(g.shape) != tuple(w.shape) for g, w in zip(online, want)):
+            raise StateMismatch("online")
+        self.online.set_weights(online)
+        self.target.set_weights(online)
+
     def save_model(self, path: Any) -> None:
         """The online network as a ``.keras`` file (uint8 stacks in, Q-values out)."""
         self.online.save(path)

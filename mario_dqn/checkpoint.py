@@ -15,6 +15,11 @@ Layout of ``<run>/checkpoints/step-000123456/``::
 Beside them: ``checkpoints/latest`` (a text file naming the newest) and
 ``checkpoints/best/`` (the best model by evaluation score, without replay).
 
+Playing and evaluating need less: :func:`load_policy` reads only ``model.keras`` (or
+``online.npz``), ``state.json``, ``config.json`` and the marker, so a shipped agent
+(``save/pretrained/``) carries no target network or optimizer state (two thirds of a
+checkpoint's bytes).
+
 The arrays and the "agent" counters are the agent's :class:`TrainingState`, which this
 module stores part by part without knowing the agent's attributes. Checkpoints written
 before ``online.npz`` existed are read from ``model.keras`` instead.
@@ -47,6 +52,8 @@ REQUIRED = ("model.keras", "target.npz", "optimizer.npz", "state.json", "config.
 """Files every checkpoint has (``online.npz`` too since it exists; see the module docstring)."""
 PART_FILES = {"online": "online.npz", "target": "target.npz", "optimizer": "optimizer.npz"}
 """Where each array part of a :class:`TrainingState` is stored."""
+POLICY_FILES = ("model.keras", "state.json", "config.json")
+"""What :func:`load_policy` needs (``online.npz`` is read instead of the model when present)."""
 
 
 class CheckpointError(ValueError):
@@ -287,12 +294,23 @@ def _load_npz(file: Path) -> list[np.ndarray]:
         raise CheckpointError(f"{file} is unreadable ({type(err).__name__})") from None
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
-    """Read a complete checkpoint; raise CheckpointError naming the first thing wrong."""
+@dataclass
+class Policy:
+    """What :func:`load_policy` read back: enough to act, not to continue training."""
+
+    path: Path
+    config: C.Config
+    state: dict[str, Any]
+    online: list[np.ndarray]
+
+
+def _read_complete(path: Path, required: tuple[str, ...]) -> tuple[Path, C.Config, dict[str, Any], list[np.ndarray]]:
+    """(checkpoint dir, config, state, online weights) of a complete checkpoint holding
+    ``required``; CheckpointError naming the first thing wrong."""
     path = resolve(path)
     if not is_complete(path):
         raise CheckpointError(f"{path} is incomplete (no {MARKER} marker): it was interrupted while saving")
-    for name in REQUIRED:
+    for name in required:
         if not (path / name).is_file():
             raise CheckpointError(f"{path / name} is missing")
     try:
@@ -303,13 +321,26 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise CheckpointError(f"{path / 'config.json'} is unreadable ({type(err).__name__})") from None
     state = read_state(path / "state.json")
     if (path / "online.npz").is_file():
-        _check_zip(path / "model.keras")  # not read to resume, but it is the file people use
+        _check_zip(path / "model.keras")  # not read here, but it is the file people use
         online = _load_npz(path / "online.npz")
     else:
         online = _weights_of_keras_file(path)
+    return path, config, state, online
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Read a complete checkpoint to continue training from; raise CheckpointError
+    naming the first thing wrong."""
+    path, config, state, online = _read_complete(path, REQUIRED)
     training = TrainingState(online=online, target=_load_npz(path / "target.npz"),
                              optimizer=_load_npz(path / "optimizer.npz"), counters=state["agent"])
     return Checkpoint(path, config, state, training)
+
+
+def load_policy(path: Path) -> Policy:
+    """Read what acting needs from a complete checkpoint or a shipped agent (no target
+    network, no optimizer); raise CheckpointError naming the first thing wrong."""
+    return Policy(*_read_complete(path, POLICY_FILES))
 
 
 def _check_zip(file: Path) -> None:
@@ -374,3 +405,13 @@ def restore_agent(checkpoint: Checkpoint, agent: Any) -> None:
             file = checkpoint.path / "model.keras"
         what = "optimizer variables" if err.part == "optimizer" else f"{err.part} weights"
         raise CheckpointError(f"{file} does not match the model built from its config ({what})") from None
+
+
+def restore_policy(policy: Policy, agent: Any) -> None:
+    """Give ``agent`` the policy's network (online and target alike); CheckpointError
+    naming the file when it does not fit the agent's network (then the agent is unchanged)."""
+    try:
+        agent.load_policy(policy.online)
+    except StateMismatch:
+        file = policy.path / ("online.npz" if (policy.path / "online.npz").is_file() else "model.keras")
+        raise CheckpointError(f"{file} does not match the model built from its config (online weights)") from None

@@ -1,15 +1,18 @@
-"""Package a trained run as the shipped agent: save/pretrained/world-1-1/.
+"""Package a trained run as a shipped agent: save/pretrained/world-W-S/ (or world-W/).
 
     .venv/bin/python scripts/package_pretrained.py save/runs/NAME [--checkpoint best] [--out DIR]
 
-Writes into OUT (default save/pretrained/world-1-1), replacing what was there:
+Writes into OUT (default save/pretrained/world-W-S for a one-stage run, world-W for a run
+over several stages of one world), replacing what was there:
 
-    the checkpoint files (model, target, optimizer, state, config; never the replay memory)
+    what play/evaluate read (model.keras, state.json, config.json, COMPLETE: no target
+                       network, optimizer state or replay memory, which only training needs)
     results.json       `python main.py evaluate OUT --episodes 20 --seed 0 --json`, verbatim
     episode.mp4        a greedy episode at full resolution: the first evaluation seed that reached
                        the flag (seed 0 when none did)
     episode.gif        the same episode, half size, every other frame (for the README)
-    learning_curve.png x_pos and return against agent steps, from the run's metrics.csv
+    learning_curve.png x_pos and return against agent steps (wall hours on the top axis),
+                       from the run's metrics.csv
     training.json      where it came from: run, checkpoint, step, first flag step and wall time
 
 Everything is produced by the project's own commands and modules, so the numbers in the
@@ -35,15 +38,30 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 FLAGPOLE_X_1_1 = 3161
-"""Roughly the x_pos of World 1-1's flagpole: drawn as a line on the learning curve."""
+"""Roughly the x_pos of World 1-1's flagpole: drawn as a line on its learning curve."""
 
-CHECKPOINT_FILES = ("model.keras", "target.npz", "optimizer.npz", "state.json", "config.json", "COMPLETE")
+SHIPPED_FILES = ("model.keras", "state.json", "config.json", "COMPLETE")
+"""What `play`/`evaluate` read (mario_dqn.checkpoint.load_policy), with the marker."""
 
 
 def copy_checkpoint(source: Path, out: Path) -> None:
-    """The files `play`/`evaluate` need, without the replay memory (0.7 GB)."""
-    for name in CHECKPOINT_FILES:
+    """The files `play`/`evaluate` need: not the replay memory (0.7 GB), the target
+    network or the optimizer state (two thirds of the rest)."""
+    for name in SHIPPED_FILES:
         shutil.copy2(source / name, out / name)
+
+
+def default_out(run: Path) -> Path:
+    """save/pretrained/world-W-S for a one-stage run, world-W for one world's stages."""
+    stages = json.loads((run / "config.json").read_text())["env"]["stages"]
+    worlds = {stage.split("-")[0] for stage in stages}
+    if len(stages) == 1:
+        name = f"world-{stages[0]}"
+    elif len(worlds) == 1:
+        name = f"world-{worlds.pop()}"
+    else:
+        raise SystemExit(f"error: {run} trains on several worlds ({', '.join(stages)}); pass --out")
+    return ROOT / "save" / "pretrained" / name
 
 
 def read_metrics(run: Path) -> list[dict[str, str]]:
@@ -54,17 +72,20 @@ def read_metrics(run: Path) -> list[dict[str, str]]:
 def _episodes_with_hours(rows: list[dict[str, str]]):
     """Each training episode's row with the wall-clock hours of training up to it.
 
-    The hours are summed from the logged steps/s between episodes: metrics.csv has no
-    timestamps, and a run resumed across sessions has gaps that should not count.
+    Read from the ``wall_s`` column (training seconds, summed over resumes); runs written
+    before it existed have the hours summed from the logged steps/s between episodes.
     """
     seconds, last_step = 0.0, 0
     for row in rows:
         if row["kind"] != "episode":
             continue
         step = int(row["step"])
-        sps = float(row["steps_per_s"] or "nan")
-        if sps > 0:
-            seconds += (step - last_step) / sps
+        if row.get("wall_s"):
+            seconds = float(row["wall_s"])
+        else:
+            sps = float(row["steps_per_s"] or "nan")
+            if sps > 0:
+                seconds += (step - last_step) / sps
         last_step = step
         yield row, round(seconds / 3600, 2)
 
@@ -85,14 +106,16 @@ def training_hours(rows: list[dict[str, str]]) -> float:
     return hours
 
 
-def plot_curve(rows: list[dict[str, str]], path: Path) -> None:
+def plot_curve(rows: list[dict[str, str]], path: Path, stages: list[str]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    episodes = [r for r in rows if r["kind"] == "episode"]
-    evals = [r for r in rows if r["kind"] == "eval"]
+    with_hours = list(_episodes_with_hours(rows))
+    episodes = [r for r, _ in with_hours]
+    hours = np.array([h for _, h in with_hours], dtype=float)
+    evals = [r for r in rows if r["kind"] == "eval" and not r.get("stage")]  # the pooled rows
     steps = np.array([int(r["step"]) for r in episodes])
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for ax, key, label in ((axes[0], "x_pos", "x position"), (axes[1], "return", "return (scaled)")):
@@ -108,7 +131,12 @@ def plot_curve(rows: list[dict[str, str]], path: Path) -> None:
         ax.set_xlabel("agent steps")
         ax.set_title(label)
         ax.legend(loc="upper left", fontsize=8)
-    axes[0].axhline(FLAGPOLE_X_1_1, ls="--", color="gray", lw=0.8)
+        if len(steps) > 1 and hours[-1] > hours[0]:  # wall hours of training, read off the same episodes
+            top = ax.secondary_xaxis("top", functions=(lambda x: np.interp(x, steps, hours),
+                                                       lambda h: np.interp(h, hours, steps)))
+            top.set_xlabel("wall hours of training")
+    if stages == ["1-1"]:
+        axes[0].axhline(FLAGPOLE_X_1_1, ls="--", color="gray", lw=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -137,8 +165,9 @@ def main() -> int:
     parser.add_argument("run", type=Path)
     parser.add_argument("--checkpoint", default="best",
                         help="checkpoint under RUN/checkpoints to ship (default: best)")
-    parser.add_argument("--out", type=Path, default=ROOT / "save" / "pretrained" / "world-1-1")
+    parser.add_argument("--out", type=Path, help="where to write (default: save/pretrained/world-W-S or world-W)")
     args = parser.parse_args()
+    args.out = args.out or default_out(args.run)
     source = args.run / "checkpoints" / args.checkpoint
     if not (source / "COMPLETE").is_file():
         print(f"error: {source} is not a complete checkpoint", file=sys.stderr)
@@ -156,7 +185,7 @@ def main() -> int:
     played = record(args.out, flags[0] if flags else 0)  # `evaluate --seed 0` plays episode i with seed i
     state = json.loads((source / "state.json").read_text())
     rows = [row for row in read_metrics(args.run) if int(row["step"]) <= state["step"]]  # up to what ships
-    plot_curve(rows, args.out / "learning_curve.png")
+    plot_curve(rows, args.out / "learning_curve.png", list(results.get("per_stage") or ["1-1"]))
     training = {"run": args.run.name, "checkpoint": args.checkpoint, "step": state["step"],
                 "episodes": state["episodes"], "training_flags": state["flags"],
                 "first_flag": first_flag(rows), "training_wall_hours": training_hours(rows), **played}

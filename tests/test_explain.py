@@ -165,14 +165,14 @@ def test_the_q_value_panel_of_a_recorded_explain_video_changes_over_an_episode(t
     that only count frames)."""
     import imageio.v2 as imageio
 
-    from mario_dqn.checkpoint import load_checkpoint, restore_agent
+    from mario_dqn.checkpoint import load_policy, restore_policy
     from mario_dqn.environment import ACTIONS, action_meanings
     from mario_dqn.runner import build_agent, evaluate
 
-    checkpoint = load_checkpoint(PRETRAINED)
-    config = C.apply_overrides(checkpoint.config, ["max_episode_steps=40"])
+    policy = load_policy(PRETRAINED)
+    config = C.apply_overrides(policy.config, ["max_episode_steps=40"])
     agent = build_agent(config, len(ACTIONS[config.env.action_set]))
-    restore_agent(checkpoint, agent)
+    restore_policy(policy, agent)
     names = action_meanings(config.env)
     videos = explain.ExplainVideos(tmp_path, "shipped", 15, names)
     try:

@@ -290,6 +290,36 @@ def test_partial_checkpoints_are_refused(runs, tmp_path):
         load_checkpoint(missing)
 
 
+def test_a_policy_loads_without_target_optimizer_and_online_npz(runs, tmp_path):
+    """What a shipped agent holds (model.keras, state.json, config.json, COMPLETE) is
+    enough to act: load_policy reads the online weights from model.keras, equal to the
+    checkpoint's online.npz, and `evaluate` through the CLI gives the same episode as the
+    full checkpoint. A missing model is named."""
+    import shutil
+
+    from mario_dqn.checkpoint import CheckpointError, load_checkpoint, load_policy
+
+    source = runs["straight"] / "checkpoints" / "step-000000000300"
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for name in ("model.keras", "state.json", "config.json", "COMPLETE"):
+        shutil.copy2(source / name, shipped / name)
+    policy = load_policy(shipped)
+    full = load_checkpoint(source)
+    assert len(policy.online) == len(full.training.online)
+    for got, want in zip(policy.online, full.training.online, strict=True):
+        np.testing.assert_array_equal(got, want)
+    outcomes = []
+    for path in (source, shipped):
+        out = cli("evaluate", str(path), "--episodes", "1", "--json")
+        assert out.returncode == 0, out.stderr[-2000:]
+        outcomes.append(json.loads(out.stdout)["per_episode"])
+    assert outcomes[0] == outcomes[1]
+    (shipped / "model.keras").unlink()
+    with pytest.raises(CheckpointError, match="model.keras is missing"):
+        load_policy(shipped)
+
+
 def test_evaluate_one_stage_of_an_agent_and_stages_in_the_record(runs):
     out = cli("evaluate", str(runs["straight"]), "--episodes", "2", "--stage", "1-2", "--json")
     assert out.returncode == 0, out.stderr[-2000:]
