@@ -164,12 +164,25 @@ def _new_run_dir(config: C.Config, name: str | None, force: bool) -> Path:
     return run_dir
 
 
+def _preset_overrides(preset: str | None) -> list[str]:
+    """The ``key=value`` items of ``preset`` (none without one), or a one-line UserError."""
+    if preset is None:
+        return []
+    from config import presets
+
+    try:
+        return presets.load(preset)[1]
+    except C.ConfigError as err:
+        raise UserError(str(err)) from None
+
+
 def _resolve_train_config(world: int | None, stage: int | None, stages: str | None, steps: int | None,
                           envs: int | None, seed: int | None, save_dir: str | None,
-                          overrides: tuple[str, ...]) -> C.Config:
+                          overrides: tuple[str, ...], preset: str | None = None) -> C.Config:
+    """The defaults, then the preset, then ``--set``, then the named options: later wins."""
     if stages and (world is not None or stage is not None):
         raise UserError("--stages cannot be combined with --world/--stage")
-    items = list(overrides)
+    items = _preset_overrides(preset) + list(overrides)
     if world is not None or stage is not None:
         items.append(f"env.stages={world or 1}-{stage or 1}")
     if stages:
@@ -199,11 +212,14 @@ def _resolve_train_config(world: int | None, stage: int | None, stages: str | No
 @click.option("--resume", "resume", type=click.Path(file_okay=False, path_type=Path),
               help="Continue the run in this directory from its latest complete checkpoint.")
 @click.option("--force", is_flag=True, help="Replace an existing run of the same name.")
+@click.option("--preset", metavar="NAME",
+              help="Start from the overrides of config/presets/NAME.json (--set and the options above "
+                   "still win); 'python main.py config --presets' lists them.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any config field, e.g. --set agent.gamma=0.95 (repeatable; "
                    "see 'python main.py config').")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
-def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force, overrides, no_progress):
+def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force, preset, overrides, no_progress):
     """Train a DQN agent; writes config.json, checkpoints/, metrics.csv and TensorBoard logs.
 
     Stop it any time with Ctrl-C (or SIGTERM, or by closing the terminal): it finishes
@@ -211,8 +227,8 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
     exactly the numbers an uninterrupted run would give.
     """
     # Every check that needs no TensorFlow comes first, so a mistake is refused at once.
-    if resume is not None and (any(v is not None for v in (world, stage, stages, envs, seed, name, save_dir))
-                               or overrides or force):
+    if resume is not None and (any(v is not None for v in (world, stage, stages, envs, seed, name, save_dir,
+                                                           preset)) or overrides or force):
         raise UserError("--resume continues a run with its saved config; only --steps may change")
     run_dir, trainer, restoring = resume, None, None
     try:
@@ -226,7 +242,7 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
             trainer.restore(checkpoint)
             restoring = None
         else:
-            config = _resolve_train_config(world, stage, stages, steps, envs, seed, save_dir, overrides)
+            config = _resolve_train_config(world, stage, stages, steps, envs, seed, save_dir, overrides, preset)
             run_dir = _new_run_dir(config, name, force)
             from mario_dqn.runner import Trainer
 
@@ -492,9 +508,21 @@ def play(path, episodes, seed, epsilon, record, video_dir, explain, window, spee
 
 
 @cli.command("config")
-def show_config():
+@click.option("--preset", metavar="NAME", help="Show the values with this preset applied.")
+@click.option("--presets", "list_presets", is_flag=True, help="List the presets (config/presets/) and stop.")
+def show_config(preset, list_presets):
     """List every config key with its default and what it means (for --set KEY=VALUE)."""
-    for key, value, doc in C.field_docs():
+    from config import presets
+
+    if list_presets:
+        for name in presets.available():
+            click.echo(f"{name}\n    {presets.load(name)[0]}")
+        return
+    try:
+        config = C.apply_overrides(C.Config(), _preset_overrides(preset))
+    except C.ConfigError as err:
+        raise UserError(f"preset {preset!r}: {err}") from None
+    for key, value, doc in C.field_docs(config):
         shown = ",".join(value) if isinstance(value, tuple) else value
         click.echo(f"{key} = {shown}\n    {doc}")
 

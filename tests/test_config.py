@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +125,56 @@ def test_bad_config_files_are_refused(mutate, message):
 def test_invalid_json_text_is_refused():
     with pytest.raises(C.ConfigError, match="not valid JSON"):
         C.from_json("{not json")
+
+
+# ------------------------------------------------------------------- presets
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _main(*args: str) -> subprocess.CompletedProcess:
+    """The real CLI; these commands are refused or answered before TensorFlow loads."""
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_the_w11_a_preset_is_the_config_w11_a_was_trained_with():
+    """tests/data/w11-a-config.json is the config.json of run w11-a (shipped 2026-11-22);
+    the preset must reproduce every field of it whatever today's defaults are (keep_models
+    did not exist then and is a record-keeping switch, not a training setting)."""
+    from config import presets
+
+    doc, items = presets.load("w11-a")
+    assert "w11-a" in doc
+    got = C.apply_overrides(C.Config(), items)
+    want = C.from_json((ROOT / "tests" / "data" / "w11-a-config.json").read_text())
+    want = C.replace(want, {"runner": {"keep_models": got.runner.keep_models}})
+    assert C.to_dict(got) == C.to_dict(want)
+
+
+def test_presets_through_the_cli(tmp_path):
+    listed = _main("config", "--presets")
+    assert listed.returncode == 0 and listed.stdout.startswith("w11-a\n"), listed.stdout
+    shown = _main("config", "--preset", "w11-a")
+    assert shown.returncode == 0 and "runner.num_envs = 2\n" in shown.stdout
+    assert f"runner.num_envs = {C.Config().runner.num_envs}\n" in _main("config").stdout
+    for args in (("train", "--preset", "nope", "--save-dir", str(tmp_path)), ("config", "--preset", "nope")):
+        refused = _main(*args)
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.count("\n") == 1 and "unknown preset 'nope'; presets: w11-a" in refused.stderr
+    assert not any(tmp_path.iterdir()), "a refused preset writes no run"
+    resumed = _main("train", "--resume", str(tmp_path), "--preset", "w11-a")
+    assert resumed.returncode == 2 and "only --steps may change" in resumed.stderr
+
+
+def test_a_malformed_preset_is_named(tmp_path, monkeypatch):
+    from config import presets
+
+    monkeypatch.setattr(presets, "PRESET_DIR", tmp_path)
+    (tmp_path / "bad.json").write_text('{"doc": "x", "set": ["lr=1"]}')
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(C.ConfigError, match="must be an object with 'doc'"):
+        presets.load("bad")
+    with pytest.raises(C.ConfigError, match="broken.json is unreadable"):
+        presets.load("broken")
+    assert presets.available() == ["bad", "broken"]
