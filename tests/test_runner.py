@@ -315,6 +315,12 @@ def test_a_policy_loads_without_target_optimizer_and_online_npz(runs, tmp_path):
         assert out.returncode == 0, out.stderr[-2000:]
         outcomes.append(json.loads(out.stdout)["per_episode"])
     assert outcomes[0] == outcomes[1]
+    config = json.loads((shipped / "config.json").read_text())
+    config["agent"]["network"] = "small" if config["agent"]["network"] == "nature" else "nature"
+    (shipped / "config.json").write_text(json.dumps(config))
+    out = cli("evaluate", str(shipped), "--episodes", "1")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr[-2000:]
+    assert f"{shipped / 'model.keras'} does not match the model built from its config" in out.stderr
     (shipped / "model.keras").unlink()
     with pytest.raises(CheckpointError, match="model.keras is missing"):
         load_policy(shipped)
