@@ -17,8 +17,8 @@ Beside them: ``checkpoints/latest`` (a text file naming the newest) and
 
 Playing and evaluating need less: :func:`load_policy` reads only ``model.keras`` (or
 ``online.npz``), ``state.json``, ``config.json`` and the marker, so a shipped agent
-(``save/pretrained/``) carries no target network or optimizer state (two thirds of a
-checkpoint's bytes).
+(``save/pretrained/``) carries no target network or optimizer state (most of a
+checkpoint's bytes besides the replay).
 
 The arrays and the "agent" counters are the agent's :class:`TrainingState`, which this
 module stores part by part without knowing the agent's attributes. Checkpoints written

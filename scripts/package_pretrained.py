@@ -46,7 +46,7 @@ SHIPPED_FILES = ("model.keras", "state.json", "config.json", "COMPLETE")
 
 def copy_checkpoint(source: Path, out: Path) -> None:
     """The files `play`/`evaluate` need: not the replay memory (0.7 GB), the target
-    network or the optimizer state (two thirds of the rest)."""
+    network or the optimizer state (most of the rest)."""
     for name in SHIPPED_FILES:
         shutil.copy2(source / name, out / name)
 
