@@ -240,9 +240,7 @@ class DQNAgent:
         mine = {"online": self.online.weights, "target": self.target.weights,
                 "optimizer": self.optimizer.variables}
         for part in TrainingState.PARTS:
-            got, want = getattr(state, part), mine[part]
-            if len(got) != len(want) or any(tuple(g.shape) != tuple(w.shape) for g, w in zip(got, want)):
-                raise StateMismatch(part)
+            _check_shapes(part, getattr(state, part), mine[part])
         self.online.set_weights(state.online)
         self.target.set_weights(state.target)
         for variable, value in zip(self.optimizer.variables, state.optimizer):
@@ -256,9 +254,7 @@ class DQNAgent:
         """Act with ``online`` weights (the target net gets them too); for playing and
         evaluating, where there is no optimizer state to restore. :class:`StateMismatch`
         before anything changes when their shapes do not fit this agent's network."""
-        want = self.online.weights
-        if len(online) != len(want) or any(tuple(g.shape) != tuple(w.shape) for g, w in zip(online, want)):
-            raise StateMismatch("online")
+        _check_shapes("online", online, self.online.weights)
         self.online.set_weights(online)
         self.target.set_weights(online)
 
@@ -270,3 +266,9 @@ class DQNAgent:
         """Only the online network's weights (a ``.weights.h5`` file): what a kept model
         needs to be evaluated, with no optimizer or target copies."""
         self.online.save_weights(path)
+
+
+def _check_shapes(part: str, got: list[np.ndarray], want: list[Any]) -> None:
+    """:class:`StateMismatch` naming ``part`` unless ``got`` has the shapes of ``want``."""
+    if len(got) != len(want) or any(tuple(g.shape) != tuple(w.shape) for g, w in zip(got, want)):
+        raise StateMismatch(part)
