@@ -172,6 +172,8 @@ FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
     ("agent", "network"): "nature",
     ("agent", "augment_shift"): 0,
     ("runner", "keep_models"): False,
+    ("agent", "learning_rate_decay_steps"): 0,
+    ("agent", "learning_rate_end"): 2.5e-5,  # unused without a decay
 }
 """Fields that configs written before them lack, each with the value that reproduces how
 those runs behaved (not necessarily today's default): old runs and shipped agents keep

@@ -72,7 +72,12 @@ class AgentConfig:
     double: bool = spec(True, "Double DQN: the online net selects the next action, the target net evaluates it.")
     gamma: float = spec(0.95, "Discount factor per agent step.", low=0.0, high=1.0)
     n_step: int = spec(3, "Length of the multi-step return.", low=1, high=20)
-    learning_rate: float = spec(2.5e-4, "Adam learning rate.", low=0.0, low_open=True, high=1.0)
+    learning_rate: float = spec(2.5e-4, "Adam learning rate (at the first update).", low=0.0, low_open=True, high=1.0)
+    learning_rate_end: float = spec(2.5e-5, "Learning rate after the decay (only with learning_rate_decay_steps > 0).",
+                                    low=0.0, low_open=True, high=1.0)
+    learning_rate_decay_steps: int = spec(0, "Agent steps of learning (after learning_starts) over which the learning "
+                                             "rate falls linearly to learning_rate_end (0 = constant).",
+                                          low=0, high=1_000_000_000)
     adam_epsilon: float = spec(1.5e-4, "Adam epsilon.", low=0.0, low_open=True, high=1.0)
     batch_size: int = spec(32, "Transitions per gradient update.", low=1, high=4096)
     huber_delta: float = spec(1.0, "Huber loss threshold.", low=0.0, low_open=True, high=1e6)

@@ -179,6 +179,8 @@ class DQNAgent:
         prioritized memory takes its new priorities. With ``config.augment_shift`` > 0
         the step sees obs and next_obs randomly shifted (:func:`mario_dqn.augment.random_shift`).
         """
+        if self.config.learning_rate_decay_steps > 0:
+            self.optimizer.learning_rate.assign(self.learning_rate_at(self.updates))
         shift = self.config.augment_shift
         obs = random_shift(batch.obs, shift, self.augment_rng)
         next_obs = random_shift(batch.next_obs, shift, self.augment_rng)
@@ -188,6 +190,22 @@ class DQNAgent:
             self.sync_target()
         return {"loss": float(out["loss"]), "mean_q": float(out["mean_q"]),
                 "grad_norm": float(out["grad_norm"]), "td_errors": out["td_errors"].numpy()}
+
+    def learning_rate_at(self, updates: int) -> float:
+        """The learning rate of the update after ``updates`` updates: ``learning_rate``
+        falling linearly to ``learning_rate_end`` over ``learning_rate_decay_steps`` agent
+        steps, i.e. that many / ``train_freq`` updates, then flat (constant when the decay
+        is 0). A late, lower rate is meant to damp the policy's swings between checkpoints.
+
+        It is set into Adam's own ``learning_rate`` variable before each update, so the
+        optimizer's variables (and checkpoints) look the same with or without a decay, and
+        a resumed run, which restores ``updates``, continues on the same rate.
+        """
+        cfg = self.config
+        if cfg.learning_rate_decay_steps <= 0:
+            return cfg.learning_rate
+        fraction = min(updates * cfg.train_freq / cfg.learning_rate_decay_steps, 1.0)
+        return cfg.learning_rate + (cfg.learning_rate_end - cfg.learning_rate) * fraction
 
     def td_target(self, batch: Batch) -> np.ndarray:
         """The TD targets y (B,) of a batch, by the same graph code ``train_step`` uses."""

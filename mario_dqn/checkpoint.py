@@ -177,6 +177,35 @@ def save_checkpoint(directory: Path, step: int, agent: Any, state: dict[str, Any
     return final
 
 
+def save_policy(directory: Path, agent: Any, state: dict[str, Any], config: C.Config) -> Path:
+    """Write a shipped agent into ``directory`` (created; it must not exist): what
+    :func:`load_policy` reads (the online network as ``model.keras``, ``state.json`` with
+    ``state``'s counters, ``config.json``) and the marker, nothing a resume would need.
+
+    For agents that come from a kept model (``<run>/models/``) rather than a complete
+    checkpoint: its state has no exploration RNG or update count to give, so ``"agent"``
+    is empty, and :func:`load_checkpoint` refuses it for want of ``target.npz``.
+    Written into a temporary sibling and renamed, like a checkpoint.
+    """
+    directory = Path(directory)
+    if directory.exists():
+        raise FileExistsError(f"{directory} exists")
+    tmp = directory.with_name(f".tmp-{directory.name}-{os.getpid()}")
+    try:
+        tmp.mkdir(parents=True)
+        agent.save_model(tmp / "model.keras")
+        (tmp / "state.json").write_text(json.dumps({"format_version": STATE_FORMAT_VERSION, **state, "agent": {}}))
+        (tmp / "config.json").write_text(C.to_json(config))
+        _fsync_tree(tmp)
+        tmp.rename(directory)
+        (directory / MARKER).write_text("ok\n")
+        _fsync_tree(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
 def _describe(err: OSError) -> str:
     """``strerror`` and the file when the OS gave them, else the message (numpy and zipfile
     raise OSErrors like '7056000 requested and 3755904 written' on a full disk)."""

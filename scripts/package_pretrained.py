@@ -1,6 +1,12 @@
 """Package a trained run as a shipped agent: save/pretrained/world-W-S/ (or world-W/).
 
     .venv/bin/python scripts/package_pretrained.py save/runs/NAME [--checkpoint best] [--out DIR]
+    .venv/bin/python scripts/package_pretrained.py save/runs/NAME --model STEP   # a kept model
+
+The agent comes from a complete checkpoint (``--checkpoint``: a name under RUN/checkpoints)
+or from a model the run kept (``--model STEP``: RUN/models/step-STEP.weights.h5, with the
+run's config.json), which is how a checkpoint picked by benchmarks/time_to_solve.py ships
+after the run pruned it.
 
 Writes into OUT (default save/pretrained/world-W-S for a one-stage run, world-W for a run
 over several stages of one world), replacing what was there:
@@ -8,6 +14,8 @@ over several stages of one world), replacing what was there:
     what play/evaluate read (model.keras, state.json, config.json, COMPLETE: no target
                        network, optimizer state or replay memory, which only training needs)
     results.json       `python main.py evaluate OUT --episodes 20 --seed 0 --json`, verbatim
+    robustness.json    20 greedy episodes on seeds 1000-1019 (not the ones the checkpoint was
+                       picked with) and 20 with epsilon 0.05: flag rate, mean x_pos and return
     episode.mp4        a greedy episode at full resolution: the first evaluation seed that reached
                        the flag (seed 0 when none did)
     episode.gif        the same episode, half size, every other frame (for the README)
@@ -40,6 +48,10 @@ import numpy as np  # noqa: E402
 FLAGPOLE_X_1_1 = 3161
 """Roughly the x_pos of World 1-1's flagpole: drawn as a line on its learning curve."""
 
+HELD_OUT_SEED = 1000
+"""First seed of the 20 "other" evaluation episodes (results.json and the time-to-solve
+harness use seeds 0-19, which pick the checkpoint)."""
+
 SHIPPED_FILES = ("model.keras", "state.json", "config.json", "COMPLETE")
 """What `play`/`evaluate` read (mario_dqn.checkpoint.load_policy), with the marker."""
 
@@ -49,6 +61,33 @@ def copy_checkpoint(source: Path, out: Path) -> None:
     network or the optimizer state (most of the rest)."""
     for name in SHIPPED_FILES:
         shutil.copy2(source / name, out / name)
+
+
+def find_kept_model(run: Path, step: int) -> tuple[Path, dict]:
+    """(weights file, info) of the run's kept model of ``step``; SystemExit naming the
+    steps it kept when there is none."""
+    from mario_dqn import checkpoint as ckpt
+
+    kept = {info["step"]: (weights, info) for weights, info in ckpt.kept_models(run)}
+    if step not in kept:
+        raise SystemExit(f"error: {run} kept no model of step {step} (kept: {', '.join(map(str, kept)) or 'none'})")
+    return kept[step]
+
+
+def ship_kept_model(run: Path, step: int, out: Path) -> dict:
+    """Write the run's kept model of ``step`` into OUT (which must not exist) as a shipped
+    agent (mario_dqn.checkpoint.save_policy) and return the state written with it (step,
+    episodes, flags, wall_s at that step)."""
+    from mario_dqn import checkpoint as ckpt
+    from mario_dqn.environment import ACTIONS
+    from mario_dqn.runner import build_agent
+
+    weights, info = find_kept_model(run, step)
+    config = ckpt.read_run_config(run)
+    agent = build_agent(config, len(ACTIONS[config.env.action_set]))
+    agent.online.load_weights(weights)
+    ckpt.save_policy(out, agent, info, config)
+    return info
 
 
 def default_out(run: Path) -> Path:
@@ -160,33 +199,63 @@ def record(out: Path, seed: int) -> dict:
     return {"video_seed": seed, "play_output": done.stdout.strip()}
 
 
+ROBUSTNESS = {"other_seeds_greedy": (HELD_OUT_SEED, 0.0), "epsilon_0.05": (0, 0.05)}
+"""The checks beside results.json (20 episodes each, as (seed, epsilon)): greedy on seeds
+the checkpoint was not picked with, and the standard DQN evaluation's epsilon 0.05,
+which a policy that only replays one exact button sequence fails."""
+
+
+def evaluate_summary(out: Path, seed: int, epsilon: float) -> dict:
+    """``evaluate OUT --episodes 20`` with this seed and epsilon: its summary and the command."""
+    command = ["evaluate", str(out.relative_to(ROOT) if out.is_relative_to(ROOT) else out),
+               "--episodes", "20", "--seed", str(seed), "--epsilon", str(epsilon), "--json"]
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), *command],
+                          cwd=ROOT, capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout)
+    return {"command": "python main.py " + " ".join(command),
+            **{k: result[k] for k in ("episodes", "flag_rate", "mean_x_pos", "mean_return")}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
-    parser.add_argument("--checkpoint", default="best",
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", default="best",
                         help="checkpoint under RUN/checkpoints to ship (default: best)")
+    source.add_argument("--model", type=int, metavar="STEP",
+                        help="ship the model the run kept at agent step STEP (RUN/models/)")
     parser.add_argument("--out", type=Path, help="where to write (default: save/pretrained/world-W-S or world-W)")
     args = parser.parse_args()
     args.out = args.out or default_out(args.run)
-    source = args.run / "checkpoints" / args.checkpoint
-    if not (source / "COMPLETE").is_file():
-        print(f"error: {source} is not a complete checkpoint", file=sys.stderr)
-        return 2
+    if args.model is None:
+        source = args.run / "checkpoints" / args.checkpoint
+        if not (source / "COMPLETE").is_file():
+            print(f"error: {source} is not a complete checkpoint", file=sys.stderr)
+            return 2
+    else:
+        find_kept_model(args.run, args.model)  # refused before anything shipped is replaced
     if args.out.exists():
         shutil.rmtree(args.out)
-    args.out.mkdir(parents=True)
-    copy_checkpoint(source, args.out)
+    if args.model is None:
+        args.out.mkdir(parents=True)
+        copy_checkpoint(source, args.out)
+        state = json.loads((source / "state.json").read_text())
+        origin = args.checkpoint
+    else:
+        state = ship_kept_model(args.run, args.model, args.out)
+        origin = f"models/step-{args.model:012d}"
     evaluation = subprocess.run([sys.executable, str(ROOT / "main.py"), "evaluate", str(args.out),
                                  "--episodes", "20", "--seed", "0", "--json"],
                                 cwd=ROOT, capture_output=True, text=True, check=True)
     results = json.loads(evaluation.stdout)
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    checks = {name: evaluate_summary(args.out, *protocol) for name, protocol in ROBUSTNESS.items()}
+    (args.out / "robustness.json").write_text(json.dumps(checks, indent=1) + "\n")
     flags = [i for i, episode in enumerate(results["per_episode"]) if episode["flag"]]
     played = record(args.out, flags[0] if flags else 0)  # `evaluate --seed 0` plays episode i with seed i
-    state = json.loads((source / "state.json").read_text())
     rows = [row for row in read_metrics(args.run) if int(row["step"]) <= state["step"]]  # up to what ships
     plot_curve(rows, args.out / "learning_curve.png", list(results.get("per_stage") or ["1-1"]))
-    training = {"run": args.run.name, "checkpoint": args.checkpoint, "step": state["step"],
+    training = {"run": args.run.name, "checkpoint": origin, "step": state["step"],
                 "episodes": state["episodes"], "training_flags": state["flags"],
                 "first_flag": first_flag(rows), "training_wall_hours": training_hours(rows), **played}
     (args.out / "training.json").write_text(json.dumps(training, indent=1) + "\n")

@@ -493,6 +493,37 @@ def test_restored_agent_continues_bitwise_like_uninterrupted_one(op_determinism:
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+def test_learning_rate_decays_linearly_over_agent_steps_and_resumes_on_it() -> None:
+    """learning_rate 0.01 -> 0.001 over 8 agent steps at train_freq 4 = 2 updates: the
+    updates run at 0.01, 0.0055, 0.001, 0.001. With a constant gradient (a TD error far
+    beyond the Huber threshold) Adam moves a weight by exactly its rate each step, so the
+    rates are read off the weight, not just off the variable. A restored agent continues
+    on the same rate; without a decay the rate never moves."""
+    batch = make_batch(onehot(0), [0], [100.0], onehot(1), [0.0])  # y = 100, Q = 0: |TD| >> delta
+    decay = {"learning_rate": 0.01, "learning_rate_end": 0.001, "learning_rate_decay_steps": 8, "train_freq": 4}
+    agent = tiny_agent(np.zeros((4, 3)), **decay)
+    assert [agent.learning_rate_at(u) for u in range(4)] == pytest.approx([0.01, 0.0055, 0.001, 0.001])
+    weights, saved = [0.0], None
+    for update in range(4):
+        agent.train_step(batch)
+        weights.append(float(agent.online.get_weights()[0][0, 0]))
+        if update == 0:
+            saved = agent.training_state()
+    np.testing.assert_allclose(np.diff(weights), [0.01, 0.0055, 0.001, 0.001], rtol=1e-4)
+    assert np.count_nonzero(agent.online.get_weights()[0]) == 1, "only the taken action's weight has a gradient"
+
+    resumed = tiny_agent(np.ones((4, 3)), **decay)
+    resumed.restore(saved)
+    resumed.train_step(batch)
+    assert float(resumed.online.get_weights()[0][0, 0]) == pytest.approx(weights[2], rel=1e-6)
+
+    constant = tiny_agent(np.zeros((4, 3)), learning_rate=0.01, train_freq=4)
+    for _ in range(3):
+        constant.train_step(batch)
+    assert float(constant.optimizer.learning_rate) == pytest.approx(0.01)
+    assert constant.learning_rate_at(10**9) == 0.01
+
+
 def test_optimizer_is_built_before_the_first_update() -> None:
     agent = tiny_agent(ONLINE)
     names = [v.path for v in agent.optimizer.variables]

@@ -326,6 +326,43 @@ def test_a_policy_loads_without_target_optimizer_and_online_npz(runs, tmp_path):
         load_policy(shipped)
 
 
+def test_a_kept_model_ships_as_a_policy_that_plays_like_its_checkpoint(runs, tmp_path):
+    """scripts/package_pretrained.py --model: a run's kept weights (models/) become a
+    shipped agent with the files play/evaluate read and nothing a resume needs; its
+    weights and its evaluated episode equal the complete checkpoint of the same step. An
+    unknown step is refused before anything is written."""
+    import importlib.util
+
+    from mario_dqn.checkpoint import CheckpointError, load_checkpoint, load_policy
+
+    spec = importlib.util.spec_from_file_location("package_pretrained", ROOT / "scripts" / "package_pretrained.py")
+    package = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(package)
+
+    shipped = tmp_path / "shipped"
+    info = package.ship_kept_model(runs["straight"], 300, shipped)
+    assert info["step"] == 300 and info["episodes"] > 0
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(package.SHIPPED_FILES)
+    source = runs["straight"] / "checkpoints" / "step-000000000300"
+    policy, full = load_policy(shipped), load_checkpoint(source)
+    assert policy.state["step"] == 300 and policy.config == full.config
+    for got, want in zip(policy.online, full.training.online, strict=True):
+        np.testing.assert_array_equal(got, want)
+    outcomes = []
+    for path in (source, shipped):
+        out = cli("evaluate", str(path), "--episodes", "1", "--json")
+        assert out.returncode == 0, out.stderr[-2000:]
+        outcomes.append(json.loads(out.stdout)["per_episode"])
+    assert outcomes[0] == outcomes[1]
+    with pytest.raises(CheckpointError, match="target.npz is missing"):
+        load_checkpoint(shipped)
+    with pytest.raises(SystemExit, match="kept no model of step 7 .kept: 100, 200, 300"):
+        package.ship_kept_model(runs["straight"], 7, tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+    with pytest.raises(FileExistsError):
+        package.ship_kept_model(runs["straight"], 300, shipped)
+
+
 def test_evaluate_one_stage_of_an_agent_and_stages_in_the_record(runs):
     out = cli("evaluate", str(runs["straight"]), "--episodes", "2", "--stage", "1-2", "--json")
     assert out.returncode == 0, out.stderr[-2000:]
