@@ -174,6 +174,9 @@ FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
     ("runner", "keep_models"): False,
     ("agent", "learning_rate_decay_steps"): 0,
     ("agent", "learning_rate_end"): 2.5e-5,  # unused without a decay
+    ("agent", "munchausen_alpha"): 0.0,
+    ("agent", "munchausen_tau"): 0.03,  # unused without munchausen_alpha
+    ("agent", "munchausen_clip"): -1.0,  # unused without munchausen_alpha
 }
 """Fields that configs written before them lack, each with the value that reproduces how
 those runs behaved (not necessarily today's default): old runs and shipped agents keep

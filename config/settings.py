@@ -70,6 +70,15 @@ class AgentConfig:
                         choices=NETWORKS)
     dueling: bool = spec(True, "Dueling head (value + advantage - mean advantage) instead of a linear Q head.")
     double: bool = spec(True, "Double DQN: the online net selects the next action, the target net evaluates it.")
+    munchausen_alpha: float = spec(0.0, "Munchausen DQN (Vieillard et al. 2020): weight of the bonus "
+                                         "alpha * tau * clip(log pi(a|s), munchausen_clip, 0) added to the reward, "
+                                         "with pi = softmax(Q_target / tau) and a soft bootstrap "
+                                         "sum pi(a'|s') (Q_target(s', a') - tau log pi(a'|s')) instead of the "
+                                         "(Double) max; 0 = off, the paper's value is 0.9.", low=0.0, high=1.0)
+    munchausen_tau: float = spec(0.03, "Munchausen DQN's entropy temperature tau (only with munchausen_alpha > 0).",
+                                 low=0.0, low_open=True, high=100.0)
+    munchausen_clip: float = spec(-1.0, "Munchausen DQN's lower clip l0 of log pi(a|s) (only with "
+                                        "munchausen_alpha > 0).", low=-1000.0, high=0.0)
     gamma: float = spec(0.95, "Discount factor per agent step.", low=0.0, high=1.0)
     n_step: int = spec(3, "Length of the multi-step return.", low=1, high=20)
     learning_rate: float = spec(2.5e-4, "Adam learning rate (at the first update).", low=0.0, low_open=True, high=1.0)

@@ -32,7 +32,7 @@ import keras  # noqa: E402
 from mario_dqn.network import build_q_network  # noqa: E402
 
 class DQNAgent:
-    """Double/dueling n-step DQN with a periodically synced target network.
+    """Double/dueling n-step DQN (or Munchausen DQN) with a periodically synced target network.
 
     ``network`` lets tests inject a tiny model; otherwise ``config.network``'s torso is
     built by :func:`mario_dqn.network.build_q_network`. The target network is always a
@@ -97,7 +97,7 @@ class DQNAgent:
         # size, and numpy arguments never trigger a retrace.
         self._train_fn = tf.function(self._train_graph, input_signature=batch_spec,
                                      jit_compile=jit_compile, autograph=False)
-        self._target_fn = tf.function(self._td_target_graph, input_signature=batch_spec[2:5],
+        self._target_fn = tf.function(self._td_target_graph, input_signature=batch_spec[:5],
                                       autograph=False)
         # Acting is XLA-compiled: for the small batches it runs on (one row per env) the
         # per-op dispatch costs more than the convolutions, and the fused forward pass
@@ -122,15 +122,32 @@ class DQNAgent:
 
     # ------------------------------------------------------------------ graphs
 
-    def _td_target_graph(self, reward: tf.Tensor, next_obs: tf.Tensor, discount: tf.Tensor) -> tf.Tensor:
+    def _td_target_graph(self, obs: tf.Tensor, action: tf.Tensor, reward: tf.Tensor, next_obs: tf.Tensor,
+                         discount: tf.Tensor) -> tf.Tensor:
         """y = reward + discount * Q_target(s', a*), the one place the target is computed.
 
         Double DQN picks a* with the online net and evaluates it with the target net,
         which curbs the max operator's upward bias; vanilla DQN takes max_a Q_target.
         A terminated window arrives with discount 0, so its bootstrap term vanishes.
+
+        With ``munchausen_alpha`` > 0 it is Munchausen DQN's target instead: the policy
+        is pi = softmax(Q_target / tau); the reward gets the bonus alpha * tau *
+        clip(log pi(a|s), l0, 0) of the action taken (the paper shows it acts as an
+        implicit KL penalty between successive policies), and the bootstrap is the soft value
+        sum_a' pi(a'|s') (Q_target(s', a') - tau log pi(a'|s')). With n-step windows the
+        bonus is that of the window's first action only; ``obs`` and ``action`` are used
+        for nothing else.
         """
+        cfg = self.config
         next_q_target = self.target(next_obs, training=False)
-        if self.config.double:
+        if cfg.munchausen_alpha > 0:
+            tau = cfg.munchausen_tau
+            next_log_pi = tf.nn.log_softmax(next_q_target / tau, axis=1)
+            next_value = tf.reduce_sum(tf.exp(next_log_pi) * (next_q_target - tau * next_log_pi), axis=1)
+            log_pi = tf.nn.log_softmax(self.target(obs, training=False) / tau, axis=1)
+            log_pi_taken = tf.gather(log_pi, action, axis=1, batch_dims=1)
+            reward = reward + cfg.munchausen_alpha * tau * tf.clip_by_value(log_pi_taken, cfg.munchausen_clip, 0.0)
+        elif cfg.double:
             next_action = tf.argmax(self.online(next_obs, training=False), axis=1, output_type=tf.int32)
             next_value = tf.gather(next_q_target, next_action, axis=1, batch_dims=1)
         else:
@@ -140,7 +157,7 @@ class DQNAgent:
     def _train_graph(self, obs: tf.Tensor, action: tf.Tensor, reward: tf.Tensor, next_obs: tf.Tensor,
                      discount: tf.Tensor, weight: tf.Tensor) -> dict[str, tf.Tensor]:
         """One Adam step on the importance-weighted Huber loss of the TD errors."""
-        target = self._td_target_graph(reward, next_obs, discount)
+        target = self._td_target_graph(obs, action, reward, next_obs, discount)
         variables = self.online.trainable_variables
         with tf.GradientTape() as tape:
             q = self.online(obs, training=True)
@@ -209,7 +226,7 @@ class DQNAgent:
 
     def td_target(self, batch: Batch) -> np.ndarray:
         """The TD targets y (B,) of a batch, by the same graph code ``train_step`` uses."""
-        return self._target_fn(batch.reward, batch.next_obs, batch.discount).numpy()
+        return self._target_fn(batch.obs, batch.action, batch.reward, batch.next_obs, batch.discount).numpy()
 
     def sync_target(self) -> None:
         """Move the target network to the online one (hard copy, or Polyak with tau < 1)."""

@@ -117,6 +117,41 @@ def test_vanilla_dqn_target_takes_target_max() -> None:
     np.testing.assert_allclose(agent.td_target(TD_BATCH), expected, rtol=1e-6)
 
 
+def _log_softmax(q: np.ndarray, tau: float) -> np.ndarray:
+    z = q / tau
+    return z - np.log(np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True)) - z.max(axis=1, keepdims=True)
+
+
+def test_munchausen_target_adds_the_clipped_log_policy_bonus_and_bootstraps_softly() -> None:
+    """Vieillard et al. 2020, eq. (2), written out in numpy on the target net's Q-values:
+    y = r + alpha tau clip(log pi(a|s), l0, 0) + discount sum_a' pi(a'|s') (q'(s',a') -
+    tau log pi(a'|s')), pi = softmax(q' / tau). The online net plays no part (no Double
+    selection), the bonus of an action the policy rates at log pi < l0 is clipped to l0,
+    and a terminated window keeps the bonus but loses the bootstrap."""
+    target = TARGET.copy()
+    target[2] = [2.0, 1.0, 0.0]   # e2: log pi(0) ~ -0.41 at tau 1 (no clip), log pi(2) ~ -2.41 (clipped)
+    target[3] = [0.0, 0.5, 0.0]   # e3
+    alpha, tau, l0 = 0.9, 1.0, -1.0
+    agent = tiny_agent(ONLINE, target, double=True, munchausen_alpha=alpha, munchausen_tau=tau, munchausen_clip=l0)
+    obs_rows, actions, next_rows = [2, 3, 2], [0, 1, 2], [0, 1, 1]
+    log_pi = _log_softmax(target[obs_rows], tau)[np.arange(3), actions]
+    next_log_pi = _log_softmax(target[next_rows], tau)
+    soft_value = (np.exp(next_log_pi) * (target[next_rows] - tau * next_log_pi)).sum(axis=1)
+    reward, discount = np.array([1.0, -0.5, 2.0]), np.array([0.9, 0.0, 0.729])
+    expected = reward + alpha * tau * np.clip(log_pi, l0, 0.0) + discount * soft_value
+    assert log_pi[0] > l0 > log_pi[2], "one bonus inside the clip, one clipped"
+    np.testing.assert_allclose(agent.td_target(TD_BATCH), expected, rtol=1e-5)
+    # the soft value lies between the policy's mean and max of q' (entropy term >= 0)
+    assert np.all(soft_value >= (np.exp(next_log_pi) * target[next_rows]).sum(axis=1))
+    # a hand-checked number: sample 1 is terminated, so y = -0.5 + 0.9 * log pi(1|e3)
+    pi = np.exp([0.0, 0.5, 0.0]) / np.exp([0.0, 0.5, 0.0]).sum()
+    assert agent.td_target(TD_BATCH)[1] == pytest.approx(-0.5 + 0.9 * np.log(pi[1]), rel=1e-5)
+    # as tau -> 0 with alpha = 0+ the soft value becomes the target max (vanilla DQN's)
+    cold = tiny_agent(ONLINE, TARGET, munchausen_alpha=1e-9, munchausen_tau=1e-3)
+    np.testing.assert_allclose(cold.td_target(TD_BATCH), tiny_agent(ONLINE, TARGET, double=False).td_target(TD_BATCH),
+                               rtol=1e-4, atol=1e-4)
+
+
 def test_termination_masks_bootstrap_but_truncation_does_not() -> None:
     agent = tiny_agent(ONLINE, TARGET)
     same_next = make_batch(onehot(2, 2), [0, 0], [0.25, 0.25], onehot(1, 1), [0.0, 0.9**2])
