@@ -80,7 +80,7 @@ class AgentConfig:
     munchausen_clip: float = spec(-1.0, "Munchausen DQN's lower clip l0 of log pi(a|s) (only with "
                                         "munchausen_alpha > 0).", low=-1000.0, high=0.0)
     gamma: float = spec(0.95, "Discount factor per agent step.", low=0.0, high=1.0)
-    n_step: int = spec(3, "Length of the multi-step return.", low=1, high=20)
+    n_step: int = spec(10, "Length of the multi-step return.", low=1, high=20)
     learning_rate: float = spec(2.5e-4, "Adam learning rate (at the first update).", low=0.0, low_open=True, high=1.0)
     learning_rate_end: float = spec(2.5e-5, "Learning rate after the decay (only with learning_rate_decay_steps > 0).",
                                     low=0.0, low_open=True, high=1.0)
@@ -88,7 +88,7 @@ class AgentConfig:
                                              "rate falls linearly to learning_rate_end (0 = constant).",
                                           low=0, high=1_000_000_000)
     adam_epsilon: float = spec(1.5e-4, "Adam epsilon.", low=0.0, low_open=True, high=1.0)
-    batch_size: int = spec(32, "Transitions per gradient update.", low=1, high=4096)
+    batch_size: int = spec(16, "Transitions per gradient update.", low=1, high=4096)
     huber_delta: float = spec(1.0, "Huber loss threshold.", low=0.0, low_open=True, high=1e6)
     grad_clip_norm: float = spec(10.0, "Global gradient-norm clip (0 = off).", low=0.0, high=1e6)
     target_update_period: int = spec(2000, "Copy online weights to the target net every this many updates.",
@@ -101,7 +101,7 @@ class AgentConfig:
                                  "(edge-padded crop) in every learning step (0 = off).", low=0, high=16)
     epsilon_start: float = spec(1.0, "Exploration rate at step 0.", low=0.0, high=1.0)
     epsilon_end: float = spec(0.05, "Exploration floor.", low=0.0, high=1.0)
-    epsilon_decay_steps: int = spec(150_000, "Agent steps over which epsilon falls linearly to its floor.",
+    epsilon_decay_steps: int = spec(20_000, "Agent steps over which epsilon falls linearly to its floor.",
                                     low=1, high=1_000_000_000)
 
 

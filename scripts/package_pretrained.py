@@ -19,6 +19,7 @@ over several stages of one world), replacing what was there:
     episode.mp4        a greedy episode at full resolution: the first evaluation seed that reached
                        the flag (seed 0 when none did)
     episode.gif        the same episode, half size, every other frame (for the README)
+    explain.gif        the first 8 s of `play OUT --seed 1 --record --explain`, half size, every other frame
     learning_curve.png x_pos and return against agent steps (wall hours on the top axis),
                        from the run's metrics.csv
     training.json      where it came from: run, checkpoint, step, first flag step and wall time
@@ -199,6 +200,27 @@ def record(out: Path, seed: int) -> dict:
     return {"video_seed": seed, "play_output": done.stdout.strip()}
 
 
+EXPLAIN_SEED, EXPLAIN_SECONDS = 1, 8
+"""explain.gif shows the first seconds of `play --seed 1 --record --explain` (README)."""
+
+
+def record_explain(out: Path, seed: int = EXPLAIN_SEED, seconds: float = EXPLAIN_SECONDS) -> None:
+    """explain.gif: the first ``seconds`` of ``play OUT --seed SEED --record --explain``
+    (the game, the network's input frames and its Q-values), half size, every other frame."""
+    import imageio.v2 as imageio
+
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, str(ROOT / "main.py"), "play", str(out), "--episodes", "1",
+                        "--seed", str(seed), "--record", "--explain", "--video-dir", tmp],
+                       cwd=ROOT, capture_output=True, text=True, check=True)
+        video = next(Path(tmp).glob("*explain*.mp4"))
+        reader = imageio.get_reader(video)
+        fps = reader.get_meta_data()["fps"]
+        frames = [frame[::2, ::2] for i, frame in enumerate(reader) if i % 2 == 0 and i < seconds * fps]
+        reader.close()
+    imageio.mimsave(out / "explain.gif", frames, duration=2000 / fps, loop=0)
+
+
 ROBUSTNESS = {"other_seeds_greedy": (HELD_OUT_SEED, 0.0), "epsilon_0.05": (0, 0.05)}
 """The checks beside results.json (20 episodes each, as (seed, epsilon)): greedy on seeds
 the checkpoint was not picked with, and the standard DQN evaluation's epsilon 0.05,
@@ -253,6 +275,7 @@ def main() -> int:
     (args.out / "robustness.json").write_text(json.dumps(checks, indent=1) + "\n")
     flags = [i for i, episode in enumerate(results["per_episode"]) if episode["flag"]]
     played = record(args.out, flags[0] if flags else 0)  # `evaluate --seed 0` plays episode i with seed i
+    record_explain(args.out)
     rows = [row for row in read_metrics(args.run) if int(row["step"]) <= state["step"]]  # up to what ships
     plot_curve(rows, args.out / "learning_curve.png", list(results.get("per_stage") or ["1-1"]))
     training = {"run": args.run.name, "checkpoint": origin, "step": state["step"],

@@ -34,7 +34,8 @@ def recorded() -> dict:
 
 def test_shipped_files_are_there(recorded):
     for name in ("model.keras", "state.json", "config.json", "COMPLETE",
-                 "results.json", "episode.mp4", "episode.gif", "learning_curve.png", "training.json"):
+                 "results.json", "robustness.json", "episode.mp4", "episode.gif", "explain.gif",
+                 "learning_curve.png", "training.json"):
         assert (PRETRAINED / name).is_file(), name
     for name in ("replay", "target.npz", "optimizer.npz"):  # what only training needs
         assert not (PRETRAINED / name).exists(), f"the shipped agent carries no {name}"

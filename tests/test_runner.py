@@ -290,22 +290,12 @@ def test_partial_checkpoints_are_refused(runs, tmp_path):
         load_checkpoint(missing)
 
 
-def test_a_policy_loads_without_target_optimizer_and_online_npz(runs, tmp_path):
-    """What a shipped agent holds (model.keras, state.json, config.json, COMPLETE) is
-    enough to act: load_policy reads the online weights from model.keras, equal to the
-    checkpoint's online.npz, and `evaluate` through the CLI gives the same episode as the
-    full checkpoint. A missing model is named."""
-    import shutil
+def _assert_plays_like_its_checkpoint(shipped: Path, source: Path):
+    """The shipped policy's weights equal the complete checkpoint's online ones, and both
+    play the same evaluation episode through the CLI; returns the loaded policy."""
+    from mario_dqn.checkpoint import load_checkpoint, load_policy
 
-    from mario_dqn.checkpoint import CheckpointError, load_checkpoint, load_policy
-
-    source = runs["straight"] / "checkpoints" / "step-000000000300"
-    shipped = tmp_path / "shipped"
-    shipped.mkdir()
-    for name in ("model.keras", "state.json", "config.json", "COMPLETE"):
-        shutil.copy2(source / name, shipped / name)
-    policy = load_policy(shipped)
-    full = load_checkpoint(source)
+    policy, full = load_policy(shipped), load_checkpoint(source)
     assert len(policy.online) == len(full.training.online)
     for got, want in zip(policy.online, full.training.online, strict=True):
         np.testing.assert_array_equal(got, want)
@@ -315,6 +305,24 @@ def test_a_policy_loads_without_target_optimizer_and_online_npz(runs, tmp_path):
         assert out.returncode == 0, out.stderr[-2000:]
         outcomes.append(json.loads(out.stdout)["per_episode"])
     assert outcomes[0] == outcomes[1]
+    return policy
+
+
+def test_a_policy_loads_without_target_optimizer_and_online_npz(runs, tmp_path):
+    """What a shipped agent holds (model.keras, state.json, config.json, COMPLETE) is
+    enough to act: load_policy reads the online weights from model.keras, equal to the
+    checkpoint's online.npz, and `evaluate` through the CLI gives the same episode as the
+    full checkpoint. A missing model is named."""
+    import shutil
+
+    from mario_dqn.checkpoint import CheckpointError, load_policy
+
+    source = runs["straight"] / "checkpoints" / "step-000000000300"
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for name in ("model.keras", "state.json", "config.json", "COMPLETE"):
+        shutil.copy2(source / name, shipped / name)
+    _assert_plays_like_its_checkpoint(shipped, source)
     config = json.loads((shipped / "config.json").read_text())
     config["agent"]["network"] = "small" if config["agent"]["network"] == "nature" else "nature"
     (shipped / "config.json").write_text(json.dumps(config))
@@ -333,7 +341,7 @@ def test_a_kept_model_ships_as_a_policy_that_plays_like_its_checkpoint(runs, tmp
     unknown step is refused before anything is written."""
     import importlib.util
 
-    from mario_dqn.checkpoint import CheckpointError, load_checkpoint, load_policy
+    from mario_dqn.checkpoint import CheckpointError, load_checkpoint
 
     spec = importlib.util.spec_from_file_location("package_pretrained", ROOT / "scripts" / "package_pretrained.py")
     package = importlib.util.module_from_spec(spec)
@@ -344,16 +352,8 @@ def test_a_kept_model_ships_as_a_policy_that_plays_like_its_checkpoint(runs, tmp
     assert info["step"] == 300 and info["episodes"] > 0
     assert sorted(p.name for p in shipped.iterdir()) == sorted(package.SHIPPED_FILES)
     source = runs["straight"] / "checkpoints" / "step-000000000300"
-    policy, full = load_policy(shipped), load_checkpoint(source)
-    assert policy.state["step"] == 300 and policy.config == full.config
-    for got, want in zip(policy.online, full.training.online, strict=True):
-        np.testing.assert_array_equal(got, want)
-    outcomes = []
-    for path in (source, shipped):
-        out = cli("evaluate", str(path), "--episodes", "1", "--json")
-        assert out.returncode == 0, out.stderr[-2000:]
-        outcomes.append(json.loads(out.stdout)["per_episode"])
-    assert outcomes[0] == outcomes[1]
+    policy = _assert_plays_like_its_checkpoint(shipped, source)
+    assert policy.state["step"] == 300 and policy.config == load_checkpoint(source).config
     with pytest.raises(CheckpointError, match="target.npz is missing"):
         load_checkpoint(shipped)
     with pytest.raises(SystemExit, match="kept no model of step 7 .kept: 100, 200, 300"):
