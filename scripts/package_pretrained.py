@@ -182,43 +182,42 @@ def plot_curve(rows: list[dict[str, str]], path: Path, stages: list[str]) -> Non
     plt.close(fig)
 
 
-def record(out: Path, seed: int) -> dict:
-    """Play evaluation seed ``seed`` greedily from OUT and write episode.mp4 and episode.gif."""
+def play_to_gif(out: Path, seed: int, gif: str, *flags: str, seconds: float | None = None,
+                mp4: str | None = None) -> str:
+    """Play one greedy episode of evaluation seed ``seed`` from OUT with ``--record`` (and
+    ``flags``), write its first ``seconds`` (all when None) as OUT/``gif`` at half size and
+    every other frame, keep the mp4 as OUT/``mp4`` when named; returns play's output."""
     import imageio.v2 as imageio
 
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run([sys.executable, str(ROOT / "main.py"), "play", str(out), "--episodes", "1",
-                               "--seed", str(seed), "--record", "--video-dir", tmp],
+                               "--seed", str(seed), "--record", *flags, "--video-dir", tmp],
                               cwd=ROOT, capture_output=True, text=True, check=True)
         video = next(Path(tmp).glob("*.mp4"))
-        shutil.copy2(video, out / "episode.mp4")
+        if mp4 is not None:
+            shutil.copy2(video, out / mp4)
         reader = imageio.get_reader(video)
-        frames = [frame[::2, ::2] for i, frame in enumerate(reader) if i % 2 == 0]
-        fps = reader.get_meta_data()["fps"] / 2
+        fps = reader.get_meta_data()["fps"]
+        last = float("inf") if seconds is None else seconds * fps
+        frames = [frame[::2, ::2] for i, frame in enumerate(reader) if i % 2 == 0 and i < last]
         reader.close()
-    imageio.mimsave(out / "episode.gif", frames, duration=1000 / fps, loop=0)
-    return {"video_seed": seed, "play_output": done.stdout.strip()}
+    imageio.mimsave(out / gif, frames, duration=2000 / fps, loop=0)
+    return done.stdout.strip()
+
+
+def record(out: Path, seed: int) -> dict:
+    """Play evaluation seed ``seed`` greedily from OUT and write episode.mp4 and episode.gif."""
+    return {"video_seed": seed, "play_output": play_to_gif(out, seed, "episode.gif", mp4="episode.mp4")}
 
 
 EXPLAIN_SEED, EXPLAIN_SECONDS = 1, 8
 """explain.gif shows the first seconds of `play --seed 1 --record --explain` (README)."""
 
 
-def record_explain(out: Path, seed: int = EXPLAIN_SEED, seconds: float = EXPLAIN_SECONDS) -> None:
-    """explain.gif: the first ``seconds`` of ``play OUT --seed SEED --record --explain``
-    (the game, the network's input frames and its Q-values), half size, every other frame."""
-    import imageio.v2 as imageio
-
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, str(ROOT / "main.py"), "play", str(out), "--episodes", "1",
-                        "--seed", str(seed), "--record", "--explain", "--video-dir", tmp],
-                       cwd=ROOT, capture_output=True, text=True, check=True)
-        video = next(Path(tmp).glob("*explain*.mp4"))
-        reader = imageio.get_reader(video)
-        fps = reader.get_meta_data()["fps"]
-        frames = [frame[::2, ::2] for i, frame in enumerate(reader) if i % 2 == 0 and i < seconds * fps]
-        reader.close()
-    imageio.mimsave(out / "explain.gif", frames, duration=2000 / fps, loop=0)
+def record_explain(out: Path) -> None:
+    """explain.gif: the first seconds of ``play OUT --seed 1 --record --explain`` (the game,
+    the network's input frames and its Q-values), half size, every other frame."""
+    play_to_gif(out, EXPLAIN_SEED, "explain.gif", "--explain", seconds=EXPLAIN_SECONDS)
 
 
 ROBUSTNESS = {"other_seeds_greedy": (HELD_OUT_SEED, 0.0), "epsilon_0.05": (0, 0.05)}

@@ -118,8 +118,8 @@ def test_vanilla_dqn_target_takes_target_max() -> None:
 
 
 def _log_softmax(q: np.ndarray, tau: float) -> np.ndarray:
-    z = q / tau
-    return z - np.log(np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True)) - z.max(axis=1, keepdims=True)
+    z = q / tau - (q / tau).max(axis=1, keepdims=True)  # shifted so exp cannot overflow
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 def test_munchausen_target_adds_the_clipped_log_policy_bonus_and_bootstraps_softly() -> None:
