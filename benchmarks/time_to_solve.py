@@ -95,7 +95,7 @@ def _evaluate_model(weights: str) -> dict[str, float]:
     from mario_dqn.runner import evaluate
 
     agent, (episodes, seed, epsilon) = _WORKER["agent"], _WORKER["protocol"]
-    agent.online.load_weights(weights)
+    agent.load_weights_file(weights)
     result = evaluate(agent, _WORKER["config"], episodes, seed, epsilon)
     return {"flag_rate": result["flag_rate"], "mean_x_pos": result["mean_x_pos"]}
 

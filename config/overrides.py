@@ -177,6 +177,7 @@ FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
     ("agent", "munchausen_alpha"): 0.0,
     ("agent", "munchausen_tau"): 0.03,  # unused without munchausen_alpha
     ("agent", "munchausen_clip"): -1.0,  # unused without munchausen_alpha
+    ("agent", "policy_average_steps"): 0,
 }
 """Fields that configs written before them lack, each with the value that reproduces how
 those runs behaved (not necessarily today's default): old runs and shipped agents keep

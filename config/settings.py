@@ -93,6 +93,13 @@ class AgentConfig:
     grad_clip_norm: float = spec(10.0, "Global gradient-norm clip (0 = off).", low=0.0, high=1e6)
     target_update_period: int = spec(2000, "Copy online weights to the target net every this many updates.",
                                      low=1, high=10_000_000)
+    policy_average_steps: int = spec(
+        0, "Horizon in agent steps of an exponential moving average of the online weights (Polyak-Ruppert "
+           "averaging): each update moves the average train_freq / policy_average_steps of the way to the online "
+           "net. When > 0 the average is the policy: evaluations, the checkpoints' model and the kept models act "
+           "with it, which damps the swings of the greedy policy between checkpoints; learning and training's "
+           "exploration still use the online net, so the learning itself is unchanged. 0 = off.",
+        low=0, high=1_000_000_000)
     target_tau: float = spec(1.0, "Target update rate: 1.0 = hard copy, < 1 = Polyak averaging each period.",
                              low=0.0, low_open=True, high=1.0)
     train_freq: int = spec(4, "One update per this many agent steps (summed over envs).", low=1, high=1000)

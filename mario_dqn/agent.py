@@ -9,8 +9,12 @@ makes it testable against hand-computed numbers and reproducible bit for bit.
 Its whole learning state (both networks' weights, Adam's variables, the update count
 and the exploration generator) goes out through :meth:`DQNAgent.training_state` and
 comes back through :meth:`DQNAgent.restore`, as one
-:class:`mario_dqn.training_state.TrainingState`; ``save_model`` writes the online
+:class:`mario_dqn.training_state.TrainingState`; ``save_model`` writes the policy
 network as a ``.keras`` file for people and other programs.
+
+The policy is the network that evaluations and saved models act with: the online
+network, or with ``policy_average_steps`` > 0 a moving average of its weights (kept
+beside the online and target networks, and saved with them).
 """
 
 from __future__ import annotations
@@ -74,6 +78,13 @@ class DQNAgent:
         self.target = keras.models.clone_model(self.online)
         self.target.set_weights(self.online.get_weights())
         self.target.trainable = False
+        self.average: keras.Model | None = None
+        """The moving average of the online weights (``config.policy_average_steps`` > 0),
+        which is then the policy; None when the online network is the policy."""
+        if config.policy_average_steps > 0:
+            self.average = keras.models.clone_model(self.online)
+            self.average.set_weights(self.online.get_weights())
+            self.average.trainable = False
 
         self.optimizer = keras.optimizers.Adam(
             learning_rate=config.learning_rate,
@@ -106,12 +117,16 @@ class DQNAgent:
         # evaluation's 1). act takes the argmax of this same function's output, so its
         # greedy choice is by construction the argmax of what q_values returns.
         self._q_fn = tf.function(self._q_graph, input_signature=(obs_spec,), jit_compile=True, autograph=False)
+        self._policy_q_fn = self._q_fn if self.average is None else tf.function(
+            self._policy_q_graph, input_signature=(obs_spec,), jit_compile=True, autograph=False)
         self._sync_fn = tf.function(self._sync_graph, autograph=False)
         # Keras 3's Adam updates each variable with a chain of separate elementwise ops,
         # each a pass over all the weights; XLA fuses them into one pass. Only this part
         # is compiled: XLA's CPU convolutions are slower than the oneDNN ones the rest of
         # the step uses.
         self._apply_fn = tf.function(self._apply_graph, jit_compile=True, autograph=False)
+        # One fused pass over the weights, like Adam's (it runs after every update).
+        self._average_fn = tf.function(self._average_graph, jit_compile=True, autograph=False)
 
     def _check_network(self, model: keras.Model) -> None:
         """Fail at construction, not deep inside a trace, when an injected net does not fit."""
@@ -176,6 +191,16 @@ class DQNAgent:
     def _q_graph(self, obs: tf.Tensor) -> tf.Tensor:
         return self.online(obs, training=False)
 
+    def _policy_q_graph(self, obs: tf.Tensor) -> tf.Tensor:
+        return self.policy(obs, training=False)
+
+    def _average_graph(self) -> None:
+        """average <- average + rate * (online - average), rate = train_freq / policy_average_steps
+        (capped at 1): an exponential moving average over ~policy_average_steps agent steps."""
+        rate = min(self.config.train_freq / self.config.policy_average_steps, 1.0)
+        for average_var, online_var in zip(self.average.weights, self.online.weights):
+            average_var.assign(average_var + rate * (online_var - average_var))
+
     def _sync_graph(self) -> None:
         """target <- tau * online + (1 - tau) * target; tau == 1 is an exact copy."""
         tau = self.config.target_tau
@@ -188,7 +213,8 @@ class DQNAgent:
     # ---------------------------------------------------------------- learning
 
     def train_step(self, batch: Batch) -> dict[str, Any]:
-        """One learning step on a replay batch, then the periodic target sync.
+        """One learning step on a replay batch, then the periodic target sync and, when
+        the agent keeps a weight average, the average's step towards the new weights.
 
         Returns ``loss`` and ``mean_q`` (mean Q(s, a) of the batch, before the update)
         and ``grad_norm`` (global gradient norm before clipping) as floats, and
@@ -205,6 +231,8 @@ class DQNAgent:
         self.updates += 1
         if self.updates % self.config.target_update_period == 0:
             self.sync_target()
+        if self.average is not None:
+            self._average_fn()
         return {"loss": float(out["loss"]), "mean_q": float(out["mean_q"]),
                 "grad_norm": float(out["grad_norm"]), "td_errors": out["td_errors"].numpy()}
 
@@ -234,18 +262,29 @@ class DQNAgent:
 
     # ------------------------------------------------------------------ acting
 
-    def q_values(self, obs: np.ndarray) -> np.ndarray:
-        """Online Q-values (N, A) of a batch of uint8 observations (N, H, W, S)."""
-        return self._q_fn(np.asarray(obs, np.uint8)).numpy()
+    @property
+    def policy(self) -> keras.Model:
+        """The network evaluations and saved models act with: the weight average when
+        the agent keeps one, else the online network."""
+        return self.online if self.average is None else self.average
 
-    def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator | None = None) -> np.ndarray:
+    def q_values(self, obs: np.ndarray, *, policy: bool = False) -> np.ndarray:
+        """Q-values (N, A) of a batch of uint8 observations (N, H, W, S): the online
+        network's, or with ``policy`` the policy network's."""
+        q_fn = self._policy_q_fn if policy else self._q_fn
+        return q_fn(np.asarray(obs, np.uint8)).numpy()
+
+    def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator | None = None, *,
+            policy: bool = False) -> np.ndarray:
         """Epsilon-greedy actions (N,) int64 for a batch of observations, one per env.
 
         Both random draws are made for every call whatever epsilon is, so the
         generator advances identically and a resumed run stays in step with an
         uninterrupted one. The network is skipped when every action is random.
         ``rng`` replaces the agent's own generator for this call: evaluation explores
-        with its own, so evaluating never moves training's random stream.
+        with its own, so evaluating never moves training's random stream. Training
+        acts with the online network; evaluation passes ``policy`` to act with
+        :attr:`policy` (the same network unless the agent keeps a weight average).
         """
         obs = np.asarray(obs, np.uint8)
         count = obs.shape[0]
@@ -254,7 +293,8 @@ class DQNAgent:
         random_actions = rng.integers(self.num_actions, size=count, dtype=np.int64)
         if explore.all():
             return random_actions
-        greedy = self._q_fn(obs).numpy().argmax(axis=1)  # first maximum on ties, like tf.argmax
+        q_fn = self._policy_q_fn if policy else self._q_fn
+        greedy = q_fn(obs).numpy().argmax(axis=1)  # first maximum on ties, like tf.argmax
         return np.where(explore, random_actions, greedy)
 
     # ------------------------------------------------------------------- state
@@ -267,17 +307,27 @@ class DQNAgent:
             optimizer=[np.asarray(v) for v in self.optimizer.variables],
             counters={"updates": self.updates, "rng": self.rng.bit_generator.state,
                       "augment_rng": self.augment_rng.bit_generator.state},
+            average=[] if self.average is None else self.average.get_weights(),
         )
 
     def restore(self, state: TrainingState) -> None:
         """Continue from ``state``; :class:`StateMismatch` naming the first part whose
-        shapes do not fit this agent's networks, raised before anything is changed."""
+        shapes do not fit this agent's networks, raised before anything is changed.
+
+        A state without a weight average given to an agent that keeps one (a run that
+        turned ``policy_average_steps`` on when resumed) starts the average at the
+        online weights; an average given to an agent that keeps none is refused."""
         mine = {"online": self.online.weights, "target": self.target.weights,
-                "optimizer": self.optimizer.variables}
+                "optimizer": self.optimizer.variables,
+                "average": [] if self.average is None else self.average.weights}
         for part in TrainingState.PARTS:
+            if part == "average" and not state.average and self.average is not None:
+                continue
             _check_shapes(part, getattr(state, part), mine[part])
         self.online.set_weights(state.online)
         self.target.set_weights(state.target)
+        if self.average is not None:
+            self.average.set_weights(state.average or state.online)
         for variable, value in zip(self.optimizer.variables, state.optimizer):
             variable.assign(value)
         self.updates = int(state.counters["updates"])
@@ -286,21 +336,28 @@ class DQNAgent:
             self.augment_rng.bit_generator.state = state.counters["augment_rng"]
 
     def load_policy(self, online: list[np.ndarray]) -> None:
-        """Act with ``online`` weights (the target net gets them too); for playing and
-        evaluating, where there is no optimizer state to restore. :class:`StateMismatch`
+        """Act with ``online`` weights (every network of the agent gets them); for playing
+        and evaluating, where there is no optimizer state to restore. :class:`StateMismatch`
         before anything changes when their shapes do not fit this agent's network."""
         _check_shapes("online", online, self.online.weights)
-        self.online.set_weights(online)
-        self.target.set_weights(online)
+        for network in (self.online, self.target, self.average):
+            if network is not None:
+                network.set_weights(online)
+
+    def load_weights_file(self, path: Any) -> None:
+        """Act with the weights of a ``.weights.h5`` file that :meth:`save_weights` wrote
+        (a kept model), every network alike, like :meth:`load_policy`."""
+        self.online.load_weights(path)
+        self.load_policy(self.online.get_weights())
 
     def save_model(self, path: Any) -> None:
-        """The online network as a ``.keras`` file (uint8 stacks in, Q-values out)."""
-        self.online.save(path)
+        """The policy network as a ``.keras`` file (uint8 stacks in, Q-values out)."""
+        self.policy.save(path)
 
     def save_weights(self, path: Any) -> None:
-        """Only the online network's weights (a ``.weights.h5`` file): what a kept model
+        """Only the policy network's weights (a ``.weights.h5`` file): what a kept model
         needs to be evaluated, with no optimizer or target copies."""
-        self.online.save_weights(path)
+        self.policy.save_weights(path)
 
 
 def _check_shapes(part: str, got: list[np.ndarray], want: list[Any]) -> None:

@@ -2,9 +2,11 @@
 
 Layout of ``<run>/checkpoints/step-000123456/``::
 
-    model.keras        online network (loads with keras.saving.load_model), for people and programs
+    model.keras        the policy network (loads with keras.saving.load_model), for people and programs
     online.npz         online network weights, in get_weights() order (what resuming reads)
     target.npz         target network weights, same order
+    average.npz        the moving average of the online weights, same order, only when the
+                       agent keeps one (agent.policy_average_steps); it is then the policy
     optimizer.npz      Adam variables (iteration count and moments), in optimizer.variables order
     state.json         counters, every RNG state, per-env episode states, running accumulators;
                        under "agent" the agent's own counters (updates, exploration RNG)
@@ -16,7 +18,7 @@ Beside them: ``checkpoints/latest`` (a text file naming the newest) and
 ``checkpoints/best/`` (the best model by evaluation score, without replay).
 
 Playing and evaluating need less: :func:`load_policy` reads only ``model.keras`` (or
-``online.npz``), ``state.json``, ``config.json`` and the marker, so a shipped agent
+``average.npz``, else ``online.npz``), ``state.json``, ``config.json`` and the marker, so a shipped agent
 (``save/pretrained/``) carries no target network or optimizer state (most of a
 checkpoint's bytes besides the replay).
 
@@ -50,8 +52,9 @@ MARKER = "COMPLETE"
 PREFIX = "step-"
 REQUIRED = ("model.keras", "target.npz", "optimizer.npz", "state.json", "config.json")
 """Files every checkpoint has (``online.npz`` too since it exists; see the module docstring)."""
-PART_FILES = {"online": "online.npz", "target": "target.npz", "optimizer": "optimizer.npz"}
-"""Where each array part of a :class:`TrainingState` is stored."""
+PART_FILES = {"online": "online.npz", "target": "target.npz", "optimizer": "optimizer.npz",
+              "average": "average.npz"}
+"""Where each array part of a :class:`TrainingState` is stored (an empty part is not written)."""
 POLICY_FILES = ("model.keras", "state.json", "config.json")
 """What :func:`load_policy` needs (``online.npz`` is read instead of the model when present)."""
 
@@ -144,7 +147,8 @@ def save_checkpoint(directory: Path, step: int, agent: Any, state: dict[str, Any
         training = agent.training_state()
         agent.save_model(tmp / "model.keras")
         for part, file in PART_FILES.items():
-            np.savez(tmp / file, *getattr(training, part))
+            if getattr(training, part):
+                np.savez(tmp / file, *getattr(training, part))
         (tmp / "state.json").write_text(json.dumps({"format_version": STATE_FORMAT_VERSION, "step": step, **state,
                                                     "agent": training.counters}))
         (tmp / "config.json").write_text(C.to_json(config))
@@ -331,6 +335,7 @@ class Policy:
     config: C.Config
     state: dict[str, Any]
     online: list[np.ndarray]
+    """The weights to act with (the policy's: the average when the checkpoint has one)."""
 
 
 def _read_complete(path: Path, required: tuple[str, ...]) -> tuple[Path, C.Config, dict[str, Any], list[np.ndarray]]:
@@ -361,15 +366,20 @@ def load_checkpoint(path: Path) -> Checkpoint:
     """Read a complete checkpoint to continue training from; raise CheckpointError
     naming the first thing wrong."""
     path, config, state, online = _read_complete(path, REQUIRED)
+    average = _load_npz(path / "average.npz") if (path / "average.npz").is_file() else []
     training = TrainingState(online=online, target=_load_npz(path / "target.npz"),
-                             optimizer=_load_npz(path / "optimizer.npz"), counters=state["agent"])
+                             optimizer=_load_npz(path / "optimizer.npz"), counters=state["agent"], average=average)
     return Checkpoint(path, config, state, training)
 
 
 def load_policy(path: Path) -> Policy:
     """Read what acting needs from a complete checkpoint or a shipped agent (no target
-    network, no optimizer); raise CheckpointError naming the first thing wrong."""
-    return Policy(*_read_complete(path, POLICY_FILES))
+    network, no optimizer); raise CheckpointError naming the first thing wrong. The
+    policy is the weight average when the checkpoint holds one, else the online weights."""
+    path, config, state, online = _read_complete(path, POLICY_FILES)
+    if (path / "average.npz").is_file():
+        online = _load_npz(path / "average.npz")
+    return Policy(path, config, state, online)
 
 
 def _check_zip(file: Path) -> None:
@@ -442,5 +452,6 @@ def restore_policy(policy: Policy, agent: Any) -> None:
     try:
         agent.load_policy(policy.online)
     except StateMismatch:
-        file = policy.path / ("online.npz" if (policy.path / "online.npz").is_file() else "model.keras")
+        file = next((policy.path / name for name in ("average.npz", "online.npz") if (policy.path / name).is_file()),
+                    policy.path / "model.keras")
         raise CheckpointError(f"{file} does not match the model built from its config (online weights)") from None

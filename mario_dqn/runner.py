@@ -88,7 +88,7 @@ class StepView:
     obs: np.ndarray
     """The network's input, the (H, W, stack) uint8 frame stack, oldest frame first."""
     q_values: np.ndarray | None
-    """The online network's (A,) Q-values of ``obs``, computed by the same compiled pass
+    """The policy network's (A,) Q-values of ``obs``, computed by the same compiled pass
     ``agent.act`` takes its greedy action from; None in the last state."""
     action: int | None
     """The action taken from this state; None in the last state."""
@@ -129,7 +129,9 @@ def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilo
     receives each full-resolution frame (for videos and the play window). ``on_step(view)``
     receives each state with the observation, Q-values, action, x_pos and return so far
     (a :class:`StepView`, before its step is taken); the extra forward pass it costs
-    draws no random number, so the results are the same with or without it. ``stop()``
+    draws no random number, so the results are the same with or without it. The agent
+    acts with its policy network (``agent.policy``: the weight average when it keeps
+    one, else the online network). ``stop()``
     is asked before each step; when it is true the evaluation raises
     :class:`EvaluationStopped`.
     """
@@ -152,12 +154,12 @@ def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilo
                     raise EvaluationStopped(rows)
                 q_values, explored = None, False
                 if on_step:
-                    q_values = agent.q_values(obs[None])[0]
+                    q_values = agent.q_values(obs[None], policy=True)[0]
                 if length < noops:
                     action = NOOP_ACTION
                 else:
                     explored = on_step is not None and _will_explore(rng, epsilon)
-                    action = int(agent.act(obs[None], epsilon, rng=rng)[0])
+                    action = int(agent.act(obs[None], epsilon, rng=rng, policy=True)[0])
                 if on_step:
                     on_step(StepView(i, length, frame, obs, q_values, action, explored, noop=length < noops,
                                      x_pos=int(info["x_pos"]), episode_return=total, epsilon=epsilon))

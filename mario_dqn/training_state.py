@@ -8,7 +8,7 @@ needs neither TensorFlow nor a built Keras model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,9 +26,13 @@ class TrainingState:
     """Adam's variables (iteration count, then the moments), in ``optimizer.variables`` order."""
     counters: dict[str, Any]
     """JSON-ready: the update count and the exploration generator's state."""
+    average: list[np.ndarray] = field(default_factory=list)
+    """The moving average of the online weights (``agent.policy_average_steps``), same
+    order; empty when the agent keeps none."""
 
-    PARTS: ClassVar[tuple[str, ...]] = ("online", "target", "optimizer")
-    """The array parts, each stored as one file by the checkpoint."""
+    PARTS: ClassVar[tuple[str, ...]] = ("online", "target", "optimizer", "average")
+    """The array parts, each stored as one file by the checkpoint (``average`` only when
+    it is not empty)."""
 
 
 class StateMismatch(ValueError):

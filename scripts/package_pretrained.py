@@ -86,7 +86,7 @@ def ship_kept_model(run: Path, step: int, out: Path) -> dict:
     weights, info = find_kept_model(run, step)
     config = ckpt.read_run_config(run)
     agent = build_agent(config, len(ACTIONS[config.env.action_set]))
-    agent.online.load_weights(weights)
+    agent.load_weights_file(weights)
     ckpt.save_policy(out, agent, info, config)
     return info
 

@@ -284,6 +284,76 @@ def test_target_starts_as_copy_and_does_not_share_variables() -> None:
     np.testing.assert_array_equal(agent.target.get_weights()[0], ONLINE.astype(np.float32))
 
 
+def test_policy_average_is_a_moving_average_of_online_weights_and_leaves_learning_alone() -> None:
+    """policy_average_steps 8 at train_freq 4: each update moves the average half way
+    to the new online weights, a_k = a_(k-1) + 0.5 (w_k - a_(k-1)), from a_0 = the
+    initial weights. The online and target nets learn exactly as without an average;
+    acting with ``policy`` uses the average, training's acting the online net."""
+    averaged = tiny_agent(ONLINE, TARGET, target_update_period=2, policy_average_steps=8, train_freq=4)
+    plain = tiny_agent(ONLINE, TARGET, target_update_period=2, train_freq=4)
+    assert plain.average is None and plain.policy is plain.online
+    expected = ONLINE.astype(np.float32)
+    for _ in range(3):
+        out_a, out_p = averaged.train_step(TD_BATCH), plain.train_step(TD_BATCH)
+        assert out_a["loss"] == out_p["loss"]
+        online = averaged.online.get_weights()[0]
+        expected = expected + 0.5 * (online - expected)
+        np.testing.assert_allclose(averaged.average.get_weights()[0], expected, rtol=1e-6)
+        assert_same_weights(averaged.online, plain.online)
+        assert_same_weights(averaged.target, plain.target)
+    assert not np.allclose(expected, online), "the average lags the online weights"
+    obs = onehot(0, 1, 2, 3)
+    np.testing.assert_allclose(averaged.q_values(obs, policy=True), expected, rtol=1e-6)
+    np.testing.assert_array_equal(averaged.q_values(obs), online)
+    np.testing.assert_array_equal(averaged.act(obs, 0.0, policy=True), expected.argmax(axis=1))
+    np.testing.assert_array_equal(averaged.act(obs, 0.0), online.argmax(axis=1))
+
+    capped = tiny_agent(ONLINE, TARGET, policy_average_steps=1, train_freq=4)  # rate 4: capped at 1
+    capped.train_step(TD_BATCH)
+    assert_same_weights(capped.average, capped.online)
+
+
+def test_policy_average_round_trips_and_starts_from_online_for_old_states() -> None:
+    """The average is part of the training state: a restored agent continues it bit for
+    bit. A state without one (a run that turns averaging on when resumed) starts it at
+    the online weights; a state with one does not fit an agent that keeps none."""
+    averaged = tiny_agent(ONLINE, TARGET, policy_average_steps=16, train_freq=4)
+    averaged.train_step(TD_BATCH)
+    state = averaged.training_state()
+    assert len(state.average) == 1 and not np.array_equal(state.average[0], state.online[0])
+    resumed = tiny_agent(ONLINE * 0, policy_average_steps=16, train_freq=4)
+    resumed.restore(state)
+    assert_same_weights(resumed.average, averaged.average)
+    for agent in (averaged, resumed):
+        agent.train_step(TD_BATCH)
+    assert_same_weights(resumed.average, averaged.average)
+
+    plain_state = tiny_agent(ONLINE, TARGET).training_state()
+    assert plain_state.average == []
+    turned_on = tiny_agent(ONLINE * 0, policy_average_steps=16)
+    turned_on.restore(plain_state)
+    assert_same_weights(turned_on.average, turned_on.online)
+    np.testing.assert_array_equal(turned_on.average.get_weights()[0], ONLINE.astype(np.float32))
+    with pytest.raises(StateMismatch) as err:
+        tiny_agent(ONLINE).restore(state)
+    assert err.value.part == "average"
+
+
+def test_saved_models_and_load_policy_are_the_policy(tmp_path) -> None:
+    """save_model/save_weights write the average when there is one; load_policy and
+    load_weights_file give every network the weights they are handed."""
+    averaged = tiny_agent(ONLINE, TARGET, policy_average_steps=16, train_freq=4)
+    averaged.train_step(TD_BATCH)
+    averaged.save_weights(tmp_path / "policy.weights.h5")
+    other = tiny_agent(ONLINE * 0, policy_average_steps=16, train_freq=4)
+    other.load_weights_file(tmp_path / "policy.weights.h5")
+    for network in (other.online, other.target, other.average):
+        assert_same_weights(network, averaged.average)
+    averaged.save_model(tmp_path / "policy.keras")
+    saved = keras.saving.load_model(tmp_path / "policy.keras", compile=False)
+    np.testing.assert_array_equal(saved.get_weights()[0], averaged.average.get_weights()[0])
+
+
 # --------------------------------------------------------------- acting
 
 

@@ -119,7 +119,10 @@ def assert_same_checkpoints(a: Path, b: Path):
     returns the first, loaded."""
     from mario_dqn.checkpoint import load_checkpoint
 
-    for name in ("online.npz", "target.npz", "optimizer.npz"):
+    assert (a / "average.npz").is_file() == (b / "average.npz").is_file()
+    for name in ("online.npz", "target.npz", "optimizer.npz", "average.npz"):
+        if not (a / name).is_file():
+            continue
         for x, y in zip(npz(a / name), npz(b / name), strict=True):
             np.testing.assert_array_equal(x, y)
     ca, cb = load_checkpoint(a), load_checkpoint(b)
@@ -291,13 +294,15 @@ def test_partial_checkpoints_are_refused(runs, tmp_path):
 
 
 def _assert_plays_like_its_checkpoint(shipped: Path, source: Path):
-    """The shipped policy's weights equal the complete checkpoint's online ones, and both
-    play the same evaluation episode through the CLI; returns the loaded policy."""
+    """The shipped policy's weights equal the complete checkpoint's policy (its weight
+    average when it keeps one, else its online weights), and both play the same
+    evaluation episode through the CLI; returns the loaded policy."""
     from mario_dqn.checkpoint import load_checkpoint, load_policy
 
     policy, full = load_policy(shipped), load_checkpoint(source)
-    assert len(policy.online) == len(full.training.online)
-    for got, want in zip(policy.online, full.training.online, strict=True):
+    want_weights = full.training.average or full.training.online
+    assert len(policy.online) == len(want_weights)
+    for got, want in zip(policy.online, want_weights, strict=True):
         np.testing.assert_array_equal(got, want)
     outcomes = []
     for path in (source, shipped):
@@ -361,6 +366,46 @@ def test_a_kept_model_ships_as_a_policy_that_plays_like_its_checkpoint(runs, tmp
     assert not (tmp_path / "other").exists()
     with pytest.raises(FileExistsError):
         package.ship_kept_model(runs["straight"], 300, shipped)
+
+
+def test_a_policy_average_leaves_learning_alone_resumes_exactly_and_is_what_ships(runs, tmp_path):
+    """agent.policy_average_steps through the CLI, 2 envs: the run learns exactly like the
+    same run without it (same metrics, online, target and optimizer), its checkpoints
+    add average.npz, which a stop and resume continues bit for bit; model.keras, the kept
+    model and what evaluate/play load are the average, not the online weights."""
+    import importlib.util
+
+    from mario_dqn.checkpoint import _weights_of_keras_file, load_checkpoint
+
+    common = ("--envs", "2", "--set", "checkpoint_every=100", "--set", "keep_checkpoints=2", *TINY,
+              "--set", "policy_average_steps=200")
+    straight = cli("train", "--steps", "300", "--save-dir", str(tmp_path), "--name", "straight", *common)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    first = cli("train", "--steps", "150", "--save-dir", str(tmp_path), "--name", "resumed", *common)
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = cli("train", "--resume", str(tmp_path / "resumed"), "--steps", "300", "--no-progress")
+    assert second.returncode == 0, second.stderr[-2000:]
+
+    a = tmp_path / "straight" / "checkpoints" / "step-000000000300"
+    assert_same_checkpoints(a, tmp_path / "resumed" / "checkpoints" / "step-000000000300")
+    plain = runs["straight2"] / "checkpoints" / "step-000000000300"
+    assert metrics_rows(tmp_path / "straight") == metrics_rows(runs["straight2"])
+    for name in ("online.npz", "target.npz", "optimizer.npz"):
+        for x, y in zip(npz(a / name), npz(plain / name), strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert not (plain / "average.npz").exists()
+
+    average, online = npz(a / "average.npz"), npz(a / "online.npz")
+    assert not all(np.array_equal(x, y) for x, y in zip(average, online)), "the average lags the online weights"
+    for x, y in zip(_weights_of_keras_file(a), average, strict=True):
+        np.testing.assert_array_equal(x, y)
+    spec = importlib.util.spec_from_file_location("package_pretrained", ROOT / "scripts" / "package_pretrained.py")
+    package = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(package)
+    shipped = tmp_path / "shipped"
+    package.ship_kept_model(tmp_path / "straight", 300, shipped)
+    _assert_plays_like_its_checkpoint(shipped, a)
+    assert load_checkpoint(a).training.average
 
 
 def test_evaluate_one_stage_of_an_agent_and_stages_in_the_record(runs):
