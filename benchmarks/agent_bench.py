@@ -129,12 +129,17 @@ def main() -> None:
     for dueling in (True, False):
         for jit in (False, True):
             name = f"update_b{config.batch_size}_{'dueling' if dueling else 'linear'}_{'xla' if jit else 'no_xla'}"
-            agents[name] = DQNAgent(NUM_ACTIONS, OBS_SHAPE, AgentConfig(dueling=dueling), seed=0, jit_compile=jit)
+            agents[name] = DQNAgent(NUM_ACTIONS, OBS_SHAPE, AgentConfig(dueling=dueling, policy_average_steps=0),
+                                    seed=0, jit_compile=jit)
     # The other torsos on the default path (dueling, per-op), in the same rounds: their
     # ratio to the Nature torso is what a change of network buys, whatever the hour.
     for torso in NETWORKS[1:]:
         agents[f"update_b{config.batch_size}_{torso}_dueling_no_xla"] = DQNAgent(
-            NUM_ACTIONS, OBS_SHAPE, AgentConfig(network=torso), seed=0)
+            NUM_ACTIONS, OBS_SHAPE, AgentConfig(network=torso, policy_average_steps=0), seed=0)
+    # With a policy average (agent.policy_average_steps): the update plus the average's
+    # pass over the weights, against the same update without it.
+    averaged = f"update_b{config.batch_size}_dueling_averaged_no_xla"
+    agents[averaged] = DQNAgent(NUM_ACTIONS, OBS_SHAPE, AgentConfig(policy_average_steps=25_000), seed=0)
     updates = {name: (lambda agent=agent: agent.train_step(batch)) for name, agent in agents.items()}
     runs = interleaved_runs_ms(updates, args.iters, args.repeats)
     for name, values in runs.items():
@@ -151,6 +156,9 @@ def main() -> None:
         ratios = [a / b for a, b in zip(runs[name], runs[reference])]
         print(f"update_b{config.batch_size}_{torso}_flop: {torso_flop / 1e9:.2f} GFLOP")
         print(f"{name}_vs_nature: {statistics.median(ratios):.2f}x time, {torso_flop / flop:.2f}x FLOP")
+
+    ratios = [a / b for a, b in zip(runs[averaged], runs[reference])]
+    print(f"{averaged}_vs_without: {statistics.median(ratios):.3f}x time")
 
     agent = DQNAgent(NUM_ACTIONS, OBS_SHAPE, config, seed=0)
     acting = {f"act_b{n}": lambda obs=batch.obs[:n]: agent.act(obs, 0.0) for n in (1, 2, 4)}

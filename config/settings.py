@@ -98,7 +98,9 @@ class AgentConfig:
            "averaging): each update moves the average train_freq / policy_average_steps of the way to the online "
            "net. When > 0 the average is the policy: evaluations, the checkpoints' model and the kept models act "
            "with it, which damps the swings of the greedy policy between checkpoints; learning and training's "
-           "exploration still use the online net, so the learning itself is unchanged. 0 = off.",
+           "exploration still use the online net, so the learning itself is unchanged. The average starts at the "
+           "initial weights, so for the first few horizons after learning starts it lags behind (early "
+           "evaluations read low). 0 = off.",
         low=0, high=1_000_000_000)
     target_tau: float = spec(1.0, "Target update rate: 1.0 = hard copy, < 1 = Polyak averaging each period.",
                              low=0.0, low_open=True, high=1.0)
@@ -140,7 +142,7 @@ class RunnerConfig:
     checkpoint_every: int = spec(25_000, "Agent steps between checkpoints.", low=1, high=10_000_000_000)
     keep_checkpoints: int = spec(3, "Complete checkpoints kept (older ones are deleted).", low=1, high=1000)
     save_replay: bool = spec(True, "Store the replay memory in the latest checkpoint (exact resume).")
-    keep_models: bool = spec(True, "Also keep each checkpoint's online model in <run>/models/ (weights only, a few "
+    keep_models: bool = spec(True, "Also keep each checkpoint's policy model in <run>/models/ (weights only, a few "
                                    "MB each), for benchmarks/time_to_solve.py.")
 
 

@@ -195,11 +195,15 @@ class DQNAgent:
         return self.policy(obs, training=False)
 
     def _average_graph(self) -> None:
-        """average <- average + rate * (online - average), rate = train_freq / policy_average_steps
-        (capped at 1): an exponential moving average over ~policy_average_steps agent steps."""
-        rate = min(self.config.train_freq / self.config.policy_average_steps, 1.0)
+        """average <- average + rate * (online - average), rate = train_freq / policy_average_steps:
+        an exponential moving average over ~policy_average_steps agent steps. A horizon
+        shorter than one update's train_freq steps makes the rate 1, an exact copy."""
+        rate = self.config.train_freq / self.config.policy_average_steps
         for average_var, online_var in zip(self.average.weights, self.online.weights):
-            average_var.assign(average_var + rate * (online_var - average_var))
+            if rate >= 1.0:
+                average_var.assign(online_var)
+            else:
+                average_var.assign(average_var + rate * (online_var - average_var))
 
     def _sync_graph(self) -> None:
         """target <- tau * online + (1 - tau) * target; tau == 1 is an exact copy."""
@@ -300,7 +304,8 @@ class DQNAgent:
     # ------------------------------------------------------------------- state
 
     def training_state(self) -> TrainingState:
-        """A copy of everything learning depends on (see :class:`TrainingState`)."""
+        """A copy of everything learning depends on, and the policy's weight average
+        (see :class:`TrainingState`)."""
         return TrainingState(
             online=self.online.get_weights(),
             target=self.target.get_weights(),
@@ -312,22 +317,17 @@ class DQNAgent:
 
     def restore(self, state: TrainingState) -> None:
         """Continue from ``state``; :class:`StateMismatch` naming the first part whose
-        shapes do not fit this agent's networks, raised before anything is changed.
-
-        A state without a weight average given to an agent that keeps one (a run that
-        turned ``policy_average_steps`` on when resumed) starts the average at the
-        online weights; an average given to an agent that keeps none is refused."""
+        shapes do not fit this agent's networks, raised before anything is changed (a
+        weight average, too, must be there exactly when this agent keeps one)."""
         mine = {"online": self.online.weights, "target": self.target.weights,
                 "optimizer": self.optimizer.variables,
                 "average": [] if self.average is None else self.average.weights}
         for part in TrainingState.PARTS:
-            if part == "average" and not state.average and self.average is not None:
-                continue
             _check_shapes(part, getattr(state, part), mine[part])
         self.online.set_weights(state.online)
         self.target.set_weights(state.target)
         if self.average is not None:
-            self.average.set_weights(state.average or state.online)
+            self.average.set_weights(state.average)
         for variable, value in zip(self.optimizer.variables, state.optimizer):
             variable.assign(value)
         self.updates = int(state.counters["updates"])

@@ -56,7 +56,8 @@ PART_FILES = {"online": "online.npz", "target": "target.npz", "optimizer": "opti
               "average": "average.npz"}
 """Where each array part of a :class:`TrainingState` is stored (an empty part is not written)."""
 POLICY_FILES = ("model.keras", "state.json", "config.json")
-"""What :func:`load_policy` needs (``online.npz`` is read instead of the model when present)."""
+"""What :func:`load_policy` needs (``average.npz``, else ``online.npz``, is read instead of the
+model when present)."""
 
 
 class CheckpointError(ValueError):
@@ -183,7 +184,7 @@ def save_checkpoint(directory: Path, step: int, agent: Any, state: dict[str, Any
 
 def save_policy(directory: Path, agent: Any, state: dict[str, Any], config: C.Config) -> Path:
     """Write a shipped agent into ``directory`` (created; it must not exist): what
-    :func:`load_policy` reads (the online network as ``model.keras``, ``state.json`` with
+    :func:`load_policy` reads (the policy network as ``model.keras``, ``state.json`` with
     ``state``'s counters, ``config.json``) and the marker, nothing a resume would need.
 
     For agents that come from a kept model (``<run>/models/``) rather than a complete
@@ -228,14 +229,15 @@ def write_latest_pointer(directory: Path, path: Path) -> None:
 
 
 MODELS_DIR = "models"
-"""``<run>/models/``: each checkpoint's online weights, kept when older checkpoints are
+"""``<run>/models/``: each checkpoint's policy weights (the online network's, or the weight
+average's when the agent keeps one), kept when older checkpoints are
 pruned (``runner.keep_models``), as ``step-<step>.weights.h5`` beside a
 ``step-<step>.json`` with the run's wall seconds, episodes and flags at that step. They
 hold no optimizer, target or replay: enough to evaluate, not to resume."""
 
 
 def keep_model(directory: Path, step: int, agent: Any, info: dict[str, Any]) -> Path:
-    """Write the online weights and ``info`` for ``step`` into ``directory`` (each file
+    """Write the policy weights and ``info`` for ``step`` into ``directory`` (each file
     written under a temporary name, then renamed: a kill leaves no half file)."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{step_name(step)}.weights.h5"
@@ -354,6 +356,9 @@ def _read_complete(path: Path, required: tuple[str, ...]) -> tuple[Path, C.Confi
     except (OSError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path / 'config.json'} is unreadable ({type(err).__name__})") from None
     state = read_state(path / "state.json")
+    if (path / "average.npz").is_file() and not (path / "online.npz").is_file():
+        # model.keras is the average here, not the online network it stands in for below
+        raise CheckpointError(f"{path / 'online.npz'} is missing")
     if (path / "online.npz").is_file():
         _check_zip(path / "model.keras")  # not read here, but it is the file people use
         online = _load_npz(path / "online.npz")
@@ -367,6 +372,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
     naming the first thing wrong."""
     path, config, state, online = _read_complete(path, REQUIRED)
     average = _load_npz(path / "average.npz") if (path / "average.npz").is_file() else []
+    if config.agent.policy_average_steps > 0 and not average:
+        raise CheckpointError(f"{path / 'average.npz'} is missing")
     training = TrainingState(online=online, target=_load_npz(path / "target.npz"),
                              optimizer=_load_npz(path / "optimizer.npz"), counters=state["agent"], average=average)
     return Checkpoint(path, config, state, training)
@@ -394,7 +401,8 @@ def _check_zip(file: Path) -> None:
 
 
 def _weights_of_keras_file(path: Path) -> list[np.ndarray]:
-    """The online weights of a checkpoint written before ``online.npz`` existed."""
+    """The online weights of a checkpoint written before ``online.npz`` existed (such a
+    checkpoint has no weight average, so its ``model.keras`` is the online network)."""
     # Keras (and TensorFlow) load here, not at import: the CLI refuses a wrong path or a
     # broken config.json in a fraction of a second instead of after TensorFlow starts.
     from mario_dqn.tf_import import import_tensorflow
@@ -442,16 +450,19 @@ def restore_agent(checkpoint: Checkpoint, agent: Any) -> None:
         file = checkpoint.path / PART_FILES[err.part]
         if not file.is_file():  # online weights of a checkpoint from before online.npz
             file = checkpoint.path / "model.keras"
+        if err.part == "average" and getattr(agent, "average", None) is None:
+            raise CheckpointError(f"{file} holds a weight average but its config has "
+                                  f"agent.policy_average_steps = 0") from None
         what = "optimizer variables" if err.part == "optimizer" else f"{err.part} weights"
         raise CheckpointError(f"{file} does not match the model built from its config ({what})") from None
 
 
 def restore_policy(policy: Policy, agent: Any) -> None:
-    """Give ``agent`` the policy's network (online and target alike); CheckpointError
+    """Give ``agent`` the policy's weights (every network of it alike); CheckpointError
     naming the file when it does not fit the agent's network (then the agent is unchanged)."""
     try:
         agent.load_policy(policy.online)
     except StateMismatch:
         file = next((policy.path / name for name in ("average.npz", "online.npz") if (policy.path / name).is_file()),
                     policy.path / "model.keras")
-        raise CheckpointError(f"{file} does not match the model built from its config (online weights)") from None
+        raise CheckpointError(f"{file} does not match the model built from its config (policy weights)") from None

@@ -16,7 +16,8 @@ import numpy as np
 
 @dataclass
 class TrainingState:
-    """Everything a learning step depends on, so that restoring it continues bit for bit."""
+    """Everything a learning step depends on, and the policy's weight average, so that
+    restoring it continues bit for bit."""
 
     online: list[np.ndarray]
     """Online network weights, in ``model.get_weights()`` order."""

@@ -369,16 +369,18 @@ def test_a_kept_model_ships_as_a_policy_that_plays_like_its_checkpoint(runs, tmp
 
 
 def test_a_policy_average_leaves_learning_alone_resumes_exactly_and_is_what_ships(runs, tmp_path):
-    """agent.policy_average_steps through the CLI, 2 envs: the run learns exactly like the
-    same run without it (same metrics, online, target and optimizer), its checkpoints
-    add average.npz, which a stop and resume continues bit for bit; model.keras, the kept
-    model and what evaluate/play load are the average, not the online weights."""
+    """agent.policy_average_steps through the CLI, 2 envs, evaluating every 100 steps: the
+    run learns exactly like the same run without it and without evaluations (same
+    training episodes, online, target and optimizer), its checkpoints (`best` too) add
+    average.npz, which a stop and resume continues bit for bit; model.keras, the kept
+    model and what evaluate/play load are the average, not the online weights. A
+    checkpoint that lost average.npz, or online.npz beside it, is refused by name."""
     import importlib.util
 
-    from mario_dqn.checkpoint import _weights_of_keras_file, load_checkpoint
+    from mario_dqn.checkpoint import CheckpointError, _weights_of_keras_file, load_checkpoint, load_policy
 
     common = ("--envs", "2", "--set", "checkpoint_every=100", "--set", "keep_checkpoints=2", *TINY,
-              "--set", "policy_average_steps=200")
+              "--set", "policy_average_steps=200", "--set", "eval_every=100", "--set", "eval_episodes=1")
     straight = cli("train", "--steps", "300", "--save-dir", str(tmp_path), "--name", "straight", *common)
     assert straight.returncode == 0, straight.stderr[-2000:]
     first = cli("train", "--steps", "150", "--save-dir", str(tmp_path), "--name", "resumed", *common)
@@ -389,7 +391,11 @@ def test_a_policy_average_leaves_learning_alone_resumes_exactly_and_is_what_ship
     a = tmp_path / "straight" / "checkpoints" / "step-000000000300"
     assert_same_checkpoints(a, tmp_path / "resumed" / "checkpoints" / "step-000000000300")
     plain = runs["straight2"] / "checkpoints" / "step-000000000300"
-    assert metrics_rows(tmp_path / "straight") == metrics_rows(runs["straight2"])
+    rows = metrics_rows(tmp_path / "straight")
+    assert [r for r in rows if r["kind"] == "episode"] == metrics_rows(runs["straight2"])
+    assert any(r["kind"] != "episode" for r in rows), "it evaluated"
+    assert metrics_rows(tmp_path / "resumed") == rows
+    assert (tmp_path / "straight" / "checkpoints" / "best" / "average.npz").is_file()
     for name in ("online.npz", "target.npz", "optimizer.npz"):
         for x, y in zip(npz(a / name), npz(plain / name), strict=True):
             np.testing.assert_array_equal(x, y)
@@ -397,8 +403,9 @@ def test_a_policy_average_leaves_learning_alone_resumes_exactly_and_is_what_ship
 
     average, online = npz(a / "average.npz"), npz(a / "online.npz")
     assert not all(np.array_equal(x, y) for x, y in zip(average, online)), "the average lags the online weights"
-    for x, y in zip(_weights_of_keras_file(a), average, strict=True):
-        np.testing.assert_array_equal(x, y)
+    for x, y, z in zip(_weights_of_keras_file(a), load_policy(a).online, average, strict=True):
+        np.testing.assert_array_equal(x, z)
+        np.testing.assert_array_equal(y, z)
     spec = importlib.util.spec_from_file_location("package_pretrained", ROOT / "scripts" / "package_pretrained.py")
     package = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(package)
@@ -406,6 +413,13 @@ def test_a_policy_average_leaves_learning_alone_resumes_exactly_and_is_what_ship
     package.ship_kept_model(tmp_path / "straight", 300, shipped)
     _assert_plays_like_its_checkpoint(shipped, a)
     assert load_checkpoint(a).training.average
+
+    for lost in ("average.npz", "online.npz"):
+        broken = tmp_path / f"without-{lost}"
+        shutil.copytree(a, broken)
+        (broken / lost).unlink()
+        with pytest.raises(CheckpointError, match=f"{lost} is missing"):
+            load_checkpoint(broken)
 
 
 def test_evaluate_one_stage_of_an_agent_and_stages_in_the_record(runs):
