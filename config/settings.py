@@ -94,7 +94,7 @@ class AgentConfig:
     target_update_period: int = spec(2000, "Copy online weights to the target net every this many updates.",
                                      low=1, high=10_000_000)
     policy_average_steps: int = spec(
-        0, "Horizon in agent steps of an exponential moving average of the online weights (Polyak-Ruppert "
+        25_000, "Horizon in agent steps of an exponential moving average of the online weights (Polyak-Ruppert "
            "averaging): each update moves the average train_freq / policy_average_steps of the way to the online "
            "net. When > 0 the average is the policy: evaluations, the checkpoints' model and the kept models act "
            "with it, which damps the swings of the greedy policy between checkpoints; learning and training's "

@@ -28,7 +28,7 @@ from mario_dqn.training_state import StateMismatch
 TINY_SHAPE = (2, 2, 1)
 NUM_ACTIONS = 3
 BASE = AgentConfig(gamma=0.9, learning_rate=0.01, adam_epsilon=1e-8, huber_delta=1.0, grad_clip_norm=0.0,
-                   target_update_period=1000, target_tau=1.0, double=True, dueling=False)
+                   target_update_period=1000, target_tau=1.0, double=True, dueling=False, policy_average_steps=0)
 
 
 def config(**changes: object) -> AgentConfig:

@@ -133,7 +133,7 @@ def test_on_step_gives_each_state_with_the_q_values_the_action_came_from(small_a
     decided = [v for v in views if v.action is not None]
     assert [v.q_values is None for v in views].count(True) == 2  # the last state of each episode
     for v in decided:
-        np.testing.assert_array_equal(v.q_values, agent.q_values(v.obs[None])[0])
+        np.testing.assert_array_equal(v.q_values, agent.q_values(v.obs[None], policy=True)[0])
         if v.noop:
             assert v.action == 0 and not v.explored
         elif not v.explored:

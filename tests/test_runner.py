@@ -205,8 +205,9 @@ def test_kept_models_and_the_wall_clock_survive_a_resume(runs):
     assert [info["step"] for _, info in models] == [100, 150, 200, 300]
     checkpoint = load_checkpoint(run)
     agent = build_agent(checkpoint.config, len(ACTIONS[checkpoint.config.env.action_set]))
-    agent.online.load_weights(models[-1][0])
-    for x, y in zip(agent.online.get_weights(), checkpoint.training.online, strict=True):
+    agent.load_weights_file(models[-1][0])
+    policy = checkpoint.training.average or checkpoint.training.online  # a kept model is the policy
+    for x, y in zip(agent.online.get_weights(), policy, strict=True):
         np.testing.assert_array_equal(x, y)
     walls = [info["wall_s"] for _, info in models]
     assert walls == sorted(walls) and walls[0] > 0 and checkpoint.state["wall_s"] == walls[-1]
@@ -261,10 +262,10 @@ def test_checkpoint_restores_weights_optimizer_and_q_values(runs):
     obs = np.random.default_rng(0).integers(0, 255, (4, 84, 84, 4), dtype=np.uint8)
     import keras
 
-    model = keras.saving.load_model(checkpoint.path / "model.keras", compile=False)
-    np.testing.assert_array_equal(np.asarray(agent.online(obs, training=False)), np.asarray(model(obs)))
+    model = keras.saving.load_model(checkpoint.path / "model.keras", compile=False)  # the policy
+    np.testing.assert_array_equal(np.asarray(agent.policy(obs, training=False)), np.asarray(model(obs)))
     # q_values runs the XLA-compiled forward pass, whose fused arithmetic rounds differently.
-    np.testing.assert_allclose(agent.q_values(obs), np.asarray(model(obs)), rtol=1e-5)
+    np.testing.assert_allclose(agent.q_values(obs, policy=True), np.asarray(model(obs)), rtol=1e-5)
     assert not np.allclose(agent.q_values(obs[:2] * 0 + 77), fresh_q)
     assert isinstance(checkpoint.config, Config)
 
@@ -368,9 +369,9 @@ def test_a_kept_model_ships_as_a_policy_that_plays_like_its_checkpoint(runs, tmp
         package.ship_kept_model(runs["straight"], 300, shipped)
 
 
-def test_a_policy_average_leaves_learning_alone_resumes_exactly_and_is_what_ships(runs, tmp_path):
+def test_a_policy_average_leaves_learning_alone_resumes_exactly_and_is_what_ships(tmp_path):
     """agent.policy_average_steps through the CLI, 2 envs, evaluating every 100 steps: the
-    run learns exactly like the same run without it and without evaluations (same
+    run learns exactly like the same run without an average and without evaluations (same
     training episodes, online, target and optimizer), its checkpoints (`best` too) add
     average.npz, which a stop and resume continues bit for bit; model.keras, the kept
     model and what evaluate/play load are the average, not the online weights. A
@@ -388,11 +389,15 @@ def test_a_policy_average_leaves_learning_alone_resumes_exactly_and_is_what_ship
     second = cli("train", "--resume", str(tmp_path / "resumed"), "--steps", "300", "--no-progress")
     assert second.returncode == 0, second.stderr[-2000:]
 
+    without = cli("train", "--steps", "300", "--save-dir", str(tmp_path), "--name", "plain", *common,
+                  "--set", "policy_average_steps=0", "--set", "eval_every=0")
+    assert without.returncode == 0, without.stderr[-2000:]
+
     a = tmp_path / "straight" / "checkpoints" / "step-000000000300"
     assert_same_checkpoints(a, tmp_path / "resumed" / "checkpoints" / "step-000000000300")
-    plain = runs["straight2"] / "checkpoints" / "step-000000000300"
+    plain = tmp_path / "plain" / "checkpoints" / "step-000000000300"
     rows = metrics_rows(tmp_path / "straight")
-    assert [r for r in rows if r["kind"] == "episode"] == metrics_rows(runs["straight2"])
+    assert [r for r in rows if r["kind"] == "episode"] == metrics_rows(tmp_path / "plain")
     assert any(r["kind"] != "episode" for r in rows), "it evaluated"
     assert metrics_rows(tmp_path / "resumed") == rows
     assert (tmp_path / "straight" / "checkpoints" / "best" / "average.npz").is_file()
