@@ -16,7 +16,9 @@ class RunRight:
         self.num_actions = num_actions
         self.calls = 0
 
-    def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator | None = None) -> np.ndarray:
+    def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator | None = None, *,
+            policy: bool = False) -> np.ndarray:
+        assert policy, "evaluation acts with the policy network"
         self.calls += 1
         return np.ones(len(obs), np.int64)  # 'right' in every action set
 
