@@ -100,13 +100,19 @@ def test_bad_window_options_are_refused_in_one_line(args, message):
 
 @pytest.fixture(scope="module")
 def xserver():
-    """A fresh Xvfb with one 1024x768x24 screen; its display name, e.g. ':3'."""
+    """A fresh Xvfb with one 1024x768x24 screen; its display name, e.g. ':3'.
+
+    ``-noreset``: by default an X server resets itself each time its last client leaves,
+    and a connection that arrives during the reset is refused. Between two tests the
+    screenshots (one short ``xwd`` client each) and the next play's window connect and
+    leave concurrently, so without it a play could be refused the display now and then;
+    a desktop's X server, with its long-lived clients, does not reset under a user."""
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb is not installed (Debian/Ubuntu: apt-get install xvfb x11-apps; .ci/run does it)")
     assert shutil.which("xwd"), "xwd is needed to read the window's pixels: apt-get install x11-apps"
     read_end, write_end = os.pipe()
     server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1024x768x24",
-                               "-nolisten", "tcp"], pass_fds=(write_end,), stderr=subprocess.DEVNULL)
+                               "-nolisten", "tcp", "-noreset"], pass_fds=(write_end,), stderr=subprocess.DEVNULL)
     os.close(write_end)
     number = b""
     try:
