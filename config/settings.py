@@ -54,8 +54,7 @@ class EnvConfig:
     reward_scale: float = spec(0.1, "Multiplier applied to the game's reward before the agent sees it.",
                                low=0.0, low_open=True, high=100.0)
     no_progress_steps: int = spec(
-        120, "Truncate an episode when x position has not improved for this many agent steps (0 = off); "
-        "a pipe into another area of the stage starts the count afresh.",
+        120, "Truncate an episode when x position has not improved for this many agent steps (0 = off).",
         low=0, high=100_000)
     max_episode_steps: int = spec(
         4000, "Truncate an episode after this many agent steps (0 = off; the game clock also ends it).",

@@ -8,7 +8,7 @@
       -> ResizeObservation  84x84, cv2.INTER_AREA (Gymnasium's wrapper)
       -> FrameStackLast     (84, 84, 4) uint8, channels-last, oldest to newest
       -> TransformReward    reward * reward_scale
-      -> NoProgressTruncation  truncated when x_pos stalls (counted afresh in each area)
+      -> NoProgressTruncation  truncated when x_pos stalls
       -> TimeLimit          truncated after max_episode_steps agent steps
       -> InfoFilter         x_pos, flag_get, world, stage, ...
       -> ResumableEpisode   reset seed/RNG + actions: the episode's state for checkpoints

@@ -154,25 +154,12 @@ class FrameStackLast(gym.Wrapper):
         return self._stack.copy(), reward, terminated, truncated, info
 
 
-AREA_CHANGE_DROP = 256
-"""An ``x_pos`` drop of more than this in one agent step means Mario went through a pipe
-into another area of the stage: one screen is 256 px, the screen never scrolls back, and
-Mario moves a few px per step, so neither walking back nor anything else drops this far."""
-
-
 class NoProgressTruncation(gym.Wrapper):
     """Truncate an episode when ``info['x_pos']`` has not improved for ``patience`` steps.
 
     Mario can stand still or walk into a pipe until the game clock kills him (~400 s of
     game time); cutting that short saves samples. It is a truncation, not a
     termination: the state is not terminal, so the TD target still bootstraps.
-
-    Progress is counted within the current area. A pipe into another area (1-1's coin
-    room; 1-2's exit pipe, which comes out in a short outdoor area with the flag) sets
-    ``x_pos`` back to that area's own coordinates, far below the best so far; counting
-    against the old best there would cut every episode short a fixed number of steps
-    after the pipe, however well Mario walks to the flag. So a drop of more than
-    :data:`AREA_CHANGE_DROP` in one step starts the count afresh from the new position.
     """
 
     def __init__(self, env: gym.Env, patience: int) -> None:
@@ -181,24 +168,22 @@ class NoProgressTruncation(gym.Wrapper):
         super().__init__(env)
         self.patience = int(patience)
         self.best_x = 0
-        self.last_x = 0
         self.stalled = 0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
-        self.best_x = self.last_x = int(info.get("x_pos", 0))
+        self.best_x = int(info.get("x_pos", 0))
         self.stalled = 0
         return obs, info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         x_pos = int(info.get("x_pos", 0))
-        if x_pos > self.best_x or x_pos < self.last_x - AREA_CHANGE_DROP:
+        if x_pos > self.best_x:
             self.best_x = x_pos
             self.stalled = 0
         else:
             self.stalled += 1
-        self.last_x = x_pos
         if self.stalled >= self.patience and not terminated:
             truncated = True
         return obs, reward, terminated, truncated, info

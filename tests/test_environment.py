@@ -178,44 +178,6 @@ def test_progress_resets_the_no_progress_counter():
     env.close()
 
 
-class ScriptedX(gym.Env):
-    """A stand-in env whose ``x_pos`` follows a script: reset shows the first entry, each
-    step the next. Nothing in a real stage can be scripted this cheaply: 1-2's exit pipe
-    is 3,000 px of play away."""
-
-    observation_space = gym.spaces.Discrete(1)
-    action_space = gym.spaces.Discrete(1)
-
-    def __init__(self, xs: list[int]) -> None:
-        self.xs = xs
-        self.t = 0
-
-    def reset(self, *, seed=None, options=None):
-        self.t = 0
-        return 0, {"x_pos": self.xs[0]}
-
-    def step(self, action):
-        self.t += 1
-        return 0, 0.0, False, False, {"x_pos": self.xs[self.t]}
-
-
-@pytest.mark.parametrize("xs,truncated_at", [
-    # best 3000, then a pipe: 40 is the new area's start, 45 its best, then 3 steps stalled
-    ([2990, 3000, 3000, 40, 45, 45, 45, 45, 45], 7),
-    # walking back (less than a screen) is no progress: 3 steps stalled after the best
-    ([2990, 3000, 2990, 2900, 2800, 2700], 4),
-    # a drop of exactly one screen is still not an area change
-    ([2990, 3000, 2744, 2744, 2744], 4),
-])
-def test_the_no_progress_count_starts_afresh_in_a_new_area(xs, truncated_at):
-    """Patience 3. Counting against the best x of the whole stage, the first case would
-    be cut at step 4, one step after the pipe, though Mario walks on in the new area."""
-    env = NoProgressTruncation(ScriptedX(xs), 3)
-    env.reset()
-    ends = [step for step in range(1, len(xs)) if env.step(0)[3]]
-    assert ends[0] == truncated_at, ends
-
-
 def test_time_limit_truncates():
     env = make_env(cfg(max_episode_steps=3), seed=0)
     env.reset(seed=0)
