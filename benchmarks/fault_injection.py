@@ -43,7 +43,8 @@ if str(ROOT) not in sys.path:
 
 TINY = ["--no-progress", "--set", "learning_starts=100", "--set", "capacity=1000", "--set", "eval_every=0",
         "--set", "max_episode_steps=100", "--set", "target_update_period=10", "--set", "batch_size=8"]
-"""The test suite's tiny config (tests/test_runner.py): a run of a few hundred steps."""
+"""The tiny config of these trials and of the test suite's CLI runs (tests/test_runner.py and
+tests/test_reliability.py add to it): a run of a few hundred steps."""
 
 CHECKPOINT_EVERY = 50
 KEEP = 2

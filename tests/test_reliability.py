@@ -27,15 +27,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks import fault_injection
 from benchmarks.fault_injection import error_lines, run_cli, run_trials
 from mario_dqn.training_state import TrainingState
 
 ROOT = Path(__file__).resolve().parent.parent
 # Two envs, whatever the default: the step counts below (checkpoints at 100 and 150) are
 # multiples of the envs' stride.
-TINY = ["--no-progress", "--envs", "2", "--set", "learning_starts=100", "--set", "capacity=1000",
-        "--set", "eval_every=0", "--set", "max_episode_steps=100", "--set", "target_update_period=10",
-        "--set", "batch_size=8", "--set", "policy_average_steps=0"]
+TINY = [*fault_injection.TINY, "--envs", "2", "--set", "policy_average_steps=0"]
 """Tiny runs, without the policy average: small_disk's size is set by these checkpoints'."""
 EVERY_100 = ["--set", "checkpoint_every=100", "--set", "keep_checkpoints=2"]
 STEP_100, STEP_150, STEP_200 = "step-000000000100", "step-000000000150", "step-000000000200"

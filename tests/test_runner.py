@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks import fault_injection
+
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--no-progress", "--set", "learning_starts=100", "--set", "capacity=1000", "--set", "eval_every=0",
-        "--set", "max_episode_steps=100", "--set", "target_update_period=10", "--set", "batch_size=8",
-        "--set", "policy_average_steps=0"]
+TINY = [*fault_injection.TINY, "--set", "policy_average_steps=0"]
 """Tiny runs; without the policy average, so that a checkpoint can be rewritten the way the
 code before it wrote them (as_old_format). The average has its own resume test."""
 
