@@ -46,8 +46,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-FLAGPOLE_X_1_1 = 3161
-"""Roughly the x_pos of World 1-1's flagpole: drawn as a line on its learning curve."""
+FLAGPOLE_X = {"1-1": 3161, "1-2": 3161}
+"""The x_pos at which greedy episodes got the flag, per stage (read from `info` in probes of
+trained agents): drawn as a line on a one-stage agent's learning curve. 1-4 ends at the axe,
+not a pole, and a stage not measured yet gets no line."""
 
 HELD_OUT_SEED = 1000
 """First seed of the 20 "other" evaluation episodes (results.json and the time-to-solve
@@ -175,8 +177,8 @@ def plot_curve(rows: list[dict[str, str]], path: Path, stages: list[str]) -> Non
             top = ax.secondary_xaxis("top", functions=(lambda x: np.interp(x, steps, hours),
                                                        lambda h: np.interp(h, hours, steps)))
             top.set_xlabel("wall hours of training")
-    if stages == ["1-1"]:
-        axes[0].axhline(FLAGPOLE_X_1_1, ls="--", color="gray", lw=0.8)
+    if len(stages) == 1 and stages[0] in FLAGPOLE_X:
+        axes[0].axhline(FLAGPOLE_X[stages[0]], ls="--", color="gray", lw=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -276,7 +278,8 @@ def main() -> int:
     played = record(args.out, flags[0] if flags else 0)  # `evaluate --seed 0` plays episode i with seed i
     record_explain(args.out)
     rows = [row for row in read_metrics(args.run) if int(row["step"]) <= state["step"]]  # up to what ships
-    plot_curve(rows, args.out / "learning_curve.png", list(results.get("per_stage") or ["1-1"]))
+    stages = json.loads((args.run / "config.json").read_text())["env"]["stages"]
+    plot_curve(rows, args.out / "learning_curve.png", list(stages))
     training = {"run": args.run.name, "checkpoint": origin, "step": state["step"],
                 "episodes": state["episodes"], "training_flags": state["flags"],
                 "first_flag": first_flag(rows), "training_wall_hours": training_hours(rows), **played}
