@@ -178,6 +178,7 @@ FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
     ("agent", "munchausen_tau"): 0.03,  # unused without munchausen_alpha
     ("agent", "munchausen_clip"): -1.0,  # unused without munchausen_alpha
     ("agent", "policy_average_steps"): 0,
+    ("env", "end_on_ceiling"): False,
 }
 """Fields that configs written before them lack, each with the value that reproduces how
 those runs behaved (not necessarily today's default): old runs and shipped agents keep

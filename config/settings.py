@@ -53,6 +53,10 @@ class EnvConfig:
     frame_size: int = spec(84, "Observation frames are resized to frame_size x frame_size.", low=16, high=240)
     reward_scale: float = spec(0.1, "Multiplier applied to the game's reward before the agent sees it.",
                                low=0.0, low_open=True, high=100.0)
+    end_on_ceiling: bool = spec(
+        True, "End an episode as a death when Mario climbs onto an underground ceiling: in 1-2 (and 4-2) "
+              "it leads to the warp zone, a dead end without the Down button that the progress reward "
+              "pays more for than the way to the flag.")
     no_progress_steps: int = spec(
         120, "Truncate an episode when x position has not improved for this many agent steps (0 = off).",
         low=0, high=100_000)

@@ -4,6 +4,7 @@
 
     SuperMarioBrosEnv (one per stage; StageSelector when several)
       -> JoypadSpace        action reduction (RIGHT_ONLY / SIMPLE_MOVEMENT / COMPLEX_MOVEMENT)
+      -> CeilingIsDeath     on an underground ceiling (1-2's way to the warp zone): a death
       -> SkipMaxPool        k frames per action, rewards summed, native grayscale, max of last two
       -> ResizeObservation  84x84, cv2.INTER_AREA (Gymnasium's wrapper)
       -> FrameStackLast     (84, 84, 4) uint8, channels-last, oldest to newest
@@ -36,6 +37,7 @@ from nes_py.wrappers import JoypadSpace
 from config import ACTION_SETS, ConfigError, EnvConfig, parse_stage
 from mario_dqn import signals
 from mario_dqn.wrappers import (
+    CeilingIsDeath,
     FrameStackLast,
     InfoFilter,
     NoProgressTruncation,
@@ -100,6 +102,8 @@ def make_env(config: EnvConfig, seed: int | None = None, render_mode: str | None
         raise ValueError(f"render_mode must be one of {RENDER_MODES}; got {render_mode!r}")
     env: gym.Env = _base_env(stages, render_mode)
     env = JoypadSpace(env, ACTIONS[config.action_set])
+    if config.end_on_ceiling:
+        env = CeilingIsDeath(env)
     env = SkipMaxPool(env, config.frame_skip)
     env = ResizeObservation(env, (config.frame_size, config.frame_size))
     env = FrameStackLast(env, config.stack_size)

@@ -39,6 +39,7 @@ class StageSelector(gym.Env):
         self.names = list(names)
         self.observation_space = envs[0].observation_space
         self.action_space = envs[0].action_space
+        self.reward_range = envs[0].reward_range  # the game's per-frame reward clip, as each emulator's
         self.render_mode = envs[0].render_mode
         self.current = 0
 
@@ -57,6 +58,11 @@ class StageSelector(gym.Env):
 
     def render(self):
         return self.active.render()
+
+    @property
+    def ram(self) -> np.ndarray:
+        """The active emulator's RAM (as ``SuperMarioBrosEnv.ram``), for wrappers that read it."""
+        return self.active.ram
 
     def observation(self, mode: str = "rgb_array", output: np.ndarray | None = None) -> np.ndarray:
         """The active emulator's screen in nes-py's observation ``mode`` (e.g. 'grayscale')."""
@@ -152,6 +158,46 @@ class FrameStackLast(gym.Wrapper):
         self._stack[..., :-1] = self._stack[..., 1:]
         self._stack[..., -1] = frame
         return self._stack.copy(), reward, terminated, truncated, info
+
+
+AREA_TYPE_ADDRESS = 0x074E
+"""Super Mario Bros RAM: the type of the area being played (0 water, 1 ground, 2 underground,
+3 castle)."""
+UNDERGROUND = 2
+ON_CEILING_Y = 250
+"""``info['y_pos']`` at or above which Mario is on top of an underground ceiling: he runs on
+1-2's at 255, while below it his head stops at about 224 (measured in greedy episodes)."""
+
+
+class CeilingIsDeath(gym.Wrapper):
+    """End the episode as a death (terminated, with the game's death reward) on the frame
+    Mario climbs onto the ceiling of an underground area.
+
+    Why: in 1-2 (and 4-2) the top of the ceiling leads to the warp zone, a dead end for an
+    agent without the Down button, which cannot enter its pipes. The env's progress reward
+    pays every pixel of that run, but nothing for the 232-px jump of 1-2's exit pipe (it
+    ignores jumps of x_pos > 5 px per frame), so the warp zone pays more than the way to the
+    flag, and a DQN learns to take it: a 1-2 run's greedy flag rate fell from 45% to 0% as
+    its agent got better at climbing there. No stage of World 1's normal routes goes over
+    an underground ceiling, and with the right_only actions 1-1's underground bonus room
+    (behind a Down pipe) cannot be entered, so 1-1 is unaffected.
+
+    Sits right above the emulator (below frame skipping) so the episode ends on the frame
+    it happens, like the game's own deaths; the reward of that frame becomes the env's
+    lowest per-frame reward, which is what a death frame pays after the env's clipping.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.death_reward = float(env.unwrapped.reward_range[0])
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if (not terminated and info.get("y_pos", 0) >= ON_CEILING_Y
+                and int(self.env.unwrapped.ram[AREA_TYPE_ADDRESS]) == UNDERGROUND):
+            terminated = True
+            reward = self.death_reward
+        return obs, reward, terminated, truncated, info
 
 
 class NoProgressTruncation(gym.Wrapper):

@@ -27,7 +27,7 @@ from mario_dqn.environment import (
     make_env,
     make_vector_env,
 )
-from mario_dqn.wrappers import FrameStackLast, NoProgressTruncation, SkipMaxPool
+from mario_dqn.wrappers import CeilingIsDeath, FrameStackLast, NoProgressTruncation, SkipMaxPool
 
 RIGHT = 1  # index of ['right'] in every action set
 NOOP = 0
@@ -184,6 +184,61 @@ def test_time_limit_truncates():
     flags = [env.step(NOOP)[2:4] for _ in range(3)]
     assert flags == [(False, False), (False, False), (False, True)]
     env.close()
+
+
+Y_VIEWPORT = 0x00B5
+"""RAM: Mario's vertical screen (0 = above the top of the screen, 1 = on it)."""
+
+
+@pytest.mark.parametrize("stage, end_on_ceiling, ends", [("1-2", True, True), ("1-2", False, False),
+                                                          ("1-1", True, False)])
+def test_mario_above_an_underground_ceiling_is_a_death(stage, end_on_ceiling, ends):
+    """The real emulator, with Mario put above the top of the screen through its RAM (where
+    standing on 1-2's ceiling puts him): a death in 1-2's underground, nothing in 1-1 (a
+    ground area, where he may jump off the top of the screen), nothing when switched off."""
+    env = make_env(cfg(stages=(stage,), end_on_ceiling=end_on_ceiling), seed=0)
+    env.reset(seed=0)
+    for _ in range(8):  # Mario falls in from the top at 1-2's start; let him land first
+        _, _, terminated, _, info = env.step(NOOP)
+    assert not terminated and info["y_pos"] == 79
+    env.unwrapped.ram[Y_VIEWPORT] = 0
+    _, reward, terminated, truncated, info = env.step(NOOP)
+    assert info["y_pos"] >= 250 and not truncated
+    assert terminated is ends
+    if ends:  # the game's death reward (its clipped floor) on the frame it happened, which ends the skip
+        assert reward == -15.0
+    else:
+        assert reward > -15.0
+    env.close()
+
+
+class _Scripted(gym.Env):
+    """Replays (y_pos, area type, terminated) per step, with a RAM and a reward range."""
+
+    observation_space = gym.spaces.Discrete(1)
+    action_space = gym.spaces.Discrete(1)
+    reward_range = (-15, 15)
+
+    def __init__(self, script):
+        self.script, self.ram = list(script), np.zeros(2048, np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        return 0, {"y_pos": 79}
+
+    def step(self, action):
+        y_pos, area, terminated = self.script.pop(0)
+        self.ram[0x074E] = area
+        return 0, 1.0, terminated, False, {"y_pos": y_pos}
+
+
+def test_ceiling_rule_reads_underground_height_and_leaves_other_ends_alone():
+    env = CeilingIsDeath(_Scripted([(224, 2, False), (250, 1, False), (249, 2, False), (250, 2, True),
+                                    (255, 2, False)]))
+    env.reset()
+    steps = [env.step(0)[1:3] for _ in range(5)]
+    # a head-bump below the ceiling, high in a ground area, just under the line: played on;
+    # a death the game already ended keeps its own reward; on the ceiling underground: a death
+    assert steps == [(1.0, False), (1.0, False), (1.0, False), (1.0, True), (-15.0, True)]
 
 
 def test_reward_scale_multiplies_the_reward():
