@@ -190,13 +190,14 @@ Y_VIEWPORT = 0x00B5
 """RAM: Mario's vertical screen (0 = above the top of the screen, 1 = on it)."""
 
 
-@pytest.mark.parametrize("stage, end_on_ceiling, ends", [("1-2", True, True), ("1-2", False, False),
-                                                          ("1-1", True, False)])
-def test_mario_above_an_underground_ceiling_is_a_death(stage, end_on_ceiling, ends):
+@pytest.mark.parametrize("stages, end_on_ceiling, ends", [(("1-2",), True, True), (("1-2",), False, False),
+                                                           (("1-1",), True, False), (("1-2", "1-2"), True, True)])
+def test_mario_above_an_underground_ceiling_is_a_death(stages, end_on_ceiling, ends):
     """The real emulator, with Mario put above the top of the screen through its RAM (where
     standing on 1-2's ceiling puts him): a death in 1-2's underground, nothing in 1-1 (a
-    ground area, where he may jump off the top of the screen), nothing when switched off."""
-    env = make_env(cfg(stages=(stage,), end_on_ceiling=end_on_ceiling), seed=0)
+    ground area, where he may jump off the top of the screen), nothing when switched off;
+    and through StageSelector, whose ``ram`` is the active emulator's."""
+    env = make_env(cfg(stages=stages, end_on_ceiling=end_on_ceiling), seed=0)
     env.reset(seed=0)
     for _ in range(8):  # Mario falls in from the top at 1-2's start; let him land first
         _, _, terminated, _, info = env.step(NOOP)
