@@ -1,8 +1,9 @@
-"""The shipped agent in save/pretrained/world-1-1 stays loadable and reproduces its results.
+"""The shipped agents in save/pretrained/ stay loadable and reproduce their results.
 
-results.json there is the output of
-``python main.py evaluate save/pretrained/world-1-1 --episodes 20 --seed 0 --json``;
-replaying its first episode (seed 0) must give the same flag, x_pos, return and length.
+Each agent's results.json is the output of
+``python main.py evaluate save/pretrained/world-W-S --episodes 20 --seed 0 --json``;
+replaying its first episode (seed 0) must give the same flag, x_pos, return and length,
+and ``play --stage W-S`` from any directory must play that agent.
 If a code change alters the model format, the wrapper stack or the evaluation protocol,
 this test fails and the shipped agent must be re-packaged (scripts/package_pretrained.py).
 """
@@ -18,7 +19,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PRETRAINED = ROOT / "save" / "pretrained" / "world-1-1"
+SHIPPED = ROOT / "save" / "pretrained"
+PRETRAINED = SHIPPED / "world-1-1"
+"""The agent `play` plays without PATH or --stage, and the one README's Keras-only snippet loads."""
+AGENTS = sorted(path for path in SHIPPED.iterdir() if path.is_dir())
 
 
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -27,30 +31,56 @@ def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+def _recorded(agent: Path) -> dict:
+    return json.loads((agent / "results.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def recorded() -> dict:
-    return json.loads((PRETRAINED / "results.json").read_text())
+    return _recorded(PRETRAINED)
 
 
-def test_shipped_files_are_there(recorded):
+def test_world_1_1_and_1_4_are_shipped():
+    assert {"world-1-1", "world-1-4"} <= {agent.name for agent in AGENTS}
+
+
+@pytest.mark.parametrize("agent", AGENTS, ids=lambda agent: agent.name)
+def test_shipped_files_are_there(agent):
     for name in ("model.keras", "state.json", "config.json", "COMPLETE",
                  "results.json", "robustness.json", "episode.mp4", "episode.gif", "explain.gif",
                  "learning_curve.png", "training.json"):
-        assert (PRETRAINED / name).is_file(), name
+        assert (agent / name).is_file(), name
     for name in ("replay", "target.npz", "optimizer.npz"):  # what only training needs
-        assert not (PRETRAINED / name).exists(), f"the shipped agent carries no {name}"
+        assert not (agent / name).exists(), f"the shipped agent carries no {name}"
+    recorded = _recorded(agent)
     assert recorded["episodes"] == 20 and len(recorded["per_episode"]) == 20
+    stages = json.loads((agent / "config.json").read_text())["env"]["stages"]
+    assert agent.name in {f"world-{stage}" for stage in stages} | {f"world-{stages[0].split('-')[0]}"}
 
 
-def test_seed_0_episode_reproduces_results_json(recorded):
-    done = _cli("evaluate", str(PRETRAINED), "--episodes", "1", "--seed", "0", "--json")
+@pytest.mark.parametrize("agent", AGENTS, ids=lambda agent: agent.name)
+def test_seed_0_episode_reproduces_results_json(agent):
+    done = _cli("evaluate", str(agent), "--episodes", "1", "--seed", "0", "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     replayed = json.loads(done.stdout)["per_episode"][0]
-    expected = recorded["per_episode"][0]
+    expected = _recorded(agent)["per_episode"][0]
     assert replayed["flag"] == expected["flag"]
     assert replayed["x_pos"] == expected["x_pos"]
     assert replayed["length"] == expected["length"]
     assert replayed["return"] == pytest.approx(expected["return"], abs=1e-6)
+
+
+@pytest.mark.parametrize("agent", [a for a in AGENTS if a.name.count("-") == 2 and a != PRETRAINED],
+                         ids=lambda agent: agent.name)
+def test_play_stage_plays_that_stages_shipped_agent(agent, tmp_path):
+    """`play --stage W-S` (no PATH) finds save/pretrained/world-W-S from any directory."""
+    stage = agent.name.removeprefix("world-")
+    done = _cli("play", "--stage", stage, "--episodes", "1", "--seed", "0", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = _recorded(agent)["per_episode"][0]
+    assert f"stage {stage} " in done.stdout
+    assert f"x_pos {expected['x_pos']} " in done.stdout
+    assert f"flag {'yes' if expected['flag'] else 'no'}" in done.stdout
 
 
 def test_play_without_a_path_plays_the_shipped_agent_from_any_directory(recorded, tmp_path):
