@@ -132,6 +132,8 @@ def validate(config: Config) -> Config:
         parse_stage(stage)
     if config.agent.epsilon_end > config.agent.epsilon_start:
         raise ConfigError("agent.epsilon_end must be <= agent.epsilon_start")
+    if config.agent.epsilon_per_env_base > config.agent.epsilon_start:
+        raise ConfigError("agent.epsilon_per_env_base must be <= agent.epsilon_start")
     if config.env.action_set not in ACTION_SETS:  # pragma: no cover - guarded by choices
         raise ConfigError(f"env.action_set must be one of {', '.join(ACTION_SETS)}")
     return config
@@ -179,6 +181,8 @@ FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
     ("agent", "munchausen_clip"): -1.0,  # unused without munchausen_alpha
     ("agent", "policy_average_steps"): 0,
     ("env", "end_on_ceiling"): False,
+    ("agent", "epsilon_per_env_base"): 0.0,
+    ("agent", "epsilon_per_env_alpha"): 7.0,  # unused without epsilon_per_env_base
 }
 """Fields that configs written before them lack, each with the value that reproduces how
 those runs behaved (not necessarily today's default): old runs and shipped agents keep

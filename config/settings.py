@@ -116,6 +116,14 @@ class AgentConfig:
     epsilon_end: float = spec(0.05, "Exploration floor.", low=0.0, high=1.0)
     epsilon_decay_steps: int = spec(20_000, "Agent steps over which epsilon falls linearly to its floor.",
                                     low=1, high=1_000_000_000)
+    epsilon_per_env_base: float = spec(
+        0.0, "Per-env exploration floors, as in Ape-X (Horgan et al. 2018): when > 0, env i of the N envs decays "
+             "to its own floor base ** (1 + epsilon_per_env_alpha * i / (N - 1)) instead of epsilon_end (one env: "
+             "base). With Ape-X's 0.4 and 7 and 4 envs the floors are 0.4, 0.047, 0.0055 and 0.00066: one env keeps "
+             "exploring far from the greedy path while the others follow it closely. 0 = off: every env ends at "
+             "epsilon_end.", low=0.0, high=1.0)
+    epsilon_per_env_alpha: float = spec(7.0, "How far apart the per-env floors of epsilon_per_env_base are (Ape-X: 7).",
+                                        low=0.0, high=100.0)
 
 
 @dataclass(frozen=True)

@@ -278,9 +278,10 @@ class DQNAgent:
         q_fn = self._policy_q_fn if policy else self._q_fn
         return q_fn(np.asarray(obs, np.uint8)).numpy()
 
-    def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator | None = None, *,
+    def act(self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator | None = None, *,
             policy: bool = False) -> np.ndarray:
-        """Epsilon-greedy actions (N,) int64 for a batch of observations, one per env.
+        """Epsilon-greedy actions (N,) int64 for a batch of observations, one per env;
+        ``epsilon`` is one rate for all or one per observation (per-env floors).
 
         Both random draws are made for every call whatever epsilon is, so the
         generator advances identically and a resumed run stays in step with an

@@ -29,7 +29,7 @@ from mario_dqn.agent import DQNAgent
 from mario_dqn.environment import final_observations, make_env, make_vector_env
 from mario_dqn.metrics_log import MalformedMetrics, MetricsLog
 from mario_dqn.replay import make_replay
-from mario_dqn.schedules import linear_schedule
+from mario_dqn.schedules import linear_schedule, per_env_floors
 from mario_dqn.signals import StopRequest
 
 EVAL_NOOP_MAX = 30
@@ -312,9 +312,15 @@ class Trainer:
 
     # -------------------------------------------------------------- the loop
 
-    def epsilon(self) -> float:
-        a = self.config.agent
-        return linear_schedule(self.step, a.epsilon_start, a.epsilon_end, a.epsilon_decay_steps)
+    def epsilon(self) -> np.ndarray:
+        """Each env's exploration rate now: from epsilon_start down to epsilon_end, or with
+        ``epsilon_per_env_base`` to that env's own Ape-X floor."""
+        a, n = self.config.agent, self.config.runner.num_envs
+        if a.epsilon_per_env_base > 0:
+            floors = per_env_floors(a.epsilon_per_env_base, a.epsilon_per_env_alpha, n)
+        else:
+            floors = np.full(n, a.epsilon_end)
+        return np.array([linear_schedule(self.step, a.epsilon_start, end, a.epsilon_decay_steps) for end in floors])
 
     def _updates_due(self) -> int:
         a = self.config.agent
@@ -331,7 +337,7 @@ class Trainer:
             self.replay.update_priorities(batch.index, out["td_errors"])  # a no-op for uniform replay
             self.counters.last_loss, self.counters.last_mean_q = out["loss"], out["mean_q"]
 
-    def _end_episodes(self, done: np.ndarray, info: dict[str, Any], epsilon: float, sps: float) -> None:
+    def _end_episodes(self, done: np.ndarray, info: dict[str, Any], epsilon: np.ndarray, sps: float) -> None:
         final, c = info["final_info"], self.counters
         for i in np.flatnonzero(done):
             x_pos, flag = int(final["x_pos"][i]), bool(final["flag_get"][i])
@@ -339,7 +345,7 @@ class Trainer:
             c.end_episode(float(self.ep_return[i]), x_pos, flag)
             self.metrics.write({"kind": "episode", "step": self.step, "episode": c.episodes, "stage": stage,
                                 "return": round(float(self.ep_return[i]), 6), "length": int(self.ep_length[i]),
-                                "x_pos": x_pos, "flag": int(flag), "epsilon": round(epsilon, 6),
+                                "x_pos": x_pos, "flag": int(flag), "epsilon": round(float(epsilon[i]), 6),
                                 "loss": c.last_loss, "mean_q": c.last_mean_q, "steps_per_s": round(sps, 1),
                                 "wall_s": round(self.wall_s(), 1)})
             self.ep_return[i] = 0.0
@@ -431,7 +437,7 @@ class Trainer:
                     if done.any() or self.step % POSTFIX_EVERY < n:
                         mean_ret = np.mean(c.recent_returns) if c.recent_returns else float("nan")
                         bar.set_postfix(sps=f"{sps:.0f}", fps=f"{sps * self.config.env.frame_skip:.0f}",
-                                        eps=f"{epsilon:.3f}", ret=f"{mean_ret:.1f}", best_x=c.best_x,
+                                        eps=f"{epsilon.mean():.3f}", ret=f"{mean_ret:.1f}", best_x=c.best_x,
                                         flags=c.flags, refresh=False)
             if saved_step != self.step:
                 last_path = self.save()

@@ -22,7 +22,7 @@ from config.settings import AgentConfig
 from mario_dqn.agent import DQNAgent
 from mario_dqn.batch import Batch
 from mario_dqn.network import DuelingCombine, build_q_network, min_frame_size
-from mario_dqn.schedules import linear_schedule
+from mario_dqn.schedules import linear_schedule, per_env_floors
 from mario_dqn.training_state import StateMismatch
 
 TINY_SHAPE = (2, 2, 1)
@@ -638,6 +638,32 @@ def test_injected_network_must_match_action_count() -> None:
 
 
 # --------------------------------------------------------------- schedules
+
+
+def test_per_env_floors_are_ape_x_s_rates() -> None:
+    # 0.4 ** (1 + 7 i / 3) by hand: exp(ln 0.4 * 10/3) = exp(-3.05430), exp(-5.19232), 0.4 ** 8 = 0.00065536
+    np.testing.assert_allclose(per_env_floors(0.4, 7.0, 4), [0.4, 0.047156, 0.0055591, 0.00065536], rtol=1e-4)
+    np.testing.assert_allclose(per_env_floors(0.4, 7.0, 2), [0.4, 0.4 ** 8])
+    assert per_env_floors(0.4, 7.0, 1).tolist() == [0.4]
+    assert per_env_floors(0.3, 0.0, 3).tolist() == [0.3, 0.3, 0.3]  # no spread: one rate for all
+    with pytest.raises(ValueError):
+        per_env_floors(0.4, 7.0, 0)
+
+
+def test_act_takes_one_epsilon_per_observation() -> None:
+    """Epsilon 1 for the first observation and 0 for the second: the first action is the
+    random draw, the second the greedy one (made from the same draws as a scalar epsilon)."""
+    kernel = np.array([[0, 0, 1], [0, 1, 0], [0, 0, 0], [0, 0, 0]], float)  # greedy: 2 for pixel 0, 1 for pixel 1
+    agent = tiny_agent(kernel)
+    obs = onehot(0, 1, scale=5)
+    draws = np.random.default_rng(7)
+    draws.random(2)
+    random_actions = draws.integers(NUM_ACTIONS, size=2, dtype=np.int64)
+    assert agent.act(obs, 0.0).tolist() == [2, 1]
+    actions = agent.act(obs, np.array([1.0, 0.0]), rng=np.random.default_rng(7))
+    assert actions.tolist() == [random_actions[0], 1]
+    actions = agent.act(obs, np.array([0.0, 1.0]), rng=np.random.default_rng(7))
+    assert actions.tolist() == [2, random_actions[1]]
 
 
 def test_linear_schedule() -> None:

@@ -83,6 +83,9 @@ def test_bad_overrides_are_rejected_with_a_clear_message(override, message):
 def test_cross_field_rule():
     with pytest.raises(C.ConfigError, match="epsilon_end must be <= agent.epsilon_start"):
         C.apply_overrides(C.Config(), ["epsilon_start=0.1", "epsilon_end=0.2"])
+    with pytest.raises(C.ConfigError, match="epsilon_per_env_base must be <= agent.epsilon_start"):
+        C.apply_overrides(C.Config(), ["epsilon_start=0.3", "epsilon_per_env_base=0.4"])
+    C.apply_overrides(C.Config(), ["epsilon_start=0.4", "epsilon_per_env_base=0.4"])
 
 
 def test_json_round_trip_is_lossless():

@@ -523,3 +523,39 @@ def test_a_run_of_several_stages_evaluates_each_stage_too(tmp_path):
     assert float(pooled["x_pos"]) >= min(float(row["x_pos"]) for row in own)
     scalars = tensorboard_scalars(tmp_path)
     assert {tag for tag, _, _ in scalars} >= {"eval/flag_rate", "eval/1-1/flag_rate", "eval/1-2/flag_rate"}
+
+
+def test_each_env_decays_to_its_own_ape_x_floor():
+    """agent.epsilon_per_env_base: every env starts at epsilon_start and falls to its own
+    floor (0.4 ** (1 + 7 i / 3) for 4 envs); off, every env falls to epsilon_end."""
+    from types import SimpleNamespace
+
+    import config as C
+    from mario_dqn.runner import Trainer
+
+    def at(step: int, config: C.Config) -> np.ndarray:
+        return Trainer.epsilon(SimpleNamespace(config=config, step=step))
+
+    apex = C.apply_overrides(C.Config(), ["num_envs=4", "epsilon_decay_steps=100", "epsilon_per_env_base=0.4"])
+    assert at(0, apex).tolist() == [1.0] * 4
+    np.testing.assert_allclose(at(100, apex), [0.4, 0.047156, 0.0055591, 0.00065536], rtol=1e-4)
+    np.testing.assert_allclose(at(10_000, apex), at(100, apex))
+    np.testing.assert_allclose(at(50, apex), (1.0 + at(100, apex)) / 2)
+    off = C.apply_overrides(C.Config(), ["num_envs=4", "epsilon_decay_steps=100"])
+    np.testing.assert_allclose(at(100, off), [0.05] * 4)
+
+
+def test_per_env_epsilons_reach_the_episodes_in_metrics(tmp_path):
+    """Through the CLI, 4 envs with Ape-X floors: after the decay, the epsilon logged with
+    each training episode is the floor of the env it ran in, and the envs differ."""
+    done = cli("train", "--steps", "400", "--envs", "4", "--save-dir", str(tmp_path), "--name", "apex", *TINY,
+               "--set", "max_episode_steps=30", "--set", "epsilon_decay_steps=40", "--set", "epsilon_per_env_base=0.4")
+    assert done.returncode == 0, done.stderr[-2000:]
+    from mario_dqn.schedules import per_env_floors
+
+    floors = per_env_floors(0.4, 7.0, 4)
+    logged = [float(row["epsilon"]) for row in metrics_rows(tmp_path / "apex")
+              if row["kind"] == "episode" and int(row["step"]) > 40]
+    assert logged, "episodes must end after the decay"
+    assert all(np.isclose(floors, value, atol=1e-6).any() for value in logged), logged
+    assert len({round(value, 6) for value in logged}) >= 2
