@@ -531,10 +531,10 @@ def test_each_env_decays_to_its_own_ape_x_floor():
     from types import SimpleNamespace
 
     import config as C
-    from mario_dqn.runner import Trainer
+    from mario_dqn.runner import Trainer, exploration_floors
 
     def at(step: int, config: C.Config) -> np.ndarray:
-        return Trainer.epsilon(SimpleNamespace(config=config, step=step))
+        return Trainer.epsilon(SimpleNamespace(config=config, step=step, epsilon_floors=exploration_floors(config)))
 
     apex = C.apply_overrides(C.Config(), ["num_envs=4", "epsilon_decay_steps=100", "epsilon_per_env_base=0.4"])
     assert at(0, apex).tolist() == [1.0] * 4
