@@ -1,6 +1,6 @@
 """Time to solve: evaluate every kept model of a run on the same fixed seeds.
 
-    python benchmarks/time_to_solve.py RUN_DIR [--episodes 20] [--seed 0] [--epsilon 0]
+    python benchmarks/time_to_solve.py RUN_DIR [--episodes 20] [--seed 0] [--epsilon 0] [--stage W-S]
 
 For each model the run kept (``<run>/models/``, written with every checkpoint when
 ``runner.keep_models`` is on) it plays ``--episodes`` greedy episodes with seeds
@@ -9,6 +9,12 @@ wall hours of training at that step (metrics.csv's ``wall_s``), flag rate, mean 
 Then the summary: steps and wall hours to the first training flag and to the first
 model with >= 50% and >= 80% flags, and the lowest flag rate of the models in the 30
 minutes after the first >= 80% one (is the policy stable once it gets there?).
+
+A run of several stages (``train --stages``) is measured per stage: each model plays
+``--episodes`` episodes on each of its stages (or on the ``--stage`` ones), with the
+same seeds, and each stage gets its table and summary (its first training flag is
+the first on that stage). Pooled episodes would let the seed pick the stage, so a
+stage could get few of them.
 
 It runs at low priority (nice 10), so it can run beside training, and it caches each
 model's result in ``<run>/time_to_solve.json`` (keyed by seed, episodes and epsilon):
@@ -33,14 +39,15 @@ STABLE_WINDOW_S = 30 * 60
 MARKS = (0.5, 0.8)
 
 
-def first_training_flag(run_dir: Path) -> tuple[int, float | None] | None:
-    """(step, wall_s) of the first training episode that reached the flag, from metrics.csv."""
+def first_training_flag(run_dir: Path, stage: str | None = None) -> tuple[int, float | None] | None:
+    """(step, wall_s) of the first training episode that reached the flag, from metrics.csv;
+    with ``stage`` ('W-S'), the first on that stage."""
     path = run_dir / "metrics.csv"
     if not path.exists():
         return None
     with open(path, newline="") as handle:
         for row in csv.DictReader(handle):
-            if row["kind"] == "episode" and row["flag"] == "1":
+            if row["kind"] == "episode" and row["flag"] == "1" and (stage is None or row.get("stage") == stage):
                 wall = row.get("wall_s") or ""
                 return int(row["step"]), float(wall) if wall else None
     return None
@@ -90,14 +97,23 @@ def _start_worker(run_dir: str, episodes: int, seed: int, epsilon: float) -> Non
                    protocol=(episodes, seed, epsilon))
 
 
-def _evaluate_model(weights: str) -> dict[str, float]:
-    """Flag rate and mean x_pos of one kept model over the protocol's fixed seeds."""
+def _evaluate_model(weights: str, stage: str) -> dict[str, float]:
+    """Flag rate and mean x_pos of one kept model on ``stage`` over the protocol's fixed seeds."""
+    import config as C
     from mario_dqn.runner import evaluate
 
     agent, (episodes, seed, epsilon) = _WORKER["agent"], _WORKER["protocol"]
     agent.load_weights_file(weights)
-    result = evaluate(agent, _WORKER["config"], episodes, seed, epsilon)
+    config = C.replace(_WORKER["config"], {"env": {"stages": (stage,)}})
+    result = evaluate(agent, config, episodes, seed, epsilon)
     return {"flag_rate": result["flag_rate"], "mean_x_pos": result["mean_x_pos"]}
+
+
+def cache_key(seed: int, episodes: int, epsilon: float, stage: str, run_stages: tuple[str, ...]) -> str:
+    """The cache's key for one protocol on one stage; a one-stage run on its own stage keeps
+    the key the harness used before it measured stages, so older caches stay valid."""
+    key = f"seed={seed},episodes={episodes},epsilon={epsilon}"
+    return key if tuple(run_stages) == (stage,) else f"{key},stage={stage}"
 
 
 def main() -> None:
@@ -107,15 +123,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED+i (default 0)")
     parser.add_argument("--epsilon", type=float, default=0.0, help="exploration rate (default 0: greedy)")
     parser.add_argument("--every", type=int, default=1, help="evaluate every Nth kept model (default 1)")
+    parser.add_argument("--stage", action="append", metavar="W-S",
+                        help="measure on this stage (repeatable; default: each of the run's stages)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="models evaluated at once, each in a process of its own (default 1; use the "
                              "machine's cores when nothing else runs)")
     args = parser.parse_args()
 
+    import config as C
     from mario_dqn import checkpoint as ckpt
 
     try:
         config = ckpt.read_run_config(args.run_dir)
+        stages = [f"{w}-{s}" for w, s in map(C.parse_stage, args.stage)] if args.stage else list(config.env.stages)
     except (ckpt.CheckpointError, ValueError) as err:
         sys.exit(f"error: {err}")
     models = ckpt.kept_models(args.run_dir)[:: max(args.every, 1)]
@@ -128,28 +148,31 @@ def main() -> None:
 
     cache_path = args.run_dir / "time_to_solve.json"
     cache: dict[str, Any] = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    protocol = f"seed={args.seed},episodes={args.episodes},epsilon={args.epsilon}"
-    done = cache.setdefault(protocol, {})
-    todo = [(str(weights), info["step"]) for weights, info in models if str(info["step"]) not in done]
+    done = {stage: cache.setdefault(cache_key(args.seed, args.episodes, args.epsilon, stage, config.env.stages), {})
+            for stage in stages}
+    todo = [(str(weights), info["step"], stage) for stage in stages for weights, info in models
+            if str(info["step"]) not in done[stage]]
     task = (str(args.run_dir), args.episodes, args.seed, args.epsilon)
     with ProcessPoolExecutor(max(args.jobs, 1), mp_context=get_context("spawn"), initializer=_start_worker,
                              initargs=task) as pool:
-        results = pool.map(_evaluate_model, [weights for weights, _ in todo])
-        for (_, step), result in tqdm(zip(todo, results), total=len(todo), desc="models", unit="model"):
-            done[str(step)] = result
+        results = pool.map(_evaluate_model, [weights for weights, _, _ in todo], [stage for _, _, stage in todo])
+        for (_, step, stage), result in tqdm(zip(todo, results), total=len(todo), desc="models", unit="model"):
+            done[stage][str(step)] = result
             tmp = cache_path.with_name(cache_path.name + ".tmp")  # written as each comes: a kill keeps the rest
             tmp.write_text(json.dumps(cache, indent=1))
             os.replace(tmp, cache_path)
-    rows = []
-    print(f"{'step':>10} {'wall_h':>7} {'flags':>6} {'mean_x':>7}")
-    for _, info in models:
-        row = {"step": info["step"], "wall_s": info.get("wall_s"), **done[str(info["step"])]}
-        rows.append(row)
-        print(f"{row['step']:>10,} {hours(row['wall_s']):>7} {row['flag_rate']:>6.0%} {row['mean_x_pos']:>7.0f}")
-    print(f"time_to_solve ({args.run_dir}, {args.episodes} episodes, seeds {args.seed}..{args.seed + args.episodes - 1}, "
-          f"epsilon {args.epsilon}):")
-    for line in summarize(rows, first_training_flag(args.run_dir)):
-        print("  " + line)
+    for stage in stages:
+        rows = []
+        print(f"{'step':>10} {'wall_h':>7} {'flags':>6} {'mean_x':>7}   stage {stage}")
+        for _, info in models:
+            row = {"step": info["step"], "wall_s": info.get("wall_s"), **done[stage][str(info["step"])]}
+            rows.append(row)
+            print(f"{row['step']:>10,} {hours(row['wall_s']):>7} {row['flag_rate']:>6.0%} {row['mean_x_pos']:>7.0f}")
+        print(f"time_to_solve ({args.run_dir}, stage {stage}, {args.episodes} episodes, "
+              f"seeds {args.seed}..{args.seed + args.episodes - 1}, epsilon {args.epsilon}):")
+        own = tuple(config.env.stages) == (stage,)  # metrics.csv of older one-stage runs has no stage column
+        for line in summarize(rows, first_training_flag(args.run_dir, None if own else stage)):
+            print("  " + line)
 
 
 if __name__ == "__main__":

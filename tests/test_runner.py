@@ -524,6 +524,28 @@ def test_a_run_of_several_stages_evaluates_each_stage_too(tmp_path):
     scalars = tensorboard_scalars(tmp_path)
     assert {tag for tag, _, _ in scalars} >= {"eval/flag_rate", "eval/1-1/flag_rate", "eval/1-2/flag_rate"}
 
+    # the time-to-solve harness measures such a run per stage: each stage gets its own
+    # episodes (the same seeds), table and summary, and the same numbers evaluate gives
+    (tmp_path / "config.json").write_text(C.to_json(config))  # what `main.py train` writes beside the Trainer's files
+    harness = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "time_to_solve.py"), str(tmp_path),
+                              "--episodes", "2"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert harness.returncode == 0, harness.stderr[-2000:]
+    assert "stage 1-1, 2 episodes" in harness.stdout and "stage 1-2, 2 episodes" in harness.stdout
+    cache = json.loads((tmp_path / "time_to_solve.json").read_text())
+    from mario_dqn.checkpoint import kept_models
+    from mario_dqn.environment import ACTIONS
+    from mario_dqn.runner import build_agent, evaluate
+
+    (weights, info), = kept_models(tmp_path)
+    agent = build_agent(config, len(ACTIONS[config.env.action_set]))
+    agent.load_weights_file(weights)
+    for stage in ("1-1", "1-2"):
+        measured = cache[f"seed=0,episodes=2,epsilon=0.0,stage={stage}"][str(info["step"])]
+        alone = evaluate(agent, C.replace(config, {"env": {"stages": (stage,)}}), 2, 0)
+        assert measured == {"flag_rate": alone["flag_rate"], "mean_x_pos": alone["mean_x_pos"]}
+        assert set(alone["per_stage"]) == {stage}
+
 
 def test_each_env_decays_to_its_own_ape_x_floor():
     """agent.epsilon_per_env_base: every env starts at epsilon_start and falls to its own

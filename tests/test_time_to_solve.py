@@ -7,7 +7,7 @@ load back into an agent, is tested on real runs in tests/test_runner.py
 
 from __future__ import annotations
 
-from benchmarks.time_to_solve import first_training_flag, summarize
+from benchmarks.time_to_solve import cache_key, first_training_flag, summarize
 
 
 def _row(step: int, minutes: float, flag_rate: float) -> dict:
@@ -44,3 +44,22 @@ def test_first_training_flag_comes_from_the_episode_rows(tmp_path) -> None:
     (tmp_path / "metrics.csv").write_text("kind,step,episode,flag\nepisode,300,2,1\n")  # before wall_s existed
     assert first_training_flag(tmp_path) == (300, None)
     assert first_training_flag(tmp_path / "nowhere") is None
+
+
+def test_first_training_flag_of_one_stage_of_several(tmp_path) -> None:
+    (tmp_path / "metrics.csv").write_text(
+        "kind,step,episode,flag,wall_s,stage\n"
+        "episode,100,1,1,5.0,1-4\n"
+        "episode,300,2,0,12.5,1-1\n"
+        "episode,400,3,1,20.0,1-1\n")
+    assert first_training_flag(tmp_path) == (100, 5.0)
+    assert first_training_flag(tmp_path, "1-1") == (400, 20.0)
+    assert first_training_flag(tmp_path, "1-3") is None
+
+
+def test_cache_keys_keep_one_stage_runs_and_split_several() -> None:
+    # a one-stage run measured on its own stage keeps the key of caches written before stages were measured
+    assert cache_key(0, 20, 0.0, "1-1", ("1-1",)) == "seed=0,episodes=20,epsilon=0.0"
+    assert cache_key(0, 20, 0.0, "1-2", ("1-1",)) == "seed=0,episodes=20,epsilon=0.0,stage=1-2"
+    keys = {cache_key(1000, 20, 0.0, stage, ("1-1", "1-3")) for stage in ("1-1", "1-3")}
+    assert keys == {"seed=1000,episodes=20,epsilon=0.0,stage=1-1", "seed=1000,episodes=20,epsilon=0.0,stage=1-3"}
