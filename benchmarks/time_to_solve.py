@@ -41,13 +41,16 @@ MARKS = (0.5, 0.8)
 
 def first_training_flag(run_dir: Path, stage: str | None = None) -> tuple[int, float | None] | None:
     """(step, wall_s) of the first training episode that reached the flag, from metrics.csv;
-    with ``stage`` ('W-S'), the first on that stage."""
+    with ``stage`` ('W-S'), the first on that stage. Episodes that began along an earlier
+    one (``env.restart_from_best``: restart_steps > 0) do not count: they did not start
+    at the stage start."""
     path = run_dir / "metrics.csv"
     if not path.exists():
         return None
     with open(path, newline="") as handle:
         for row in csv.DictReader(handle):
-            if row["kind"] == "episode" and row["flag"] == "1" and (stage is None or row.get("stage") == stage):
+            if (row["kind"] == "episode" and row["flag"] == "1" and (stage is None or row.get("stage") == stage)
+                    and row.get("restart_steps") in (None, "", "0")):
                 wall = row.get("wall_s") or ""
                 return int(row["step"]), float(wall) if wall else None
     return None

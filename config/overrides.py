@@ -183,6 +183,8 @@ FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
     ("env", "end_on_ceiling"): False,
     ("agent", "epsilon_per_env_base"): 0.0,
     ("agent", "epsilon_per_env_alpha"): 7.0,  # unused without epsilon_per_env_base
+    ("env", "restart_from_best"): 0.0,
+    ("env", "restart_keep"): 4,  # unused without restart_from_best
 }
 """Fields that configs written before them lack, each with the value that reproduces how
 those runs behaved (not necessarily today's default): old runs and shipped agents keep

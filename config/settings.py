@@ -63,6 +63,14 @@ class EnvConfig:
     max_episode_steps: int = spec(
         4000, "Truncate an episode after this many agent steps (0 = off; the game clock also ends it).",
         low=0, high=1_000_000)
+    restart_from_best: float = spec(
+        0.0, "Training only: the probability that a training episode starts from a state along one of the "
+             "env's best episodes so far on its stage (the furthest x_pos), replayed from the stage start to a "
+             "uniformly drawn point up to where that episode got furthest, instead of the stage start: a "
+             "Go-Explore-style return to the frontier (Ecoffet et al. 2021) for stages where epsilon-greedy "
+             "exploration rarely finds the way past a spot (1-3). Evaluation always starts at the stage start. "
+             "0 = off.", low=0.0, high=1.0)
+    restart_keep: int = spec(4, "Best episodes kept per stage and env for restart_from_best.", low=1, high=1000)
 
 
 @dataclass(frozen=True)

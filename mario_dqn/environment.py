@@ -13,6 +13,8 @@
       -> TimeLimit          truncated after max_episode_steps agent steps
       -> InfoFilter         x_pos, flag_get, world, stage, ...
       -> ResumableEpisode   reset seed/RNG + actions: the episode's state for checkpoints
+      -> RestartFromBest    training envs with env.restart_from_best > 0 only: some episodes
+                            start along the env's furthest episodes so far (a replay)
 
 ``terminated`` (death, flag) and ``truncated`` (time limit, no progress) stay separate.
 ``make_vector_env`` runs N of them in subprocesses (Gymnasium's AsyncVectorEnv with
@@ -41,6 +43,7 @@ from mario_dqn.wrappers import (
     FrameStackLast,
     InfoFilter,
     NoProgressTruncation,
+    RestartFromBest,
     ResumableEpisode,
     SkipMaxPool,
     StageSelector,
@@ -89,8 +92,12 @@ def _base_env(stages: list[tuple[int, int]], render_mode: str | None) -> gym.Env
     return StageSelector(envs, [f"{w}-{s}" for w, s in stages])
 
 
-def make_env(config: EnvConfig, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
+def make_env(config: EnvConfig, seed: int | None = None, render_mode: str | None = None, *,
+             training: bool = False) -> gym.Env:
     """Build the wrapped Mario env for ``config``.
+
+    ``training`` adds what only training episodes do (``config.restart_from_best``);
+    evaluation, play and videos build the env without it.
 
     ``seed`` seeds the first ``reset`` (stage sampling is the only randomness: the
     emulator is deterministic); later resets continue the same RNG stream.
@@ -115,6 +122,8 @@ def make_env(config: EnvConfig, seed: int | None = None, render_mode: str | None
         env = TimeLimit(env, config.max_episode_steps)
     env = InfoFilter(env)
     env = ResumableEpisode(env)
+    if training and config.restart_from_best > 0:
+        env = RestartFromBest(env, config.restart_from_best, config.restart_keep)
     if seed is not None:
         env.reset(seed=seed)
     return env
@@ -135,20 +144,20 @@ def find_wrapper(env: gym.Env, kind: type) -> Any:
     return env if isinstance(env, kind) else None
 
 
-def env_factory(config: EnvConfig, render_mode: str | None = None) -> Callable[[], gym.Env]:
+def env_factory(config: EnvConfig, render_mode: str | None = None, training: bool = False) -> Callable[[], gym.Env]:
     """A picklable zero-argument constructor, as vector envs want."""
-    return functools.partial(make_env, config, None, render_mode)
+    return functools.partial(make_env, config, None, render_mode, training=training)
 
 
 def _make_worker_env(config: EnvConfig, render_mode: str | None) -> gym.Env:
-    """``make_env`` in an env worker process, which leaves stop signals to the main one
-    (see :mod:`mario_dqn.signals`)."""
+    """A training ``make_env`` in an env worker process, which leaves stop signals to the
+    main one (see :mod:`mario_dqn.signals`)."""
     signals.ignore_in_worker()
-    return make_env(config, None, render_mode)
+    return make_env(config, None, render_mode, training=True)
 
 
 def make_vector_env(config: EnvConfig, num_envs: int, asynchronous: bool | None = None) -> gym.vector.VectorEnv:
-    """``num_envs`` copies of ``make_env(config)`` stepped together, same-step auto-reset.
+    """``num_envs`` training copies of ``make_env(config)`` stepped together, same-step auto-reset.
 
     ``asynchronous`` defaults to True when ``num_envs > 1``: each env gets its own
     process, so emulation runs on all cores; observations come back through shared
@@ -165,7 +174,8 @@ def make_vector_env(config: EnvConfig, num_envs: int, asynchronous: bool | None 
         fns = [functools.partial(_make_worker_env, config, None) for _ in range(num_envs)]
         with signals.blocked_while_spawning():
             return gym.vector.AsyncVectorEnv(fns, shared_memory=True, autoreset_mode=mode, context="spawn")
-    return gym.vector.SyncVectorEnv([env_factory(config) for _ in range(num_envs)], autoreset_mode=mode)
+    return gym.vector.SyncVectorEnv([env_factory(config, training=True) for _ in range(num_envs)],
+                                    autoreset_mode=mode)
 
 
 def final_observations(obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,

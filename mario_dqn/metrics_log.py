@@ -18,14 +18,17 @@ from pathlib import Path
 from typing import Any
 
 METRIC_FIELDS = ("kind", "step", "episode", "return", "length", "x_pos", "flag", "epsilon", "loss", "mean_q",
-                 "steps_per_s", "max_x_pos", "flag_rate", "wall_s", "stage")
+                 "steps_per_s", "max_x_pos", "flag_rate", "wall_s", "stage", "restart_steps")
 """Columns of metrics.csv. ``kind`` is 'episode' (one training episode) or 'eval'
 (the mean over an evaluation's episodes; max_x_pos and flag_rate only there).
 ``stage`` ('W-S') is the stage an episode played; an eval row has it only when the
 run trains on several stages, one row per stage beside the pooled row (which has none).
 ``wall_s`` is the seconds of training so far, summed over the run's resumes (from
 the start of each process's Trainer, so start-up, evaluations and checkpoints count):
-how long the run took to get here, read from the record rather than estimated."""
+how long the run took to get here, read from the record rather than estimated.
+``restart_steps`` (runs with ``env.restart_from_best`` only) is how many replayed steps a
+training episode began after: 0 for one from the stage start (its return and length count
+from where it began; x_pos and flag are where it ended, as always)."""
 
 SCALAR_FIELDS = ("return", "length", "x_pos", "flag", "epsilon", "loss", "mean_q", "steps_per_s",
                  "max_x_pos", "flag_rate")

@@ -355,7 +355,8 @@ class Trainer:
                                 "return": round(float(self.ep_return[i]), 6), "length": int(self.ep_length[i]),
                                 "x_pos": x_pos, "flag": int(flag), "epsilon": round(float(epsilon[i]), 6),
                                 "loss": c.last_loss, "mean_q": c.last_mean_q, "steps_per_s": round(sps, 1),
-                                "wall_s": round(self.wall_s(), 1)})
+                                "wall_s": round(self.wall_s(), 1),
+                                "restart_steps": int(final["restart_steps"][i]) if "restart_steps" in final else ""})
             self.ep_return[i] = 0.0
             self.ep_length[i] = 0
 

@@ -306,3 +306,125 @@ class ResumableEpisode(gym.Wrapper):
             raise ValueError("no pending episode state to restore")
         state, self.pending_state = self.pending_state, None
         return self.set_episode_state(state)
+
+
+RESTART_STREAM = 0x5EED_BE57
+"""Mixed into the reset seed for :class:`RestartFromBest`'s own generator, so its draws
+never share a stream with stage sampling."""
+
+
+class RestartFromBest(gym.Wrapper):
+    """Start some training episodes from a state along one of this env's best episodes.
+
+    Why: in a stage like 1-3 the way on leaves the greedy path several jumps before the
+    spot where the agent dies, and epsilon-greedy exploration around that path almost
+    never finds it; when an episode does get further, the agent sees the states past
+    the spot once and then not again. Go-Explore (Ecoffet et al. 2021) returns to such
+    frontier states and explores from there. Here the return is a replay: the emulator
+    and every wrapper below are deterministic, so the actions an episode took from the
+    stage start rebuild any of its states exactly. The wrapper keeps, per stage, the
+    ``keep`` episodes that got furthest (their actions up to their furthest x_pos);
+    each reset then, with probability ``probability``, replays one of them, chosen
+    uniformly, up to a uniformly drawn step, and the episode starts there. The agent
+    never sees the replayed steps; the episode's return and length count from there.
+
+    Sits above :class:`ResumableEpisode`, which records the replayed actions too, so a
+    checkpoint's episode state rebuilds the emulator; :meth:`get_episode_state` adds
+    this wrapper's own state (the kept episodes, its generator, the running episode's
+    actions) so a resumed run restarts from the same states as one never stopped.
+    Training only: evaluations are built without it and start at the stage start.
+    """
+
+    def __init__(self, env: gym.Env, probability: float, keep: int) -> None:
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"restart probability must be in [0, 1], got {probability!r}")
+        if not isinstance(keep, (int, np.integer)) or keep < 1:
+            raise ValueError(f"restart keep must be an integer >= 1, got {keep!r}")
+        super().__init__(env)
+        self.probability = float(probability)
+        self.keep = int(keep)
+        self.rng = np.random.default_rng(RESTART_STREAM)
+        self.best: dict[str, list[tuple[int, list[int]]]] = {}  # stage -> [(furthest x_pos, actions to it)]
+        self._stage = ""
+        self._actions: list[int] = []
+        self._best_x = 0
+        self._best_len = 0
+        self.restarted_at = 0  # replayed steps of the running episode (0: it began at the stage start)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self.rng = np.random.default_rng([seed, RESTART_STREAM])
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._stage = f"{info.get('world')}-{info.get('stage')}"
+        self._actions, self._best_x, self._best_len = [], int(info.get("x_pos", 0)), 0
+        self.restarted_at = 0
+        kept = self.best.get(self._stage, [])
+        if kept and self.rng.random() < self.probability:
+            _, actions = kept[int(self.rng.integers(len(kept)))]
+            for action in actions[: int(self.rng.integers(len(actions) + 1))]:
+                obs, _, terminated, truncated, info = self._take(action)
+                if terminated or truncated:  # cannot happen with the same config: the kept episode went on
+                    raise RuntimeError("a kept episode ended while it was replayed")
+            self.restarted_at = len(self._actions)
+        return obs, {**info, "restart_steps": self.restarted_at}
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self._take(int(action))
+        if terminated or truncated:
+            self._remember()
+        return obs, reward, terminated, truncated, {**info, "restart_steps": self.restarted_at}
+
+    def _take(self, action: int):
+        result = self.env.step(action)
+        self._actions.append(action)
+        x_pos = int(result[4].get("x_pos", 0))
+        if x_pos > self._best_x:
+            self._best_x, self._best_len = x_pos, len(self._actions)
+        return result
+
+    def _remember(self) -> None:
+        """Keep the finished episode if it is among the stage's ``keep`` furthest."""
+        # the episode ended after its last action, so any shorter prefix replays without ending
+        length = min(self._best_len, len(self._actions) - 1)
+        if length <= 0:
+            return
+        kept = self.best.setdefault(self._stage, [])
+        if len(kept) == self.keep and self._best_x <= kept[-1][0]:
+            return
+        kept.append((self._best_x, self._actions[:length]))
+        kept.sort(key=lambda entry: -entry[0])  # stable: of equals, the older stays first
+        del kept[self.keep:]
+
+    # --------------------------------------------------------------- checkpoints
+
+    def get_episode_state(self) -> dict[str, Any]:
+        """The episode state of the wrappers below, plus this wrapper's own."""
+        return {**self.env.get_wrapper_attr("get_episode_state")(), "restarts": {
+            "best": {stage: [[x, list(actions)] for x, actions in kept] for stage, kept in self.best.items()},
+            "rng_state": self.rng.bit_generator.state, "stage": self._stage, "actions": list(self._actions),
+            "best_x": self._best_x, "best_len": self._best_len, "restarted_at": self.restarted_at}}
+
+    def set_episode_state(self, state: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        """Rebuild the episode (the wrappers below replay it) and this wrapper's state."""
+        result = self.env.get_wrapper_attr("set_episode_state")(state)
+        self._load(state)
+        return result
+
+    def restore_pending(self) -> tuple[np.ndarray, dict[str, Any]]:
+        """:meth:`set_episode_state` with the pending state ``set_attr`` left below."""
+        state = self.env.get_wrapper_attr("pending_state")
+        result = self.env.get_wrapper_attr("restore_pending")()
+        self._load(state)
+        return result
+
+    def _load(self, state: dict[str, Any]) -> None:
+        own = state.get("restarts")
+        if own is None:  # saved without this wrapper: nothing kept yet
+            return
+        self.best = {stage: [(int(x), [int(a) for a in actions]) for x, actions in kept]
+                     for stage, kept in own["best"].items()}
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = own["rng_state"]
+        self._stage, self._actions = own["stage"], [int(a) for a in own["actions"]]
+        self._best_x, self._best_len = int(own["best_x"]), int(own["best_len"])
+        self.restarted_at = int(own["restarted_at"])

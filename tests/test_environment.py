@@ -27,7 +27,7 @@ from mario_dqn.environment import (
     make_env,
     make_vector_env,
 )
-from mario_dqn.wrappers import CeilingIsDeath, FrameStackLast, NoProgressTruncation, SkipMaxPool
+from mario_dqn.wrappers import CeilingIsDeath, FrameStackLast, NoProgressTruncation, RestartFromBest, SkipMaxPool
 
 RIGHT = 1  # index of ['right'] in every action set
 NOOP = 0
@@ -393,3 +393,63 @@ def test_episode_state_round_trip_continues_the_same_episode():
     assert first.reset()[1]["stage"] == second.reset()[1]["stage"]
     first.close()
     second.close()
+
+
+def test_restart_from_best_starts_episodes_along_the_furthest_one():
+    """With probability 1, every reset after an episode ends replays that episode to a
+    drawn step: the observation and x_pos are the ones the episode had there, and the
+    info says how many steps were replayed. Evaluation envs never restart."""
+    config = cfg(restart_from_best=1.0, restart_keep=2, max_episode_steps=40)
+    assert find_wrapper(make_env(config), RestartFromBest) is None, "evaluation/play envs start at the stage start"
+    env = make_env(config, training=True)
+    try:
+        obs, info = env.reset(seed=3)
+        assert info["restart_steps"] == 0, "nothing kept yet: the stage start"
+        seen, xs, done = [obs], [info["x_pos"]], False
+        while not done:  # walk right until the time limit (or a goomba) ends it
+            obs, _, terminated, truncated, info = env.step(RIGHT)
+            seen.append(obs)
+            xs.append(info["x_pos"])
+            done = terminated or truncated
+        kept = find_wrapper(env, RestartFromBest).best["1-1"]
+        furthest = int(np.argmax(xs))
+        assert kept == [(max(xs), [RIGHT] * min(furthest, len(xs) - 2))], "to its furthest x, never its last step"
+        starts = set()
+        for _ in range(8):
+            obs, info = env.reset()
+            t = info["restart_steps"]
+            starts.add(t)
+            assert 0 <= t <= len(kept[0][1])
+            np.testing.assert_array_equal(obs, seen[t])
+            assert info["x_pos"] == xs[t]
+        assert len(starts) > 1, "the restart step is drawn, not fixed"
+        obs, _, _, _, info = env.step(RIGHT)  # and the episode goes on from there as it did
+        np.testing.assert_array_equal(obs, seen[t + 1])
+        assert info["restart_steps"] == t
+    finally:
+        env.close()
+
+
+def test_restart_from_best_keeps_the_furthest_episodes_of_each_stage():
+    """Hand-made episodes: the ``keep`` furthest per stage stay, each cut at its furthest
+    step (and before its last one); a tie with the last kept does not replace it."""
+    wrapper = RestartFromBest(make_env(PLAIN), probability=0.5, keep=2)
+
+    def finish(stage: str, xs: list[int]) -> None:
+        wrapper._stage, wrapper._actions = stage, list(range(len(xs)))
+        wrapper._best_x = max(xs)
+        wrapper._best_len = xs.index(max(xs)) + 1
+        wrapper._remember()
+
+    finish("1-1", [50, 300, 200])          # furthest after 2 actions
+    finish("1-1", [100, 400, 400, 450])    # furthest at its last action: cut before it
+    finish("1-1", [60, 300])               # ties the last kept (300): not kept
+    finish("1-3", [700])                   # ended on its first action: nothing to replay
+    finish("1-2", [10, 20, 30, 40, 35])
+    assert wrapper.best == {"1-1": [(450, [0, 1, 2]), (300, [0, 1])], "1-2": [(40, [0, 1, 2, 3])]}
+    finish("1-1", [500, 10])               # the new furthest pushes out the nearest
+    assert wrapper.best["1-1"] == [(500, [0]), (450, [0, 1, 2])]
+    with pytest.raises(ValueError, match="probability"):
+        RestartFromBest(make_env(PLAIN), probability=1.5, keep=2)
+    with pytest.raises(ValueError, match="keep"):
+        RestartFromBest(make_env(PLAIN), probability=0.5, keep=0)

@@ -581,3 +581,27 @@ def test_per_env_epsilons_reach_the_episodes_in_metrics(tmp_path):
     assert logged, "episodes must end after the decay"
     assert all(np.isclose(floors, value, atol=1e-6).any() for value in logged), logged
     assert len({round(value, 6) for value in logged}) >= 2
+
+
+def test_a_run_with_restarts_resumes_exactly(tmp_path):
+    """env.restart_from_best through the CLI, 2 envs: some training episodes begin along
+    earlier ones (restart_steps > 0 in metrics.csv), and a run stopped at 150 and resumed
+    gives the numbers, checkpoint and kept episodes of one never stopped."""
+    common = ("--envs", "2", "--save-dir", str(tmp_path), "--set", "checkpoint_every=100", *TINY,
+              "--set", "max_episode_steps=30", "--set", "restart_from_best=0.5")
+    straight = cli("train", "--steps", "300", "--name", "straight", *common)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    first = cli("train", "--steps", "150", "--name", "resumed", *common)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = cli("train", "--resume", str(tmp_path / "resumed"), "--steps", "300", "--no-progress")
+    assert again.returncode == 0, again.stderr[-2000:]
+    rows = metrics_rows(tmp_path / "straight")
+    episodes = [row for row in rows if row["kind"] == "episode"]
+    assert any(int(row["restart_steps"]) > 0 for row in episodes), "some episodes must restart"
+    assert any(int(row["restart_steps"]) == 0 for row in episodes[2:]), "and some not (probability 0.5)"
+    assert rows == metrics_rows(tmp_path / "resumed")
+    a, b = (tmp_path / name / "checkpoints" / "step-000000000300" for name in ("straight", "resumed"))
+    assert_same_checkpoints(a, b)
+    envs = json.loads((a / "state.json").read_text())["envs"]
+    assert envs == json.loads((b / "state.json").read_text())["envs"]
+    assert all(env["restarts"]["best"]["1-1"] for env in envs), "each env keeps its own furthest episodes"

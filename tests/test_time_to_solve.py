@@ -63,3 +63,11 @@ def test_cache_keys_keep_one_stage_runs_and_split_several() -> None:
     assert cache_key(0, 20, 0.0, "1-2", ("1-1",)) == "seed=0,episodes=20,epsilon=0.0,stage=1-2"
     keys = {cache_key(1000, 20, 0.0, stage, ("1-1", "1-3")) for stage in ("1-1", "1-3")}
     assert keys == {"seed=1000,episodes=20,epsilon=0.0,stage=1-1", "seed=1000,episodes=20,epsilon=0.0,stage=1-3"}
+
+
+def test_a_flag_from_a_restarted_episode_is_not_a_first_flag(tmp_path) -> None:
+    (tmp_path / "metrics.csv").write_text(
+        "kind,step,episode,flag,wall_s,stage,restart_steps\n"
+        "episode,100,1,1,5.0,1-3,57\n"  # began 57 replayed steps into the stage
+        "episode,300,2,1,12.5,1-3,0\n")
+    assert first_training_flag(tmp_path) == (300, 12.5)
