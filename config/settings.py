@@ -71,6 +71,11 @@ class EnvConfig:
              "exploration rarely finds the way past a spot (1-3). Evaluation always starts at the stage start. "
              "0 = off.", low=0.0, high=1.0)
     restart_keep: int = spec(4, "Best episodes kept per stage and env for restart_from_best.", low=1, high=1000)
+    restart_guided: int = spec(
+        0, "With restart_from_best: a restarted episode's first this many steps also follow the kept episode "
+           "(the agent's action is replaced and the transition stored with the one taken), so the agent learns "
+           "from taking the kept route where it leaves its own, not only from what follows (Jump-Start RL). "
+           "0 = off.", low=0, high=100_000)
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,7 @@ def make_env(config: EnvConfig, seed: int | None = None, render_mode: str | None
     env = InfoFilter(env)
     env = ResumableEpisode(env)
     if training and config.restart_from_best > 0:
-        env = RestartFromBest(env, config.restart_from_best, config.restart_keep)
+        env = RestartFromBest(env, config.restart_from_best, config.restart_keep, config.restart_guided)
     if seed is not None:
         env.reset(seed=seed)
     return env
@@ -192,3 +192,16 @@ def final_observations(obs: np.ndarray, terminated: np.ndarray, truncated: np.nd
     for i in np.flatnonzero(done):
         next_obs[i] = info["final_obs"][i]
     return next_obs
+
+
+def taken_actions(actions: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """The actions a vector step actually took: ``actions``, except where an env followed
+    a kept episode instead (``env.restart_guided``; ``info['guided_action']`` >= 0).
+
+    A guided step never ends an episode, so for an env that just reset, the entry (its
+    reset's, -1) rightly leaves the agent's action.
+    """
+    guided = info.get("guided_action")
+    if guided is None:
+        return actions
+    return np.where(np.asarray(guided) >= 0, guided, actions).astype(actions.dtype)

@@ -26,7 +26,7 @@ import numpy as np
 import config as C
 from mario_dqn import checkpoint as ckpt
 from mario_dqn.agent import DQNAgent
-from mario_dqn.environment import final_observations, make_env, make_vector_env
+from mario_dqn.environment import final_observations, make_env, make_vector_env, taken_actions
 from mario_dqn.metrics_log import MalformedMetrics, MetricsLog
 from mario_dqn.replay import make_replay
 from mario_dqn.schedules import linear_schedule, per_env_floors
@@ -426,6 +426,7 @@ class Trainer:
                 self.envs.step_async(actions)
                 self._learn()
                 obs, reward, terminated, truncated, info = self.envs.step_wait()
+                actions = taken_actions(actions, info)
                 next_obs = final_observations(obs, terminated, truncated, info)
                 self.replay.add(self.obs, actions, reward, next_obs, terminated, truncated)
                 self.obs = obs

@@ -328,6 +328,16 @@ class RestartFromBest(gym.Wrapper):
     uniformly, up to a uniformly drawn step, and the episode starts there. The agent
     never sees the replayed steps; the episode's return and length count from there.
 
+    With ``guided`` > 0 the episode's first ``guided`` steps (at most to where the kept
+    episode got furthest) then also follow the kept episode, whatever action the agent
+    asked for: they are ordinary steps of the episode, and ``info["guided_action"]`` says
+    which action was taken (-1 when it was the agent's own), so the learner stores the
+    transitions with the actions that made them. Why: a route that leaves the greedy
+    path earlier is only worth taking once the agent has transitions of *taking* it from
+    where it parts; restarts past that point teach what follows, but the agent, acting
+    itself before it, keeps to its own route (Jump-Start RL, Uchendu et al. 2023, hands
+    over from a guide policy the same way; DQN learns off-policy from those steps).
+
     Sits above :class:`ResumableEpisode`, which records the replayed actions too, so a
     checkpoint's episode state rebuilds the emulator; :meth:`get_episode_state` adds
     this wrapper's own state (the kept episodes, its generator, the running episode's
@@ -335,14 +345,18 @@ class RestartFromBest(gym.Wrapper):
     Training only: evaluations are built without it and start at the stage start.
     """
 
-    def __init__(self, env: gym.Env, probability: float, keep: int) -> None:
+    def __init__(self, env: gym.Env, probability: float, keep: int, guided: int = 0) -> None:
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"restart probability must be in [0, 1], got {probability!r}")
         if not isinstance(keep, (int, np.integer)) or keep < 1:
             raise ValueError(f"restart keep must be an integer >= 1, got {keep!r}")
+        if not isinstance(guided, (int, np.integer)) or guided < 0:
+            raise ValueError(f"restart guided steps must be an integer >= 0, got {guided!r}")
         super().__init__(env)
         self.probability = float(probability)
         self.keep = int(keep)
+        self.guided = int(guided)
+        self._guide: list[int] = []  # the kept episode's next actions, taken instead of the agent's
         self.rng = np.random.default_rng(RESTART_STREAM)
         self.best: dict[str, list[tuple[int, list[int]]]] = {}  # stage -> [(furthest x_pos, actions to it)]
         self._stage = ""
@@ -357,22 +371,26 @@ class RestartFromBest(gym.Wrapper):
         obs, info = self.env.reset(seed=seed, options=options)
         self._stage = f"{info.get('world')}-{info.get('stage')}"
         self._actions, self._best_x, self._best_len = [], int(info.get("x_pos", 0)), 0
-        self.restarted_at = 0
+        self.restarted_at, self._guide = 0, []
         kept = self.best.get(self._stage, [])
         if kept and self.rng.random() < self.probability:
             _, actions = kept[int(self.rng.integers(len(kept)))]
-            for action in actions[: int(self.rng.integers(len(actions) + 1))]:
+            start = int(self.rng.integers(len(actions) + 1))
+            for action in actions[:start]:
                 obs, _, terminated, truncated, info = self._take(action)
                 if terminated or truncated:  # cannot happen with the same config: the kept episode went on
                     raise RuntimeError("a kept episode ended while it was replayed")
-            self.restarted_at = len(self._actions)
-        return obs, {**info, "restart_steps": self.restarted_at}
+            self.restarted_at = start
+            self._guide = list(actions[start:start + self.guided])  # never its last step: none of them ends it
+        return obs, {**info, "restart_steps": self.restarted_at, "guided_action": -1}
 
     def step(self, action):
-        obs, reward, terminated, truncated, info = self._take(int(action))
+        guided = self._guide.pop(0) if self._guide else -1
+        obs, reward, terminated, truncated, info = self._take(int(action) if guided < 0 else guided)
         if terminated or truncated:
             self._remember()
-        return obs, reward, terminated, truncated, {**info, "restart_steps": self.restarted_at}
+        return obs, reward, terminated, truncated, {**info, "restart_steps": self.restarted_at,
+                                                    "guided_action": guided}
 
     def _take(self, action: int):
         result = self.env.step(action)
@@ -402,7 +420,8 @@ class RestartFromBest(gym.Wrapper):
         return {**self.env.get_wrapper_attr("get_episode_state")(), "restarts": {
             "best": {stage: [[x, list(actions)] for x, actions in kept] for stage, kept in self.best.items()},
             "rng_state": self.rng.bit_generator.state, "stage": self._stage, "actions": list(self._actions),
-            "best_x": self._best_x, "best_len": self._best_len, "restarted_at": self.restarted_at}}
+            "best_x": self._best_x, "best_len": self._best_len, "restarted_at": self.restarted_at,
+            "guide": list(self._guide)}}
 
     def set_episode_state(self, state: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         """Rebuild the episode (the wrappers below replay it) and this wrapper's state."""
@@ -428,3 +447,4 @@ class RestartFromBest(gym.Wrapper):
         self._stage, self._actions = own["stage"], [int(a) for a in own["actions"]]
         self._best_x, self._best_len = int(own["best_x"]), int(own["best_len"])
         self.restarted_at = int(own["restarted_at"])
+        self._guide = [int(a) for a in own.get("guide", [])]

@@ -453,3 +453,44 @@ def test_restart_from_best_keeps_the_furthest_episodes_of_each_stage():
         RestartFromBest(make_env(PLAIN), probability=1.5, keep=2)
     with pytest.raises(ValueError, match="keep"):
         RestartFromBest(make_env(PLAIN), probability=0.5, keep=0)
+
+
+def test_guided_restart_steps_follow_the_kept_episode_whatever_the_agent_asks():
+    """env.restart_guided: after the hidden replay, the next steps take the kept episode's
+    actions (and say so in info), then the agent's own again."""
+    config = cfg(restart_from_best=1.0, restart_keep=1, restart_guided=5, max_episode_steps=40)
+    env = make_env(config, training=True)
+    try:
+        obs, info = env.reset(seed=3)
+        assert info["guided_action"] == -1
+        seen, done = [obs], False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(RIGHT)
+            assert info["guided_action"] == -1, "nothing kept yet: the agent's own actions"
+            seen.append(obs)
+            done = terminated or truncated
+        kept = find_wrapper(env, RestartFromBest).best["1-1"][0][1]
+        checked = 0
+        for _ in range(6):
+            obs, info = env.reset()
+            t = info["restart_steps"]
+            guided = min(5, len(kept) - t)
+            for k in range(guided):
+                obs, _, _, _, info = env.step(NOOP)  # the agent asks for NOOP; the kept episode ran right
+                assert info["guided_action"] == RIGHT
+                np.testing.assert_array_equal(obs, seen[t + k + 1])
+                checked += 1
+            obs, _, _, _, info = env.step(NOOP)
+            assert info["guided_action"] == -1, "then the agent's own action"
+        assert checked > 0
+    finally:
+        env.close()
+
+
+def test_taken_actions_are_the_guided_ones_where_an_env_was_guided():
+    from mario_dqn.environment import taken_actions
+
+    asked = np.array([3, 1, 4, 0])
+    assert taken_actions(asked, {"x_pos": np.zeros(4)}) is asked, "without restarts: the actions asked for"
+    taken = taken_actions(asked, {"guided_action": np.array([-1, 2, -1, 0])})
+    assert taken.tolist() == [3, 2, 4, 0] and taken.dtype == asked.dtype

@@ -584,24 +584,47 @@ def test_per_env_epsilons_reach_the_episodes_in_metrics(tmp_path):
 
 
 def test_a_run_with_restarts_resumes_exactly(tmp_path):
-    """env.restart_from_best through the CLI, 2 envs: some training episodes begin along
+    """env.restart_from_best through the CLI, 2 envs: training episodes begin along
     earlier ones (restart_steps > 0 in metrics.csv), and a run stopped at 150 and resumed
-    gives the numbers, checkpoint and kept episodes of one never stopped."""
+    gives the numbers, checkpoint and kept episodes of one never stopped (with guided
+    restart steps, whose remaining actions are part of the episode state)."""
     common = ("--envs", "2", "--save-dir", str(tmp_path), "--set", "checkpoint_every=100", *TINY,
-              "--set", "max_episode_steps=30", "--set", "restart_from_best=0.5")
+              "--set", "max_episode_steps=30", "--set", "restart_from_best=1.0", "--set", "restart_guided=30")
     straight = cli("train", "--steps", "300", "--name", "straight", *common)
     assert straight.returncode == 0, straight.stderr[-2000:]
     first = cli("train", "--steps", "150", "--name", "resumed", *common)
     assert first.returncode == 0, first.stderr[-2000:]
+    stopped = json.loads((tmp_path / "resumed" / "checkpoints" / "step-000000000150" / "state.json").read_text())
+    assert any(env["restarts"]["guide"] for env in stopped["envs"]), "stopped in the middle of a guided restart"
     again = cli("train", "--resume", str(tmp_path / "resumed"), "--steps", "300", "--no-progress")
     assert again.returncode == 0, again.stderr[-2000:]
     rows = metrics_rows(tmp_path / "straight")
     episodes = [row for row in rows if row["kind"] == "episode"]
     assert any(int(row["restart_steps"]) > 0 for row in episodes), "some episodes must restart"
-    assert any(int(row["restart_steps"]) == 0 for row in episodes[2:]), "and some not (probability 0.5)"
     assert rows == metrics_rows(tmp_path / "resumed")
     a, b = (tmp_path / name / "checkpoints" / "step-000000000300" for name in ("straight", "resumed"))
     assert_same_checkpoints(a, b)
     envs = json.loads((a / "state.json").read_text())["envs"]
     assert envs == json.loads((b / "state.json").read_text())["envs"]
     assert all(env["restarts"]["best"]["1-1"] for env in envs), "each env keeps its own furthest episodes"
+
+
+def test_guided_restart_steps_are_stored_with_the_actions_taken(tmp_path):
+    """With env.restart_guided the env replaces the agent's (here random) actions with the
+    kept episode's; the replay memory must hold the actions that were taken, i.e. the
+    running episode's own record of them (its ResumableEpisode actions after the replayed ones)."""
+    import config as C
+    from mario_dqn.runner import Trainer
+
+    config = C.apply_overrides(C.Config(), [
+        "num_envs=1", "total_steps=130", "learning_starts=1000", "capacity=1000", "eval_every=0",
+        "checkpoint_every=1000", "max_episode_steps=20", "epsilon_start=1.0", "epsilon_end=1.0",
+        "restart_from_best=1.0", "restart_guided=30"])
+    trainer = Trainer(config, tmp_path, progress=False)
+    trainer.run()
+    state = json.loads((tmp_path / "checkpoints" / "step-000000000130" / "state.json").read_text())["envs"][0]
+    visible = state["actions"][state["restarts"]["restarted_at"]:]
+    assert state["restarts"]["restarted_at"] > 0 and len(visible) >= 5, "the run ends in a restarted episode"
+    ring, cursor = trainer.replay._ring["action"][0], int(trainer.replay._cursor[0])
+    stored = ring[cursor - 1 - len(visible): cursor - 1].tolist()  # the newest entry has no action yet
+    assert stored == visible
