@@ -155,6 +155,17 @@ def test_the_w11_a_preset_is_the_config_w11_a_was_trained_with():
     assert C.to_dict(got) == C.to_dict(want)
 
 
+def test_the_world_1_3_preset_is_the_config_of_w13j_s0():
+    """w13j-s0 was started with `--world 1 --stage 3 --set restart_from_best=0.5 --set
+    restart_guided=32` on the defaults of 61d8a5c; the preset gives those fields, and only those."""
+    from config import presets
+
+    _, items = presets.load("world-1-3")
+    got = C.apply_overrides(C.Config(), items)
+    want = C.apply_overrides(C.Config(), ["env.stages=1-3", "restart_from_best=0.5", "restart_guided=32"])
+    assert C.to_dict(got) == C.to_dict(want) and got.env.restart_keep == 4
+
+
 def test_presets_through_the_cli(tmp_path):
     listed = _main("config", "--presets")
     assert listed.returncode == 0 and listed.stdout.startswith("w11-a\n"), listed.stdout
@@ -164,7 +175,7 @@ def test_presets_through_the_cli(tmp_path):
     for args in (("train", "--preset", "nope", "--save-dir", str(tmp_path)), ("config", "--preset", "nope")):
         refused = _main(*args)
         assert refused.returncode == 2, refused.stderr
-        assert refused.stderr.count("\n") == 1 and "unknown preset 'nope'; presets: w11-a" in refused.stderr
+        assert refused.stderr.count("\n") == 1 and "unknown preset 'nope'; presets: w11-a, world-1-3" in refused.stderr
     assert not any(tmp_path.iterdir()), "a refused preset writes no run"
     resumed = _main("train", "--resume", str(tmp_path), "--preset", "w11-a")
     assert resumed.returncode == 2 and "only --steps may change" in resumed.stderr
