@@ -46,7 +46,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-FLAGPOLE_X = {"1-1": 3161, "1-2": 3161, "1-4": 2244}
+FLAGPOLE_X = {"1-1": 3161, "1-2": 3161, "1-3": 2425, "1-4": 2244}
 """The x_pos at which greedy episodes got the flag, per stage (read from `info` in probes of
 trained agents): drawn as a line on a one-stage agent's learning curve. 1-4 ends at the axe,
 not a pole: its value is the lowest x_pos of w14-s0's training flags (they ended at 2244-2268).
@@ -134,9 +134,10 @@ def _episodes_with_hours(rows: list[dict[str, str]]):
 
 
 def first_flag(rows: list[dict[str, str]]) -> dict[str, float] | None:
-    """Agent step, episode and wall-clock estimate of the first training episode that reached the flag."""
+    """Agent step, episode and wall-clock estimate of the first training episode that reached the flag
+    from the stage start (one that began along an earlier episode, ``env.restart_from_best``, does not count)."""
     for row, hours in _episodes_with_hours(rows):
-        if row["flag"] == "1":
+        if row["flag"] == "1" and row.get("restart_steps") in (None, "", "0"):
             return {"step": int(row["step"]), "episode": int(row["episode"]), "wall_hours": hours}
     return None
 
