@@ -34,6 +34,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mario_dqn.metrics_log import began_at_stage_start  # noqa: E402
+
 STABLE_WINDOW_S = 30 * 60
 """After the first >= 80% model, how long the policy must stay good (issue 18: none below 60%)."""
 MARKS = (0.5, 0.8)
@@ -50,7 +52,7 @@ def first_training_flag(run_dir: Path, stage: str | None = None) -> tuple[int, f
     with open(path, newline="") as handle:
         for row in csv.DictReader(handle):
             if (row["kind"] == "episode" and row["flag"] == "1" and (stage is None or row.get("stage") == stage)
-                    and row.get("restart_steps") in (None, "", "0")):
+                    and began_at_stage_start(row)):
                 wall = row.get("wall_s") or ""
                 return int(row["step"]), float(wall) if wall else None
     return None

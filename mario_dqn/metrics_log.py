@@ -30,6 +30,13 @@ how long the run took to get here, read from the record rather than estimated.
 training episode began after: 0 for one from the stage start (its return and length count
 from where it began; x_pos and flag are where it ended, as always)."""
 
+def began_at_stage_start(row: dict[str, str]) -> bool:
+    """Whether a metrics.csv episode row began at the stage start: not one that
+    ``env.restart_from_best`` started along an earlier episode (runs without it, and
+    records written before the column, have none). A first flag counts only from these."""
+    return row.get("restart_steps") in (None, "", "0")
+
+
 SCALAR_FIELDS = ("return", "length", "x_pos", "flag", "epsilon", "loss", "mean_q", "steps_per_s",
                  "max_x_pos", "flag_rate")
 """The columns of a metrics row that TensorBoard shows, as ``<kind>/<column>``."""

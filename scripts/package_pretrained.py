@@ -46,6 +46,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
+from mario_dqn.metrics_log import began_at_stage_start  # noqa: E402
+
 FLAGPOLE_X = {"1-1": 3161, "1-2": 3161, "1-3": 2425, "1-4": 2244}
 """The x_pos at which greedy episodes got the flag, per stage (read from `info` in probes of
 trained agents): drawn as a line on a one-stage agent's learning curve. 1-4 ends at the axe,
@@ -137,7 +139,7 @@ def first_flag(rows: list[dict[str, str]]) -> dict[str, float] | None:
     """Agent step, episode and wall-clock estimate of the first training episode that reached the flag
     from the stage start (one that began along an earlier episode, ``env.restart_from_best``, does not count)."""
     for row, hours in _episodes_with_hours(rows):
-        if row["flag"] == "1" and row.get("restart_steps") in (None, "", "0"):
+        if row["flag"] == "1" and began_at_stage_start(row):
             return {"step": int(row["step"]), "episode": int(row["episode"]), "wall_hours": hours}
     return None
 
