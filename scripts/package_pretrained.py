@@ -144,6 +144,12 @@ def first_flag(rows: list[dict[str, str]]) -> dict[str, float] | None:
     return None
 
 
+def flags_from_stage_start(rows: list[dict[str, str]]) -> int:
+    """Training episodes that reached the flag from the stage start; the checkpoint's own count
+    (``training_flags``) includes episodes that began along an earlier one (``env.restart_from_best``)."""
+    return sum(row["kind"] == "episode" and row["flag"] == "1" and began_at_stage_start(row) for row in rows)
+
+
 def training_hours(rows: list[dict[str, str]]) -> float:
     """Wall-clock estimate of the whole training the rows cover (see _episodes_with_hours)."""
     hours = 0.0
@@ -286,6 +292,7 @@ def main() -> int:
     plot_curve(rows, args.out / "learning_curve.png", list(stages))
     training = {"run": args.run.name, "checkpoint": origin, "step": state["step"],
                 "episodes": state["episodes"], "training_flags": state["flags"],
+                "training_flags_from_stage_start": flags_from_stage_start(rows),
                 "first_flag": first_flag(rows), "training_wall_hours": training_hours(rows), **played}
     (args.out / "training.json").write_text(json.dumps(training, indent=1) + "\n")
     print(json.dumps({k: results[k] for k in ("mean_return", "mean_x_pos", "max_x_pos", "flag_rate")}))

@@ -40,6 +40,10 @@ def test_hours_come_from_wall_s_and_from_steps_per_s_before_it_existed(tmp_path)
             _episode(2000, 1, "1800"), _episode(3000, 1, "7200")]
     assert package.first_flag(rows) == {"step": 2000, "episode": 20, "wall_hours": 0.5}
     assert package.training_hours(rows) == 2.0
+    assert package.flags_from_stage_start(rows) == 2
+    restarted = rows + [{**_episode(4000, 1, "7300"), "restart_steps": "250"},
+                        {**_episode(5000, 1, "7400"), "restart_steps": "0"}]
+    assert package.flags_from_stage_start(restarted) == 3  # the one restarted 250 steps in does not count
     old = [{k: v for k, v in row.items() if k != "wall_s"} for row in rows if row["kind"] == "episode"]
     # 1000 steps at 50/s, then 1000 more, then 1000 more: 60 s in all
     assert package.first_flag(old)["wall_hours"] == round(40 / 3600, 2)
