@@ -76,6 +76,11 @@ class EnvConfig:
            "(the agent's action is replaced and the transition stored with the one taken), so the agent learns "
            "from taking the kept route where it leaves its own, not only from what follows (Jump-Start RL). "
            "0 = off.", low=0, high=100_000)
+    restart_explore: int = spec(
+        0, "With restart_from_best: after the guided steps, a restarted episode's next this many steps take "
+           "random actions, each held 1-6 steps (stored with the action taken), as Go-Explore explores from "
+           "the state it returns to: a way round a barrier where all kept episodes end must be found once "
+           "before restarts can follow it. 0 = off.", low=0, high=100_000)
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,8 @@ def make_env(config: EnvConfig, seed: int | None = None, render_mode: str | None
     env = InfoFilter(env)
     env = ResumableEpisode(env)
     if training and config.restart_from_best > 0:
-        env = RestartFromBest(env, config.restart_from_best, config.restart_keep, config.restart_guided)
+        env = RestartFromBest(env, config.restart_from_best, config.restart_keep, config.restart_guided,
+                              config.restart_explore)
     if seed is not None:
         env.reset(seed=seed)
     return env
@@ -195,13 +196,18 @@ def final_observations(obs: np.ndarray, terminated: np.ndarray, truncated: np.nd
 
 
 def taken_actions(actions: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-    """The actions a vector step actually took: ``actions``, except where an env followed
-    a kept episode instead (``env.restart_guided``; ``info['guided_action']`` >= 0).
+    """The actions a vector step actually took: ``actions``, except where an env took its
+    own instead (``env.restart_guided`` / ``restart_explore``; ``info['guided_action']`` >= 0).
 
-    A guided step never ends an episode, so for an env that just reset, the entry (its
-    reset's, -1) rightly leaves the agent's action.
+    An env whose episode ended in this step has already reset (its entry is the reset's,
+    -1); the step's own entry is in ``info['final_info']``.
     """
     guided = info.get("guided_action")
     if guided is None:
         return actions
-    return np.where(np.asarray(guided) >= 0, guided, actions).astype(actions.dtype)
+    guided = np.asarray(guided)
+    final = info.get("final_info", {})
+    if "guided_action" in final:
+        ended = np.asarray(final["_guided_action"], dtype=bool)
+        guided = np.where(ended, final["guided_action"], guided)
+    return np.where(guided >= 0, guided, actions).astype(actions.dtype)

@@ -312,6 +312,11 @@ RESTART_STREAM = 0x5EED_BE57
 """Mixed into the reset seed for :class:`RestartFromBest`'s own generator, so its draws
 never share a stream with stage sampling."""
 
+EXPLORE_HOLD = 6
+"""Longest run of one random action in a restarted episode's exploration steps: a high
+jump needs A held over several agent steps (the 1-3 probe that found the higher route
+held each random action 1-6 steps)."""
+
 
 class RestartFromBest(gym.Wrapper):
     """Start some training episodes from a state along one of this env's best episodes.
@@ -338,6 +343,14 @@ class RestartFromBest(gym.Wrapper):
     itself before it, keeps to its own route (Jump-Start RL, Uchendu et al. 2023, hands
     over from a guide policy the same way; DQN learns off-policy from those steps).
 
+    With ``explore`` > 0 the next ``explore`` steps after those take random actions, each
+    held for 1 to ``EXPLORE_HOLD`` steps (reported and stored the same way). Why: the
+    kept episodes only lead where the agent has already been; when they all end at the
+    same barrier, a way round it must first be found once. Go-Explore explores from the
+    returned state with random, repeated actions; on 1-3 held random actions from the
+    greedy path found the higher route where epsilon-greedy steps around it did not
+    (run notes of w13-s0).
+
     Sits above :class:`ResumableEpisode`, which records the replayed actions too, so a
     checkpoint's episode state rebuilds the emulator; :meth:`get_episode_state` adds
     this wrapper's own state (the kept episodes, its generator, the running episode's
@@ -345,18 +358,23 @@ class RestartFromBest(gym.Wrapper):
     Training only: evaluations are built without it and start at the stage start.
     """
 
-    def __init__(self, env: gym.Env, probability: float, keep: int, guided: int = 0) -> None:
+    def __init__(self, env: gym.Env, probability: float, keep: int, guided: int = 0, explore: int = 0) -> None:
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"restart probability must be in [0, 1], got {probability!r}")
         if not isinstance(keep, (int, np.integer)) or keep < 1:
             raise ValueError(f"restart keep must be an integer >= 1, got {keep!r}")
         if not isinstance(guided, (int, np.integer)) or guided < 0:
             raise ValueError(f"restart guided steps must be an integer >= 0, got {guided!r}")
+        if not isinstance(explore, (int, np.integer)) or explore < 0:
+            raise ValueError(f"restart explore steps must be an integer >= 0, got {explore!r}")
         super().__init__(env)
         self.probability = float(probability)
         self.keep = int(keep)
         self.guided = int(guided)
+        self.explore = int(explore)
         self._guide: list[int] = []  # the kept episode's next actions, taken instead of the agent's
+        self._explore_left = 0  # random steps still to take after the guide
+        self._held, self._hold_left = 0, 0  # the random action held and for how many more steps
         self.rng = np.random.default_rng(RESTART_STREAM)
         self.best: dict[str, list[tuple[int, list[int]]]] = {}  # stage -> [(furthest x_pos, actions to it)]
         self._stage = ""
@@ -371,7 +389,7 @@ class RestartFromBest(gym.Wrapper):
         obs, info = self.env.reset(seed=seed, options=options)
         self._stage = f"{info.get('world')}-{info.get('stage')}"
         self._actions, self._best_x, self._best_len = [], int(info.get("x_pos", 0)), 0
-        self.restarted_at, self._guide = 0, []
+        self.restarted_at, self._guide, self._explore_left, self._hold_left = 0, [], 0, 0
         kept = self.best.get(self._stage, [])
         if kept and self.rng.random() < self.probability:
             _, actions = kept[int(self.rng.integers(len(kept)))]
@@ -382,15 +400,27 @@ class RestartFromBest(gym.Wrapper):
                     raise RuntimeError("a kept episode ended while it was replayed")
             self.restarted_at = start
             self._guide = list(actions[start:start + self.guided])  # never its last step: none of them ends it
+            self._explore_left = self.explore
         return obs, {**info, "restart_steps": self.restarted_at, "guided_action": -1}
 
     def step(self, action):
-        guided = self._guide.pop(0) if self._guide else -1
+        guided = self._guide.pop(0) if self._guide else self._explore_action()
         obs, reward, terminated, truncated, info = self._take(int(action) if guided < 0 else guided)
         if terminated or truncated:
             self._remember()
         return obs, reward, terminated, truncated, {**info, "restart_steps": self.restarted_at,
                                                     "guided_action": guided}
+
+    def _explore_action(self) -> int:
+        """The next random exploration action after the guide, or -1 when the agent acts."""
+        if self._explore_left <= 0:
+            return -1
+        if self._hold_left <= 0:
+            self._held = int(self.rng.integers(self.action_space.n))
+            self._hold_left = int(self.rng.integers(1, EXPLORE_HOLD + 1))
+        self._explore_left -= 1
+        self._hold_left -= 1
+        return self._held
 
     def _take(self, action: int):
         result = self.env.step(action)
@@ -421,7 +451,8 @@ class RestartFromBest(gym.Wrapper):
             "best": {stage: [[x, list(actions)] for x, actions in kept] for stage, kept in self.best.items()},
             "rng_state": self.rng.bit_generator.state, "stage": self._stage, "actions": list(self._actions),
             "best_x": self._best_x, "best_len": self._best_len, "restarted_at": self.restarted_at,
-            "guide": list(self._guide)}}
+            "guide": list(self._guide), "explore_left": self._explore_left, "held": self._held,
+            "hold_left": self._hold_left}}
 
     def set_episode_state(self, state: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         """Rebuild the episode (the wrappers below replay it) and this wrapper's state."""
@@ -448,3 +479,5 @@ class RestartFromBest(gym.Wrapper):
         self._best_x, self._best_len = int(own["best_x"]), int(own["best_len"])
         self.restarted_at = int(own["restarted_at"])
         self._guide = [int(a) for a in own.get("guide", [])]
+        self._explore_left = int(own.get("explore_left", 0))
+        self._held, self._hold_left = int(own.get("held", 0)), int(own.get("hold_left", 0))

@@ -7,6 +7,7 @@ frames: that is how the frame-skip test builds its frame-by-frame reference.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import warnings
 
@@ -487,6 +488,48 @@ def test_guided_restart_steps_follow_the_kept_episode_whatever_the_agent_asks():
         env.close()
 
 
+def test_exploration_steps_after_the_guide_take_held_random_actions():
+    """env.restart_explore: after the guided steps, the next ones take random actions held
+    1-EXPLORE_HOLD steps (info says which, and they are the ones the episode records), then
+    the agent's own again; episodes from the stage start never explore."""
+    from mario_dqn.wrappers import EXPLORE_HOLD, ResumableEpisode
+
+    config = cfg(restart_from_best=1.0, restart_keep=1, restart_guided=2, restart_explore=12, max_episode_steps=60)
+    env = make_env(config, training=True)
+    try:
+        env.reset(seed=5)
+        done = False
+        while not done:
+            _, _, terminated, truncated, info = env.step(RIGHT)
+            assert info["guided_action"] == -1, "from the stage start: the agent's own actions"
+            done = terminated or truncated
+        record = find_wrapper(env, ResumableEpisode)
+        explored, handed_back = [], 0
+        for _ in range(6):
+            _, info = env.reset()
+            t, kept = info["restart_steps"], find_wrapper(env, RestartFromBest).best["1-1"][0][1]
+            steps, done = [], False
+            while not done and len(steps) < min(2, len(kept) - t) + 12 + 1:
+                _, _, terminated, truncated, info = env.step(NOOP)
+                steps.append(info["guided_action"])
+                assert record._actions[-1] == (NOOP if steps[-1] < 0 else steps[-1]), "info says the action taken"
+                done = terminated or truncated
+            guided = min(2, len(kept) - t)
+            assert steps[:guided] == kept[t:t + guided]
+            explore = steps[guided:guided + 12]
+            assert all(0 <= a < env.action_space.n for a in explore)
+            explored.append(explore)
+            if not done:
+                assert steps[-1] == -1, "after the exploration steps, the agent's own"
+                handed_back += 1
+        assert handed_back > 0
+        runs = [len(list(group)) for ep in explored for group in itertools.groupby(ep)]
+        assert max(runs) <= EXPLORE_HOLD and max(runs) > 1, "each action is held 1-EXPLORE_HOLD steps"
+        assert len({a for ep in explored for a in ep}) > 2, "drawn actions, not one fixed"
+    finally:
+        env.close()
+
+
 def test_taken_actions_are_the_guided_ones_where_an_env_was_guided():
     from mario_dqn.environment import taken_actions
 
@@ -494,3 +537,7 @@ def test_taken_actions_are_the_guided_ones_where_an_env_was_guided():
     assert taken_actions(asked, {"x_pos": np.zeros(4)}) is asked, "without restarts: the actions asked for"
     taken = taken_actions(asked, {"guided_action": np.array([-1, 2, -1, 0])})
     assert taken.tolist() == [3, 2, 4, 0] and taken.dtype == asked.dtype
+    # envs 1 and 2 ended in this step and reset (-1): their step's entries are in final_info
+    ended = {"guided_action": np.array([-1, -1, -1, 0]), "final_info": {
+        "guided_action": np.array([0, 2, -1, 0]), "_guided_action": np.array([False, True, True, False])}}
+    assert taken_actions(asked, ended).tolist() == [3, 2, 4, 0]

@@ -583,19 +583,21 @@ def test_per_env_epsilons_reach_the_episodes_in_metrics(tmp_path):
     assert len({round(value, 6) for value in logged}) >= 2
 
 
-def test_a_run_with_restarts_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("guided, explore, midway", [(30, 0, "guide"), (2, 30, "explore_left")])
+def test_a_run_with_restarts_resumes_exactly(tmp_path, guided, explore, midway):
     """env.restart_from_best through the CLI, 2 envs: training episodes begin along
     earlier ones (restart_steps > 0 in metrics.csv), and a run stopped at 150 and resumed
-    gives the numbers, checkpoint and kept episodes of one never stopped (with guided
-    restart steps, whose remaining actions are part of the episode state)."""
+    gives the numbers, checkpoint and kept episodes of one never stopped (stopped in the
+    middle of guided restart steps, or of exploration steps, both part of the episode state)."""
     common = ("--envs", "2", "--save-dir", str(tmp_path), "--set", "checkpoint_every=100", *TINY,
-              "--set", "max_episode_steps=30", "--set", "restart_from_best=1.0", "--set", "restart_guided=30")
+              "--set", "max_episode_steps=30", "--set", "restart_from_best=1.0",
+              "--set", f"restart_guided={guided}", "--set", f"restart_explore={explore}")
     straight = cli("train", "--steps", "300", "--name", "straight", *common)
     assert straight.returncode == 0, straight.stderr[-2000:]
     first = cli("train", "--steps", "150", "--name", "resumed", *common)
     assert first.returncode == 0, first.stderr[-2000:]
     stopped = json.loads((tmp_path / "resumed" / "checkpoints" / "step-000000000150" / "state.json").read_text())
-    assert any(env["restarts"]["guide"] for env in stopped["envs"]), "stopped in the middle of a guided restart"
+    assert any(env["restarts"][midway] for env in stopped["envs"]), f"stopped in the middle of a restart's {midway}"
     again = cli("train", "--resume", str(tmp_path / "resumed"), "--steps", "300", "--no-progress")
     assert again.returncode == 0, again.stderr[-2000:]
     rows = metrics_rows(tmp_path / "straight")
