@@ -63,6 +63,12 @@ class EnvConfig:
     max_episode_steps: int = spec(
         4000, "Truncate an episode after this many agent steps (0 = off; the game clock also ends it).",
         low=0, high=1_000_000)
+    noop_max: int = spec(
+        0, "Training only: each training episode from the stage start begins with a random 0 to this many "
+           "no-op steps the agent does not see, as every evaluation episode does (0-30, Mnih et al. 2015's "
+           "no-op starts), so training meets the enemies in the phases evaluation does: without them the "
+           "greedy 1-2 agent learned one timing for the first goomba and ran into it after 18+ no-ops. "
+           "0 = off.", low=0, high=1000)
     restart_from_best: float = spec(
         0.0, "Training only: the probability that a training episode starts from a state along one of the "
              "env's best episodes so far on its stage (the furthest x_pos), replayed from the stage start to a "

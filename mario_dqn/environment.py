@@ -15,6 +15,8 @@
       -> ResumableEpisode   reset seed/RNG + actions: the episode's state for checkpoints
       -> RestartFromBest    training envs with env.restart_from_best > 0 only: some episodes
                             start along the env's furthest episodes so far (a replay)
+      -> NoopStart          training envs with env.noop_max > 0 only: 0-noop_max hidden
+                            no-ops at the start, as evaluation's no-op starts
 
 ``terminated`` (death, flag) and ``truncated`` (time limit, no progress) stay separate.
 ``make_vector_env`` runs N of them in subprocesses (Gymnasium's AsyncVectorEnv with
@@ -42,6 +44,7 @@ from mario_dqn.wrappers import (
     CeilingIsDeath,
     FrameStackLast,
     InfoFilter,
+    NoopStart,
     NoProgressTruncation,
     RestartFromBest,
     ResumableEpisode,
@@ -96,7 +99,8 @@ def make_env(config: EnvConfig, seed: int | None = None, render_mode: str | None
              training: bool = False) -> gym.Env:
     """Build the wrapped Mario env for ``config``.
 
-    ``training`` adds what only training episodes do (``config.restart_from_best``);
+    ``training`` adds what only training episodes do (``config.restart_from_best``,
+    ``config.noop_max``: evaluation draws its own no-op starts);
     evaluation, play and videos build the env without it.
 
     ``seed`` seeds the first ``reset`` (stage sampling is the only randomness: the
@@ -125,6 +129,8 @@ def make_env(config: EnvConfig, seed: int | None = None, render_mode: str | None
     if training and config.restart_from_best > 0:
         env = RestartFromBest(env, config.restart_from_best, config.restart_keep, config.restart_guided,
                               config.restart_explore)
+    if training and config.noop_max > 0:
+        env = NoopStart(env, config.noop_max)
     if seed is not None:
         env.reset(seed=seed)
     return env

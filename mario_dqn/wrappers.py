@@ -481,3 +481,69 @@ class RestartFromBest(gym.Wrapper):
         self._guide = [int(a) for a in own.get("guide", [])]
         self._explore_left = int(own.get("explore_left", 0))
         self._held, self._hold_left = int(own.get("held", 0)), int(own.get("hold_left", 0))
+
+
+NOOP_STREAM = 0x5EED_0000
+"""Mixed into the reset seed for :class:`NoopStart`'s own generator."""
+
+
+class NoopStart(gym.Wrapper):
+    """Begin each training episode from the stage start with ``randint(0, noop_max)`` hidden no-op steps.
+
+    Why: evaluation starts every episode with 0-30 forced no-ops (``runner.EVAL_NOOP_MAX``,
+    Mnih et al. 2015) so that each seed meets the enemies in a different phase; training
+    episodes without them all meet the first enemy in the same phase, and the greedy policy
+    learns one timing. On 1-2 it ran into the first goomba after 18 or more no-ops and
+    cleared the level after fewer (run notes of w12j-s0). Drawing the same no-ops in
+    training trains on the start states evaluation uses (baselines' NoopResetEnv does the
+    same for Atari).
+
+    The no-ops are ordinary steps of the wrappers below (``NOOP_ACTION`` = 0 in every
+    action set), so :class:`ResumableEpisode` and :class:`RestartFromBest` record them and
+    a replay rebuilds the state; the agent never sees them. An episode that begins along
+    a kept one (``info['restart_steps'] > 0``) gets none: it already starts where that one
+    was. This wrapper's generator is part of the episode state, for exact resume.
+    """
+
+    def __init__(self, env: gym.Env, noop_max: int) -> None:
+        if not isinstance(noop_max, (int, np.integer)) or noop_max < 1:
+            raise ValueError(f"noop_max must be an integer >= 1, got {noop_max!r}")
+        super().__init__(env)
+        self.noop_max = int(noop_max)
+        self.rng = np.random.default_rng(NOOP_STREAM)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self.rng = np.random.default_rng([seed, NOOP_STREAM])
+        obs, info = self.env.reset(seed=seed, options=options)
+        if info.get("restart_steps", 0) > 0:
+            return obs, info
+        for _ in range(int(self.rng.integers(self.noop_max + 1))):
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:  # an enemy walked in: start over, without no-ops
+                return self.env.reset(options=options)
+        return obs, info
+
+    # --------------------------------------------------------------- checkpoints
+
+    def get_episode_state(self) -> dict[str, Any]:
+        """The episode state of the wrappers below, plus this wrapper's generator."""
+        return {**self.env.get_wrapper_attr("get_episode_state")(),
+                "noop_start": {"rng_state": self.rng.bit_generator.state}}
+
+    def set_episode_state(self, state: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        result = self.env.get_wrapper_attr("set_episode_state")(state)
+        self._load(state)
+        return result
+
+    def restore_pending(self) -> tuple[np.ndarray, dict[str, Any]]:
+        state = self.env.get_wrapper_attr("pending_state")
+        result = self.env.get_wrapper_attr("restore_pending")()
+        self._load(state)
+        return result
+
+    def _load(self, state: dict[str, Any]) -> None:
+        own = state.get("noop_start")
+        if own is not None:  # saved without this wrapper: keep the fresh generator
+            self.rng = np.random.default_rng()
+            self.rng.bit_generator.state = own["rng_state"]

@@ -530,6 +530,49 @@ def test_exploration_steps_after_the_guide_take_held_random_actions():
         env.close()
 
 
+def test_noop_starts_hide_a_drawn_number_of_no_ops_before_a_training_episode():
+    """env.noop_max: a training reset takes 0..noop_max no-ops (recorded, so replays and
+    checkpoints rebuild the state) and returns the state after them; the number is drawn
+    per episode; evaluation envs and episodes restarted along a kept one get none."""
+    from mario_dqn.wrappers import NoopStart, ResumableEpisode
+
+    assert find_wrapper(make_env(cfg(noop_max=30)), NoopStart) is None, "evaluation draws its own no-ops"
+    env = make_env(cfg(noop_max=30, max_episode_steps=80), training=True)
+    plain = make_env(cfg(max_episode_steps=80))
+    try:
+        counts = []
+        obs, _ = env.reset(seed=2)
+        for _ in range(6):
+            actions = find_wrapper(env, ResumableEpisode)._actions
+            assert actions == [NOOP] * len(actions) and len(actions) <= 30
+            counts.append(len(actions))
+            expected, _ = plain.reset(seed=0)
+            for _ in actions:
+                expected, *_ = plain.step(NOOP)
+            np.testing.assert_array_equal(obs, expected)
+            obs, _ = env.reset()
+        assert len(set(counts)) > 2, counts
+        restarting = make_env(cfg(noop_max=30, restart_from_best=1.0, max_episode_steps=40), training=True)
+        try:
+            restarting.reset(seed=2)
+            noops = len(find_wrapper(restarting, ResumableEpisode)._actions)
+            done = False
+            while not done:
+                *_, terminated, truncated, _ = restarting.step(RIGHT)
+                done = terminated or truncated
+            kept = find_wrapper(restarting, RestartFromBest).best["1-1"][0][1]
+            assert kept[:noops] == [NOOP] * noops and RIGHT in kept, "kept episodes hold their no-ops"
+            _, info = restarting.reset()
+            assert info["restart_steps"] > 0
+            assert len(find_wrapper(restarting, ResumableEpisode)._actions) == info["restart_steps"], \
+                "a restarted episode starts where the kept one was: no more no-ops"
+        finally:
+            restarting.close()
+    finally:
+        env.close()
+        plain.close()
+
+
 def test_taken_actions_are_the_guided_ones_where_an_env_was_guided():
     from mario_dqn.environment import taken_actions
 

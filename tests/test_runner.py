@@ -583,15 +583,17 @@ def test_per_env_epsilons_reach_the_episodes_in_metrics(tmp_path):
     assert len({round(value, 6) for value in logged}) >= 2
 
 
-@pytest.mark.parametrize("guided, explore, midway", [(30, 0, "guide"), (2, 30, "explore_left")])
-def test_a_run_with_restarts_resumes_exactly(tmp_path, guided, explore, midway):
+@pytest.mark.parametrize("probability, guided, explore, noops, midway",
+                         [(1.0, 30, 0, 0, "guide"), (0.7, 2, 30, 10, "explore_left")])
+def test_a_run_with_restarts_resumes_exactly(tmp_path, probability, guided, explore, noops, midway):
     """env.restart_from_best through the CLI, 2 envs: training episodes begin along
     earlier ones (restart_steps > 0 in metrics.csv), and a run stopped at 150 and resumed
     gives the numbers, checkpoint and kept episodes of one never stopped (stopped in the
-    middle of guided restart steps, or of exploration steps, both part of the episode state)."""
+    middle of guided restart steps, or of exploration steps, both part of the episode state;
+    the second also with no-op starts, whose generator is too)."""
     common = ("--envs", "2", "--save-dir", str(tmp_path), "--set", "checkpoint_every=100", *TINY,
-              "--set", "max_episode_steps=30", "--set", "restart_from_best=1.0",
-              "--set", f"restart_guided={guided}", "--set", f"restart_explore={explore}")
+              "--set", "max_episode_steps=30", "--set", f"restart_from_best={probability}",
+              "--set", f"restart_guided={guided}", "--set", f"restart_explore={explore}", "--set", f"noop_max={noops}")
     straight = cli("train", "--steps", "300", "--name", "straight", *common)
     assert straight.returncode == 0, straight.stderr[-2000:]
     first = cli("train", "--steps", "150", "--name", "resumed", *common)
