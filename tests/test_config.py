@@ -166,6 +166,16 @@ def test_the_world_1_3_preset_is_the_config_of_w13j_s0():
     assert C.to_dict(got) == C.to_dict(want) and got.env.restart_keep == 4
 
 
+def test_the_world_1_2_preset_is_the_config_of_w12n_s0():
+    """w12n-s0 was started with `--world 1 --stage 2 --set env.noop_max=30` on the defaults of d4cd31f."""
+    from config import presets
+
+    _, items = presets.load("world-1-2")
+    got = C.apply_overrides(C.Config(), items)
+    want = C.apply_overrides(C.Config(), ["env.stages=1-2", "noop_max=30"])
+    assert C.to_dict(got) == C.to_dict(want) and got.env.noop_max == 30
+
+
 def test_presets_through_the_cli(tmp_path):
     listed = _main("config", "--presets")
     assert listed.returncode == 0 and listed.stdout.startswith("w11-a\n"), listed.stdout
@@ -175,7 +185,9 @@ def test_presets_through_the_cli(tmp_path):
     for args in (("train", "--preset", "nope", "--save-dir", str(tmp_path)), ("config", "--preset", "nope")):
         refused = _main(*args)
         assert refused.returncode == 2, refused.stderr
-        assert refused.stderr.count("\n") == 1 and "unknown preset 'nope'; presets: w11-a, world-1-3" in refused.stderr
+        names = ", ".join(sorted(path.stem for path in (ROOT / "config" / "presets").glob("*.json")))
+        assert names.startswith("w11-a, world-1-2, world-1-3")  # the shipped ones, sorted
+        assert refused.stderr.count("\n") == 1 and f"unknown preset 'nope'; presets: {names}\n" in refused.stderr
     assert not any(tmp_path.iterdir()), "a refused preset writes no run"
     resumed = _main("train", "--resume", str(tmp_path), "--preset", "w11-a")
     assert resumed.returncode == 2 and "only --steps may change" in resumed.stderr
