@@ -308,6 +308,46 @@ class ResumableEpisode(gym.Wrapper):
         return self.set_episode_state(state)
 
 
+class EpisodeStateLayer(gym.Wrapper):
+    """A wrapper above :class:`ResumableEpisode` whose own state is part of the episode state.
+
+    The wrappers below rebuild the emulator by replaying the episode; a layer adds what
+    only it holds (its generator, what it has kept) under its ``STATE_KEY``, and takes it
+    back after the replay. A state saved before the layer existed has no such key and
+    leaves the layer as built. Subclasses give :meth:`_own_state` and :meth:`_load_own`.
+    """
+
+    STATE_KEY = ""
+
+    def _own_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _load_own(self, own: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def get_episode_state(self) -> dict[str, Any]:
+        """The episode state of the wrappers below, plus this wrapper's own."""
+        return {**self.env.get_wrapper_attr("get_episode_state")(), self.STATE_KEY: self._own_state()}
+
+    def set_episode_state(self, state: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        """Rebuild the episode (the wrappers below replay it) and this wrapper's state."""
+        result = self.env.get_wrapper_attr("set_episode_state")(state)
+        self._load(state)
+        return result
+
+    def restore_pending(self) -> tuple[np.ndarray, dict[str, Any]]:
+        """:meth:`set_episode_state` with the pending state ``set_attr`` left below."""
+        state = self.env.get_wrapper_attr("pending_state")
+        result = self.env.get_wrapper_attr("restore_pending")()
+        self._load(state)
+        return result
+
+    def _load(self, state: dict[str, Any]) -> None:
+        own = state.get(self.STATE_KEY)
+        if own is not None:
+            self._load_own(own)
+
+
 RESTART_STREAM = 0x5EED_BE57
 """Mixed into the reset seed for :class:`RestartFromBest`'s own generator, so its draws
 never share a stream with stage sampling."""
@@ -318,7 +358,7 @@ jump needs A held over several agent steps (the 1-3 probe that found the higher 
 held each random action 1-6 steps)."""
 
 
-class RestartFromBest(gym.Wrapper):
+class RestartFromBest(EpisodeStateLayer):
     """Start some training episodes from a state along one of this env's best episodes.
 
     Why: in a stage like 1-3 the way on leaves the greedy path several jumps before the
@@ -352,8 +392,8 @@ class RestartFromBest(gym.Wrapper):
     (run notes of w13-s0).
 
     Sits above :class:`ResumableEpisode`, which records the replayed actions too, so a
-    checkpoint's episode state rebuilds the emulator; :meth:`get_episode_state` adds
-    this wrapper's own state (the kept episodes, its generator, the running episode's
+    checkpoint's episode state rebuilds the emulator; the episode state adds
+    this wrapper's own (the kept episodes, its generator, the running episode's
     actions) so a resumed run restarts from the same states as one never stopped.
     Training only: evaluations are built without it and start at the stage start.
     """
@@ -445,32 +485,16 @@ class RestartFromBest(gym.Wrapper):
 
     # --------------------------------------------------------------- checkpoints
 
-    def get_episode_state(self) -> dict[str, Any]:
-        """The episode state of the wrappers below, plus this wrapper's own."""
-        return {**self.env.get_wrapper_attr("get_episode_state")(), "restarts": {
-            "best": {stage: [[x, list(actions)] for x, actions in kept] for stage, kept in self.best.items()},
-            "rng_state": self.rng.bit_generator.state, "stage": self._stage, "actions": list(self._actions),
-            "best_x": self._best_x, "best_len": self._best_len, "restarted_at": self.restarted_at,
-            "guide": list(self._guide), "explore_left": self._explore_left, "held": self._held,
-            "hold_left": self._hold_left}}
+    STATE_KEY = "restarts"
 
-    def set_episode_state(self, state: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        """Rebuild the episode (the wrappers below replay it) and this wrapper's state."""
-        result = self.env.get_wrapper_attr("set_episode_state")(state)
-        self._load(state)
-        return result
+    def _own_state(self) -> dict[str, Any]:
+        return {"best": {stage: [[x, list(actions)] for x, actions in kept] for stage, kept in self.best.items()},
+                "rng_state": self.rng.bit_generator.state, "stage": self._stage, "actions": list(self._actions),
+                "best_x": self._best_x, "best_len": self._best_len, "restarted_at": self.restarted_at,
+                "guide": list(self._guide), "explore_left": self._explore_left, "held": self._held,
+                "hold_left": self._hold_left}
 
-    def restore_pending(self) -> tuple[np.ndarray, dict[str, Any]]:
-        """:meth:`set_episode_state` with the pending state ``set_attr`` left below."""
-        state = self.env.get_wrapper_attr("pending_state")
-        result = self.env.get_wrapper_attr("restore_pending")()
-        self._load(state)
-        return result
-
-    def _load(self, state: dict[str, Any]) -> None:
-        own = state.get("restarts")
-        if own is None:  # saved without this wrapper: nothing kept yet
-            return
+    def _load_own(self, own: dict[str, Any]) -> None:
         self.best = {stage: [(int(x), [int(a) for a in actions]) for x, actions in kept]
                      for stage, kept in own["best"].items()}
         self.rng = np.random.default_rng()
@@ -487,7 +511,7 @@ NOOP_STREAM = 0x5EED_0000
 """Mixed into the reset seed for :class:`NoopStart`'s own generator."""
 
 
-class NoopStart(gym.Wrapper):
+class NoopStart(EpisodeStateLayer):
     """Begin each training episode from the stage start with ``randint(0, noop_max)`` hidden no-op steps.
 
     Why: evaluation starts every episode with 0-30 forced no-ops (``runner.EVAL_NOOP_MAX``,
@@ -526,24 +550,11 @@ class NoopStart(gym.Wrapper):
 
     # --------------------------------------------------------------- checkpoints
 
-    def get_episode_state(self) -> dict[str, Any]:
-        """The episode state of the wrappers below, plus this wrapper's generator."""
-        return {**self.env.get_wrapper_attr("get_episode_state")(),
-                "noop_start": {"rng_state": self.rng.bit_generator.state}}
+    STATE_KEY = "noop_start"
 
-    def set_episode_state(self, state: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
-        result = self.env.get_wrapper_attr("set_episode_state")(state)
-        self._load(state)
-        return result
+    def _own_state(self) -> dict[str, Any]:
+        return {"rng_state": self.rng.bit_generator.state}
 
-    def restore_pending(self) -> tuple[np.ndarray, dict[str, Any]]:
-        state = self.env.get_wrapper_attr("pending_state")
-        result = self.env.get_wrapper_attr("restore_pending")()
-        self._load(state)
-        return result
-
-    def _load(self, state: dict[str, Any]) -> None:
-        own = state.get("noop_start")
-        if own is not None:  # saved without this wrapper: keep the fresh generator
-            self.rng = np.random.default_rng()
-            self.rng.bit_generator.state = own["rng_state"]
+    def _load_own(self, own: dict[str, Any]) -> None:
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = own["rng_state"]
