@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/package_pretrained.py save/runs/NAME [--checkpoint best] [--out DIR]
     .venv/bin/python scripts/package_pretrained.py save/runs/NAME --model STEP   # a kept model
+    .venv/bin/python scripts/package_pretrained.py save/runs/NAME --curve PNG    # only the learning curve
 
 The agent comes from a complete checkpoint (``--checkpoint``: a name under RUN/checkpoints)
 or from a model the run kept (``--model STEP``: RUN/models/step-STEP.weights.h5, with the
@@ -21,7 +22,8 @@ over several stages of one world), replacing what was there:
     episode.gif        the same episode, half size, every other frame (for the README)
     explain.gif        the first 8 s of `play OUT --seed 1 --record --explain`, half size, every other frame
     learning_curve.png x_pos and return against agent steps (wall hours on the top axis),
-                       from the run's metrics.csv
+                       from the run's metrics.csv; for several stages, x_pos and the
+                       evaluations' flag rate per stage
     training.json      where it came from: run, checkpoint, step, first flag step and wall time
 
 Everything is produced by the project's own commands and modules, so the numbers in the
@@ -158,7 +160,76 @@ def training_hours(rows: list[dict[str, str]]) -> float:
     return hours
 
 
+def stage_series(rows: list[dict[str, str]], stages: list[str]) -> dict[str, dict[str, list[float]]]:
+    """Per stage of a run over several stages: its training episodes from the stage start
+    (``step``, ``x_pos``; one restarted along an earlier episode would draw where that one
+    led, not where the agent got) and its own evaluation rows (``eval_step``, ``eval_flag_rate``,
+    ``eval_x_pos``: the run's ``runner.eval_episodes`` episodes on that stage each time)."""
+    series = {stage: {"step": [], "x_pos": [], "eval_step": [], "eval_flag_rate": [], "eval_x_pos": []}
+              for stage in stages}
+    for row in rows:
+        part = series.get(row.get("stage") or "")
+        if part is None:
+            continue
+        if row["kind"] == "episode" and began_at_stage_start(row):
+            part["step"].append(int(row["step"]))
+            part["x_pos"].append(float(row["x_pos"]))
+        elif row["kind"] == "eval":
+            part["eval_step"].append(int(row["step"]))
+            part["eval_flag_rate"].append(float(row["flag_rate"]))
+            part["eval_x_pos"].append(float(row["x_pos"]))
+    return series
+
+
+def _smooth(values: list[float], window: int) -> np.ndarray:
+    """Running mean of ``window`` values (empty when there are fewer)."""
+    if len(values) < window:
+        return np.array([])
+    return np.convolve(values, np.ones(window) / window, mode="valid")
+
+
+def plot_stage_curves(rows: list[dict[str, str]], path: Path, stages: list[str]) -> None:
+    """The learning curve of a run over several stages, one colour per stage: x_pos of its
+    training episodes from the stage start (running mean of 50, the flag's x_pos dashed) and
+    its evaluations' flag rate (running mean of 3 evaluations, fewer at first: each has only
+    ``runner.eval_episodes`` episodes per stage)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = stage_series(rows, stages)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharex=True)
+    for colour, stage in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], stages):
+        part = series[stage]
+        smooth = _smooth(part["x_pos"], 50)
+        if len(smooth):
+            axes[0].plot(part["step"][49:], smooth, color=colour, label=stage)
+        if stage in FLAGPOLE_X:
+            axes[0].axhline(FLAGPOLE_X[stage], ls="--", color=colour, lw=0.8)
+        window = min(3, len(part["eval_flag_rate"]))
+        if window:
+            axes[1].plot(part["eval_step"][window - 1:], _smooth(part["eval_flag_rate"], window), "o-",
+                         ms=3, color=colour, label=stage)
+    axes[0].set_title("x position of training episodes from the stage start (mean of 50)")
+    axes[1].set_title("evaluation flag rate (mean of 3 evaluations)")
+    axes[1].set_ylim(-0.02, 1.02)
+    for ax in axes:
+        ax.set_xlabel("agent steps")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def plot_curve(rows: list[dict[str, str]], path: Path, stages: list[str]) -> None:
+    """learning_curve.png: for one stage, x_pos and return of every training episode with
+    their running mean and the evaluations, wall hours on the top axis; for several
+    stages, :func:`plot_stage_curves`."""
+    if len(stages) > 1:
+        plot_stage_curves(rows, path, stages)
+        return
     import matplotlib
 
     matplotlib.use("Agg")
@@ -258,7 +329,15 @@ def main() -> int:
     source.add_argument("--model", type=int, metavar="STEP",
                         help="ship the model the run kept at agent step STEP (RUN/models/)")
     parser.add_argument("--out", type=Path, help="where to write (default: save/pretrained/world-W-S or world-W)")
+    parser.add_argument("--curve", type=Path, metavar="PNG",
+                        help="only draw the run's learning curve so far into PNG (per stage for several stages); "
+                             "ship nothing")
     args = parser.parse_args()
+    if args.curve is not None:
+        stages = json.loads((args.run / "config.json").read_text())["env"]["stages"]
+        plot_curve(read_metrics(args.run), args.curve, list(stages))
+        print(args.curve)
+        return 0
     args.out = args.out or default_out(args.run)
     if args.model is None:
         source = args.run / "checkpoints" / args.checkpoint

@@ -51,3 +51,25 @@ def test_hours_come_from_wall_s_and_from_steps_per_s_before_it_existed(tmp_path)
     path = tmp_path / "curve.png"
     package.plot_curve(rows, path, ["1-1"])
     assert path.stat().st_size > 10_000
+
+
+def test_a_run_over_several_stages_is_drawn_per_stage(tmp_path):
+    """Each stage gets its own training episodes from the stage start and its own evaluation
+    rows; the pooled evaluation row (no stage) and restarted episodes are left out."""
+    rows = [_episode(100, 0, "10"), {**_episode(200, 0, "20"), "stage": "1-3", "x_pos": "700"},
+            {**_episode(300, 1, "30"), "stage": "1-3", "x_pos": "2425", "restart_steps": "400"},
+            {"kind": "eval", "step": "500", "stage": "", "flag_rate": "0.5", "x_pos": "1000"},
+            {"kind": "eval", "step": "500", "stage": "1-1", "flag_rate": "0.8", "x_pos": "3000"},
+            {"kind": "eval", "step": "500", "stage": "1-3", "flag_rate": "0.2", "x_pos": "800"}]
+    series = package.stage_series(rows, ["1-1", "1-3"])
+    assert series["1-1"] == {"step": [100], "x_pos": [900.0], "eval_step": [500], "eval_flag_rate": [0.8],
+                             "eval_x_pos": [3000.0]}
+    assert series["1-3"] == {"step": [200], "x_pos": [700.0], "eval_step": [500], "eval_flag_rate": [0.2],
+                             "eval_x_pos": [800.0]}
+    assert list(package._smooth([1.0, 2.0, 3.0, 5.0], 3)) == [2.0, pytest.approx(10 / 3)]
+    many = [{**_episode(100 * i, 0, str(i)), "stage": stage} for i in range(1, 121) for stage in ("1-1", "1-3")]
+    many += [{"kind": "eval", "step": str(1000 * i), "stage": stage, "flag_rate": "0.4", "x_pos": "1"}
+             for i in range(1, 6) for stage in ("1-1", "1-3")]
+    path = tmp_path / "curve.png"
+    package.plot_curve(many, path, ["1-1", "1-3"])
+    assert path.stat().st_size > 10_000
