@@ -173,7 +173,8 @@ class RunnerConfig:
                          low=1, high=64)
     seed: int = spec(0, "Seed of every random generator in the run.", low=0, high=2**31 - 1)
     eval_every: int = spec(25_000, "Agent steps between evaluations (0 = never).", low=0, high=10_000_000_000)
-    eval_episodes: int = spec(5, "Episodes per evaluation.", low=1, high=1000)
+    eval_episodes: int = spec(5, "Episodes per evaluation; with several stages, per stage (each stage is "
+                                 "evaluated on its own, with the same seeds).", low=1, high=1000)
     eval_epsilon: float = spec(0.0, "Exploration rate during evaluation.", low=0.0, high=1.0)
     checkpoint_every: int = spec(25_000, "Agent steps between checkpoints.", low=1, high=10_000_000_000)
     keep_checkpoints: int = spec(3, "Complete checkpoints kept (older ones are deleted).", low=1, high=1000)

@@ -184,6 +184,25 @@ def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilo
             "per_episode": rows}
 
 
+def evaluate_each_stage(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilon: float = 0.0,
+                        stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """:func:`evaluate` on each of ``config``'s stages in turn, ``episodes`` episodes each
+    with seeds ``seed + i``: what :func:`evaluate` returns, pooled over all of them.
+
+    :func:`evaluate` over several stages lets each seed pick its stage, so a few
+    episodes leave some stage one episode or none (and always the same seeds); this is
+    the protocol the time-to-solve harness and ``evaluate --stage`` use, one stage at a time.
+    """
+    rows: list[dict[str, Any]] = []
+    for stage in config.env.stages:
+        rows += evaluate(agent, C.replace(config, {"env": {"stages": (stage,)}}), episodes, seed, epsilon,
+                         stop=stop)["per_episode"]
+    return {**summarize_episodes(rows), "max_x_pos": int(max(r["x_pos"] for r in rows)),
+            "per_stage": {stage: summarize_episodes([r for r in rows if r["stage"] == stage])
+                          for stage in config.env.stages},
+            "per_episode": rows}
+
+
 def summarize_episodes(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """How many evaluation episodes, their mean return, mean x_pos and flag rate.
 
@@ -365,9 +384,10 @@ class Trainer:
         (it touches no training state, so doing it later gives the same row)."""
         r, c = self.config.runner, self.counters
         c.eval_pending = True
+        play = evaluate_each_stage if len(self.config.env.stages) > 1 else evaluate
         try:
-            result = evaluate(self.agent, self.config, r.eval_episodes, r.seed + EVAL_SEED_OFFSET, r.eval_epsilon,
-                              stop=lambda: self.stop.name is not None)
+            result = play(self.agent, self.config, r.eval_episodes, r.seed + EVAL_SEED_OFFSET, r.eval_epsilon,
+                          stop=lambda: self.stop.name is not None)
         except EvaluationStopped:
             return
         c.eval_pending = False

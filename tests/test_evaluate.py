@@ -4,6 +4,7 @@ but never between two runs with the same seed."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import config as C
 from mario_dqn.runner import NOOP_ACTION, evaluate
@@ -65,3 +66,19 @@ def test_several_stages_are_reported_each_and_pooled():
         assert part["flag_rate"] == sum(row["flag"] for row in mine) / len(mine)
     assert sum(part["episodes"] for part in result["per_stage"].values()) == result["episodes"] == 8
     assert result["mean_x_pos"] == sum(row["x_pos"] for row in rows) / 8
+
+
+def test_each_stage_gets_its_own_episodes_on_the_same_seeds():
+    """Training's evaluation of a run over several stages: every stage plays all the episodes
+    (seeds seed + i), each as that stage played alone, and the pooled figures weigh stages alike."""
+    from mario_dqn.runner import evaluate_each_stage
+
+    config = C.apply_overrides(C.Config(), ["max_episode_steps=40", "action_set=right_only", "stages=1-1,1-2"])
+    result = evaluate_each_stage(RunRight(5), config, episodes=3, seed=7)
+    assert [row["stage"] for row in result["per_episode"]] == ["1-1"] * 3 + ["1-2"] * 3
+    for stage in ("1-1", "1-2"):
+        alone = evaluate(RunRight(5), C.replace(config, {"env": {"stages": (stage,)}}), episodes=3, seed=7)
+        assert result["per_stage"][stage] == {k: alone[k] for k in ("episodes", "mean_return", "mean_x_pos",
+                                                                    "flag_rate")}
+    means = [result["per_stage"][stage]["mean_x_pos"] for stage in ("1-1", "1-2")]
+    assert result["episodes"] == 6 and result["mean_x_pos"] == pytest.approx(sum(means) / 2)

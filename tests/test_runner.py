@@ -504,23 +504,34 @@ def test_play_record_writes_one_mp4_per_episode_with_every_frame(runs, tmp_path)
         reader.close()
 
 
-def test_a_run_of_several_stages_evaluates_each_stage_too(tmp_path):
+def test_a_run_of_several_stages_evaluates_each_stage_too(tmp_path, monkeypatch):
     import config as C
     from mario_dqn.runner import Trainer
 
     config = C.apply_overrides(C.Config(), [
         "num_envs=1", "total_steps=100", "learning_starts=50", "batch_size=8", "capacity=1000", "eval_every=100",
         "eval_episodes=4", "checkpoint_every=1000", "max_episode_steps=20", "stages=1-1,1-2"])
+    from mario_dqn import runner
+
+    calls = []
+
+    def each_stage(agent, config, episodes, *args, **kwargs):
+        calls.append(episodes)
+        return evaluate_each_stage(agent, config, episodes, *args, **kwargs)
+
+    evaluate_each_stage = runner.evaluate_each_stage
+    monkeypatch.setattr(runner, "evaluate_each_stage", each_stage)
     Trainer(config, tmp_path, progress=False).run()
+    assert calls == [4], "each stage gets eval_episodes episodes of its own (evaluate_each_stage)"
     with open(tmp_path / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     evals = [row for row in rows if row["kind"] == "eval"]
     assert [row["stage"] for row in evals] == ["", "1-1", "1-2"], "the pooled row, then one per stage"
     pooled, own = evals[0], evals[1:]
     assert {row["stage"] for row in rows if row["kind"] == "episode"} <= {"1-1", "1-2"}
-    # 4 episodes split over the stages: the pooled x_pos is their weighted mean, between the two
-    assert float(pooled["x_pos"]) <= max(float(row["x_pos"]) for row in own)
-    assert float(pooled["x_pos"]) >= min(float(row["x_pos"]) for row in own)
+    # each stage plays its own 4 episodes (not 4 split by seed): the pooled row is their plain mean
+    assert float(pooled["x_pos"]) == pytest.approx(np.mean([float(row["x_pos"]) for row in own]))
+    assert float(pooled["flag_rate"]) == pytest.approx(np.mean([float(row["flag_rate"]) for row in own]))
     scalars = tensorboard_scalars(tmp_path)
     assert {tag for tag, _, _ in scalars} >= {"eval/flag_rate", "eval/1-1/flag_rate", "eval/1-2/flag_rate"}
 
@@ -535,16 +546,21 @@ def test_a_run_of_several_stages_evaluates_each_stage_too(tmp_path):
     cache = json.loads((tmp_path / "time_to_solve.json").read_text())
     from mario_dqn.checkpoint import kept_models
     from mario_dqn.environment import ACTIONS
-    from mario_dqn.runner import build_agent, evaluate
+    from mario_dqn.runner import EVAL_SEED_OFFSET, build_agent, evaluate
 
     (weights, info), = kept_models(tmp_path)
     agent = build_agent(config, len(ACTIONS[config.env.action_set]))
     agent.load_weights_file(weights)
-    for stage in ("1-1", "1-2"):
+    for stage, row in zip(("1-1", "1-2"), own, strict=True):
         measured = cache[f"seed=0,episodes=2,epsilon=0.0,stage={stage}"][str(info["step"])]
         alone = evaluate(agent, C.replace(config, {"env": {"stages": (stage,)}}), 2, 0)
         assert measured == {"flag_rate": alone["flag_rate"], "mean_x_pos": alone["mean_x_pos"]}
         assert set(alone["per_stage"]) == {stage}
+        # the training run's row of this stage is that stage played alone on the evaluation seeds
+        assert info["step"] == 100 and row["step"] == "100"
+        trained = evaluate(agent, C.replace(config, {"env": {"stages": (stage,)}}), 4, EVAL_SEED_OFFSET)
+        assert float(row["x_pos"]) == pytest.approx(trained["mean_x_pos"])
+        assert float(row["flag_rate"]) == trained["flag_rate"]
 
 
 def test_each_env_decays_to_its_own_ape_x_floor():
