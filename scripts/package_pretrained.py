@@ -17,6 +17,8 @@ over several stages of one world), replacing what was there:
     results.json       `python main.py evaluate OUT --episodes 20 --seed 0 --json`, verbatim
     robustness.json    20 greedy episodes on seeds 1000-1019 (not the ones the checkpoint was
                        picked with) and 20 with epsilon 0.05: flag rate, mean x_pos and return
+    stages.json        (several stages only) per stage, 20 greedy episodes on seeds 0-19 and 20
+                       on seeds 1000-1019, all on that stage (`evaluate --stage`)
     episode.mp4        a greedy episode at full resolution: the first evaluation seed that reached
                        the flag (seed 0 when none did)
     episode.gif        the same episode, half size, every other frame (for the README)
@@ -52,7 +54,7 @@ from mario_dqn.metrics_log import began_at_stage_start  # noqa: E402
 
 FLAGPOLE_X = {"1-1": 3161, "1-2": 3161, "1-3": 2425, "1-4": 2244}
 """The x_pos at which greedy episodes got the flag, per stage (read from `info` in probes of
-trained agents): drawn as a line on a one-stage agent's learning curve. 1-4 ends at the axe,
+trained agents): drawn as a dashed line on the learning curves (1-1 and 1-2 share theirs). 1-4 ends at the axe,
 not a pole: its value is the lowest x_pos of w14-s0's training flags (they ended at 2244-2268).
 A stage not measured yet gets no line."""
 
@@ -163,10 +165,10 @@ def training_hours(rows: list[dict[str, str]]) -> float:
 def stage_series(rows: list[dict[str, str]], stages: list[str]) -> dict[str, dict[str, list[float]]]:
     """Per stage of a run over several stages: its training episodes from the stage start
     (``step``, ``x_pos``; one restarted along an earlier episode would draw where that one
-    led, not where the agent got) and its own evaluation rows (``eval_step``, ``eval_flag_rate``,
-    ``eval_x_pos``: the run's ``runner.eval_episodes`` episodes on that stage each time)."""
-    series = {stage: {"step": [], "x_pos": [], "eval_step": [], "eval_flag_rate": [], "eval_x_pos": []}
-              for stage in stages}
+    led, not where the agent got) and its own evaluation rows (``eval_step``, ``eval_flag_rate``:
+    ``runner.eval_episodes`` episodes on that stage each time, see runner.evaluate_each_stage;
+    runs before it split those episodes over the stages by seed, one or two per stage)."""
+    series = {stage: {"step": [], "x_pos": [], "eval_step": [], "eval_flag_rate": []} for stage in stages}
     for row in rows:
         part = series.get(row.get("stage") or "")
         if part is None:
@@ -177,7 +179,6 @@ def stage_series(rows: list[dict[str, str]], stages: list[str]) -> dict[str, dic
         elif row["kind"] == "eval":
             part["eval_step"].append(int(row["step"]))
             part["eval_flag_rate"].append(float(row["flag_rate"]))
-            part["eval_x_pos"].append(float(row["x_pos"]))
     return series
 
 
@@ -188,11 +189,18 @@ def _smooth(values: list[float], window: int) -> np.ndarray:
     return np.convolve(values, np.ones(window) / window, mode="valid")
 
 
+def _trailing_mean(values: list[float], window: int) -> np.ndarray:
+    """Each value's mean with up to ``window - 1`` values before it (the first ones have fewer)."""
+    return np.array([np.mean(values[max(0, i + 1 - window):i + 1]) for i in range(len(values))])
+
+
 def plot_stage_curves(rows: list[dict[str, str]], path: Path, stages: list[str]) -> None:
     """The learning curve of a run over several stages, one colour per stage: x_pos of its
     training episodes from the stage start (running mean of 50, the flag's x_pos dashed) and
-    its evaluations' flag rate (running mean of 3 evaluations, fewer at first: each has only
+    its evaluations' flag rate (each with the two before it: an evaluation has only
     ``runner.eval_episodes`` episodes per stage)."""
+    import itertools
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -200,19 +208,18 @@ def plot_stage_curves(rows: list[dict[str, str]], path: Path, stages: list[str])
 
     series = stage_series(rows, stages)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharex=True)
-    for colour, stage in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], stages):
+    for colour, stage in zip(itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"]), stages):
         part = series[stage]
         smooth = _smooth(part["x_pos"], 50)
         if len(smooth):
             axes[0].plot(part["step"][49:], smooth, color=colour, label=stage)
         if stage in FLAGPOLE_X:
             axes[0].axhline(FLAGPOLE_X[stage], ls="--", color=colour, lw=0.8)
-        window = min(3, len(part["eval_flag_rate"]))
-        if window:
-            axes[1].plot(part["eval_step"][window - 1:], _smooth(part["eval_flag_rate"], window), "o-",
-                         ms=3, color=colour, label=stage)
+        if part["eval_step"]:
+            axes[1].plot(part["eval_step"], _trailing_mean(part["eval_flag_rate"], 3), "o-", ms=3, color=colour,
+                         label=stage)
     axes[0].set_title("x position of training episodes from the stage start (mean of 50)")
-    axes[1].set_title("evaluation flag rate (mean of 3 evaluations)")
+    axes[1].set_title("evaluation flag rate per stage (mean of the last 3 evaluations)")
     axes[1].set_ylim(-0.02, 1.02)
     for ax in axes:
         ax.set_xlabel("agent steps")
@@ -258,7 +265,7 @@ def plot_curve(rows: list[dict[str, str]], path: Path, stages: list[str]) -> Non
             top = ax.secondary_xaxis("top", functions=(lambda x: np.interp(x, steps, hours),
                                                        lambda h: np.interp(h, hours, steps)))
             top.set_xlabel("wall hours of training")
-    if len(stages) == 1 and stages[0] in FLAGPOLE_X:
+    if stages[0] in FLAGPOLE_X:
         axes[0].axhline(FLAGPOLE_X[stages[0]], ls="--", color="gray", lw=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -309,15 +316,26 @@ the checkpoint was not picked with, and the standard DQN evaluation's epsilon 0.
 which a policy that only replays one exact button sequence fails."""
 
 
-def evaluate_summary(out: Path, seed: int, epsilon: float) -> dict:
-    """``evaluate OUT --episodes 20`` with this seed and epsilon: its summary and the command."""
+def evaluate_summary(out: Path, seed: int, epsilon: float, stage: str | None = None) -> dict:
+    """``evaluate OUT --episodes 20`` with this seed and epsilon (and ``--stage``): its
+    summary and the command."""
     command = ["evaluate", str(out.relative_to(ROOT) if out.is_relative_to(ROOT) else out),
-               "--episodes", "20", "--seed", str(seed), "--epsilon", str(epsilon), "--json"]
+               "--episodes", "20", "--seed", str(seed), "--epsilon", str(epsilon), "--json",
+               *(["--stage", stage] if stage else [])]
     done = subprocess.run([sys.executable, str(ROOT / "main.py"), *command],
                           cwd=ROOT, capture_output=True, text=True, check=True)
     result = json.loads(done.stdout)
     return {"command": "python main.py " + " ".join(command),
             **{k: result[k] for k in ("episodes", "flag_rate", "mean_x_pos", "mean_return")}}
+
+
+def stage_summaries(out: Path, stages: list[str]) -> dict:
+    """An agent of several stages, measured on each as a one-stage agent is: 20 greedy
+    episodes on seeds 0-19 and 20 on seeds 1000-1019, all on that stage (``evaluate
+    --stage``). results.json's 20 episodes let each seed pick its stage, so a stage gets
+    only a few of them; issue 19's target for one World 1 agent is per stage."""
+    return {stage: {"seeds_0_19": evaluate_summary(out, 0, 0.0, stage),
+                    "other_seeds_greedy": evaluate_summary(out, HELD_OUT_SEED, 0.0, stage)} for stage in stages}
 
 
 def main() -> int:
@@ -331,10 +349,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="where to write (default: save/pretrained/world-W-S or world-W)")
     parser.add_argument("--curve", type=Path, metavar="PNG",
                         help="only draw the run's learning curve so far into PNG (per stage for several stages); "
-                             "ship nothing")
+                             "ship nothing (the other options are ignored)")
     args = parser.parse_args()
     if args.curve is not None:
         stages = json.loads((args.run / "config.json").read_text())["env"]["stages"]
+        args.curve.parent.mkdir(parents=True, exist_ok=True)
         plot_curve(read_metrics(args.run), args.curve, list(stages))
         print(args.curve)
         return 0
@@ -363,11 +382,13 @@ def main() -> int:
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     checks = {name: evaluate_summary(args.out, *protocol) for name, protocol in ROBUSTNESS.items()}
     (args.out / "robustness.json").write_text(json.dumps(checks, indent=1) + "\n")
+    stages = json.loads((args.run / "config.json").read_text())["env"]["stages"]
+    if len(stages) > 1:
+        (args.out / "stages.json").write_text(json.dumps(stage_summaries(args.out, stages), indent=1) + "\n")
     flags = [i for i, episode in enumerate(results["per_episode"]) if episode["flag"]]
     played = record(args.out, flags[0] if flags else 0)  # `evaluate --seed 0` plays episode i with seed i
     record_explain(args.out)
     rows = [row for row in read_metrics(args.run) if int(row["step"]) <= state["step"]]  # up to what ships
-    stages = json.loads((args.run / "config.json").read_text())["env"]["stages"]
     plot_curve(rows, args.out / "learning_curve.png", list(stages))
     training = {"run": args.run.name, "checkpoint": origin, "step": state["step"],
                 "episodes": state["episodes"], "training_flags": state["flags"],

@@ -62,11 +62,10 @@ def test_a_run_over_several_stages_is_drawn_per_stage(tmp_path):
             {"kind": "eval", "step": "500", "stage": "1-1", "flag_rate": "0.8", "x_pos": "3000"},
             {"kind": "eval", "step": "500", "stage": "1-3", "flag_rate": "0.2", "x_pos": "800"}]
     series = package.stage_series(rows, ["1-1", "1-3"])
-    assert series["1-1"] == {"step": [100], "x_pos": [900.0], "eval_step": [500], "eval_flag_rate": [0.8],
-                             "eval_x_pos": [3000.0]}
-    assert series["1-3"] == {"step": [200], "x_pos": [700.0], "eval_step": [500], "eval_flag_rate": [0.2],
-                             "eval_x_pos": [800.0]}
+    assert series["1-1"] == {"step": [100], "x_pos": [900.0], "eval_step": [500], "eval_flag_rate": [0.8]}
+    assert series["1-3"] == {"step": [200], "x_pos": [700.0], "eval_step": [500], "eval_flag_rate": [0.2]}
     assert list(package._smooth([1.0, 2.0, 3.0, 5.0], 3)) == [2.0, pytest.approx(10 / 3)]
+    assert list(package._trailing_mean([0.0, 0.6, 0.3, 0.9], 3)) == pytest.approx([0.0, 0.3, 0.3, 0.6])
     many = [{**_episode(100 * i, 0, str(i)), "stage": stage} for i in range(1, 121) for stage in ("1-1", "1-3")]
     many += [{"kind": "eval", "step": str(1000 * i), "stage": stage, "flag_rate": "0.4", "x_pos": "1"}
              for i in range(1, 6) for stage in ("1-1", "1-3")]

@@ -58,6 +58,12 @@ def test_shipped_files_are_there(agent):
     # one stage: world-W-S; several stages of one world: world-W (what play --stage looks for)
     expected = f"world-{stages[0]}" if len(stages) == 1 else f"world-{stages[0].split('-')[0]}"
     assert agent.name == expected
+    if len(stages) > 1:  # an agent of several stages is also measured on each (issue 19's target is per stage)
+        per_stage = json.loads((agent / "stages.json").read_text())
+        assert sorted(per_stage) == sorted(stages)
+        for stage, checks in per_stage.items():
+            for name in ("seeds_0_19", "other_seeds_greedy"):
+                assert checks[name]["episodes"] == 20 and f"--stage {stage}" in checks[name]["command"]
 
 
 @pytest.mark.parametrize("agent", AGENTS, ids=lambda agent: agent.name)
