@@ -1,6 +1,7 @@
 """Time to solve: evaluate every kept model of a run on the same fixed seeds.
 
     python benchmarks/time_to_solve.py RUN_DIR [--episodes 20] [--seed 0] [--epsilon 0] [--stage W-S]
+                                               [--every N] [--from-step STEP] [--jobs N]
 
 For each model the run kept (``<run>/models/``, written with every checkpoint when
 ``runner.keep_models`` is on) it plays ``--episodes`` greedy episodes with seeds
@@ -128,6 +129,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="episode i uses seed SEED+i (default 0)")
     parser.add_argument("--epsilon", type=float, default=0.0, help="exploration rate (default 0: greedy)")
     parser.add_argument("--every", type=int, default=1, help="evaluate every Nth kept model (default 1)")
+    parser.add_argument("--from-step", type=int, default=0, metavar="STEP",
+                        help="only the kept models of step STEP on (default 0: all); a run of several stages "
+                             "costs an evaluation per model and stage, and its early models rarely need one")
     parser.add_argument("--stage", action="append", metavar="W-S",
                         help="measure on this stage (repeatable; default: each of the run's stages)")
     parser.add_argument("--jobs", type=int, default=1,
@@ -156,7 +160,7 @@ def main() -> None:
     done = {stage: cache.setdefault(cache_key(args.seed, args.episodes, args.epsilon, stage, config.env.stages), {})
             for stage in stages}
     todo = [(str(weights), info["step"], stage) for stage in stages for weights, info in models
-            if str(info["step"]) not in done[stage]]
+            if str(info["step"]) not in done[stage] and info["step"] >= args.from_step]
     task = (str(args.run_dir), args.episodes, args.seed, args.epsilon)
     with ProcessPoolExecutor(max(args.jobs, 1), mp_context=get_context("spawn"), initializer=_start_worker,
                              initargs=task) as pool:
@@ -170,11 +174,15 @@ def main() -> None:
         rows = []
         print(f"{'step':>10} {'wall_h':>7} {'flags':>6} {'mean_x':>7}   stage {stage}")
         for _, info in models:
+            if str(info["step"]) not in done[stage]:  # before --from-step, and not measured earlier
+                continue
             row = {"step": info["step"], "wall_s": info.get("wall_s"), **done[stage][str(info["step"])]}
             rows.append(row)
             print(f"{row['step']:>10,} {hours(row['wall_s']):>7} {row['flag_rate']:>6.0%} {row['mean_x_pos']:>7.0f}")
+        skipped = sum(str(info["step"]) not in done[stage] for _, info in models)
         print(f"time_to_solve ({args.run_dir}, stage {stage}, {args.episodes} episodes, "
-              f"seeds {args.seed}..{args.seed + args.episodes - 1}, epsilon {args.epsilon}):")
+              f"seeds {args.seed}..{args.seed + args.episodes - 1}, epsilon {args.epsilon}"
+              + (f"; {skipped} earlier models not measured" if skipped else "") + "):")
         own = tuple(config.env.stages) == (stage,)  # metrics.csv of older one-stage runs has no stage column
         for line in summarize(rows, first_training_flag(args.run_dir, None if own else stage)):
             print("  " + line)

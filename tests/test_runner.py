@@ -543,7 +543,13 @@ def test_a_run_of_several_stages_evaluates_each_stage_too(tmp_path, monkeypatch)
                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert harness.returncode == 0, harness.stderr[-2000:]
     assert "stage 1-1, 2 episodes" in harness.stdout and "stage 1-2, 2 episodes" in harness.stdout
+    later = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "time_to_solve.py"), str(tmp_path),
+                            "--episodes", "1", "--stage", "1-2", "--from-step", "101"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert later.returncode == 0, later.stderr[-2000:]
+    assert "stage 1-2, 1 episodes, seeds 0..0, epsilon 0.0; 1 earlier models not measured" in later.stdout
     cache = json.loads((tmp_path / "time_to_solve.json").read_text())
+    assert not cache.get("seed=0,episodes=1,epsilon=0.0,stage=1-2"), "the model before --from-step was not played"
     from mario_dqn.checkpoint import kept_models
     from mario_dqn.environment import ACTIONS
     from mario_dqn.runner import EVAL_SEED_OFFSET, build_agent, evaluate
