@@ -171,15 +171,12 @@ def main() -> None:
             tmp.write_text(json.dumps(cache, indent=1))
             os.replace(tmp, cache_path)
     for stage in stages:
-        rows = []
+        rows = [{"step": info["step"], "wall_s": info.get("wall_s"), **done[stage][str(info["step"])]}
+                for _, info in models if str(info["step"]) in done[stage]]  # not those before --from-step
+        skipped = len(models) - len(rows)
         print(f"{'step':>10} {'wall_h':>7} {'flags':>6} {'mean_x':>7}   stage {stage}")
-        for _, info in models:
-            if str(info["step"]) not in done[stage]:  # before --from-step, and not measured earlier
-                continue
-            row = {"step": info["step"], "wall_s": info.get("wall_s"), **done[stage][str(info["step"])]}
-            rows.append(row)
+        for row in rows:
             print(f"{row['step']:>10,} {hours(row['wall_s']):>7} {row['flag_rate']:>6.0%} {row['mean_x_pos']:>7.0f}")
-        skipped = sum(str(info["step"]) not in done[stage] for _, info in models)
         print(f"time_to_solve ({args.run_dir}, stage {stage}, {args.episodes} episodes, "
               f"seeds {args.seed}..{args.seed + args.episodes - 1}, epsilon {args.epsilon}"
               + (f"; {skipped} earlier models not measured" if skipped else "") + "):")

@@ -178,10 +178,7 @@ def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilo
                          "flag": bool(info["flag_get"]), "stage": f"{info['world']}-{info['stage']}"})
     finally:
         env.close()
-    return {**summarize_episodes(rows), "max_x_pos": int(max(r["x_pos"] for r in rows)),
-            "per_stage": {stage: summarize_episodes([r for r in rows if r["stage"] == stage])
-                          for stage in sorted({r["stage"] for r in rows})},
-            "per_episode": rows}
+    return evaluation_result(rows)
 
 
 def evaluate_each_stage(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilon: float = 0.0,
@@ -197,9 +194,15 @@ def evaluate_each_stage(agent: DQNAgent, config: C.Config, episodes: int, seed: 
     for stage in config.env.stages:
         rows += evaluate(agent, C.replace(config, {"env": {"stages": (stage,)}}), episodes, seed, epsilon,
                          stop=stop)["per_episode"]
+    return evaluation_result(rows)
+
+
+def evaluation_result(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What an evaluation returns from its episodes' rows: the pooled summary, the furthest
+    x_pos, the summary of each stage played (sorted) and the rows themselves."""
     return {**summarize_episodes(rows), "max_x_pos": int(max(r["x_pos"] for r in rows)),
             "per_stage": {stage: summarize_episodes([r for r in rows if r["stage"] == stage])
-                          for stage in config.env.stages},
+                          for stage in sorted({r["stage"] for r in rows})},
             "per_episode": rows}
 
 
