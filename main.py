@@ -507,6 +507,106 @@ def play(path, episodes, seed, epsilon, record, video_dir, explain, window, spee
         click.echo(line)
 
 
+def _teacher_paths(stages: str, teachers: tuple[str, ...]) -> dict[str, Path]:
+    """Each stage of ``--stages`` and its teacher: the ``--teacher W-S=PATH`` given, else
+    the stage's shipped agent; a one-line refusal for anything that does not fit."""
+    names = [_check_stage(part.strip()) for part in stages.split(",") if part.strip()]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise UserError("--stages: name at least two different stages, e.g. 1-1,1-2")
+    given: dict[str, Path] = {}
+    for text in teachers:
+        stage, sep, path = text.partition("=")
+        if not sep or not path:
+            raise UserError(f"--teacher {text!r}: expected W-S=PATH, e.g. 1-2=save/runs/w12/checkpoints/latest")
+        stage = _check_stage(stage.strip())
+        if stage not in names:
+            raise UserError(f"--teacher {text!r}: stage {stage} is not one of --stages {','.join(names)}")
+        given[stage] = Path(path)
+    paths = {}
+    for stage in names:
+        paths[stage] = given.get(stage, SHIPPED / f"world-{stage}")
+        if not paths[stage].exists():
+            raise UserError(f"no teacher for stage {stage}: {paths[stage]} does not exist; pass --teacher {stage}=PATH")
+    return paths
+
+
+@cli.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--stages", default="1-1,1-2,1-3,1-4", show_default=True,
+              help="The student's stages, each taught by its own teacher.")
+@click.option("--teacher", "teachers", multiple=True, metavar="W-S=PATH",
+              help="The teacher of one stage: a run directory, checkpoint or shipped agent (repeatable). "
+                   "Default: the stage's shipped agent, save/pretrained/world-W-S.")
+@click.option("--rounds", type=AT_LEAST_ONE, default=3, show_default=True,
+              help="Rounds of play-then-train: the teachers play the first, the student the others.")
+@click.option("--episodes", type=AT_LEAST_ONE, default=30, show_default=True,
+              help="Episodes played per stage and round for states.")
+@click.option("--epochs", type=AT_LEAST_ONE, default=2, show_default=True,
+              help="Passes over all states gathered so far, per round.")
+@click.option("--epsilon", type=click.FloatRange(0.0, 1.0), default=0.05, show_default=True,
+              help="Exploration of the episodes played for states.")
+@click.option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=0.01, show_default=True,
+              help="T of softmax(Q / T) on both sides of the loss (Rusu et al. 2016).")
+@click.option("--learning-rate", type=click.FloatRange(min=0.0, min_open=True), default=1e-4, show_default=True)
+@click.option("--eval-episodes", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Greedy episodes per stage after each round (0 = none).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the student's weights and shuffling.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperature, learning_rate, eval_episodes,
+            seed, force, no_progress):
+    """Distil one agent for several stages from one teacher per stage into OUT.
+
+    Policy distillation (Rusu et al. 2016) with DAgger-style rounds: the teachers play
+    their stages, the student learns their Q-values' ranking of actions (cross-entropy
+    of the softmaxes at temperature T), then the student plays and the teachers label
+    where it goes. OUT is an ordinary agent directory: evaluate it per stage with
+    'evaluate OUT --stage 1-3', play it with 'play OUT --stage 1-3'. A stop signal
+    ends it without writing OUT.
+    """
+    from mario_dqn import distill as D
+    from mario_dqn.runner import EvaluationStopped
+    from mario_dqn.signals import StopRequest, exit_code
+
+    paths = _teacher_paths(stages, teachers)
+    if out.exists() and not force:
+        raise UserError(f"{out} exists; pass --force to replace it")
+    settings = D.DistillSettings(rounds=rounds, episodes=episodes, epochs=epochs, epsilon=epsilon,
+                                 temperature=temperature, learning_rate=learning_rate,
+                                 eval_episodes=eval_episodes, seed=seed)
+    with StopRequest(finishing="stopping") as stop:
+        loaded = {stage: _load_for_play(path, stage) for stage, path in paths.items()}
+        bar = None
+
+        def progress(batches: int) -> Any:
+            nonlocal bar
+            if no_progress:
+                return None
+            from tqdm import tqdm
+
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=batches, desc="training the student", unit="batch", leave=False)
+            return lambda: bar.update()
+
+        try:
+            student, config, record = D.distill(loaded, settings, log=click.echo,
+                                                stop=lambda: stop.name is not None, progress=progress)
+        except D.DistillError as err:
+            raise UserError(str(err)) from None
+        except (EvaluationStopped, D.DistillStopped):
+            click.echo(f"stopped by {stop.name}; {out} not written", err=True)
+            sys.exit(exit_code(stop.name))
+        finally:
+            if bar is not None:
+                bar.close()
+        if out.exists():
+            shutil.rmtree(out)
+        D.save_student(out, student, config, record, {stage: str(path) for stage, path in paths.items()})
+    click.echo(f"wrote {out} ({record['wall_s'] / 60:.1f} min); per stage: "
+               f"python main.py evaluate {out} --stage {next(iter(paths))} --episodes 20")
+
+
 @cli.command("config")
 @click.option("--preset", metavar="NAME", help="Show the values with this preset applied.")
 @click.option("--presets", "list_presets", is_flag=True, help="List the presets (config/presets/) and stop.")

@@ -1,0 +1,243 @@
+"""Policy distillation: one network for several stages, taught by one agent per stage.
+
+Why: training one DQN on several stages with RL shares its episodes between them, so it
+needs about the sum of the stages' own budgets (issue 19: the World 1 run had 1-4 at
+100% and the other three at 0% after ~0.5M steps). Agents that already clear each stage
+can teach one student network instead. Policy distillation (Rusu et al. 2016) trains the
+student by supervised learning on the teachers' Q-values: for a state of stage s, the
+cross-entropy between softmax(Q_teacher(s) / T) and softmax(Q_student / T), with a low
+temperature T so that what is copied is mostly the teacher's ranking of actions, and
+one network holds several teachers' policies (their multi-task result on Atari).
+
+States come from playing, DAgger style (Ross et al. 2011): in the first round the teachers
+play their own stages; in each later round the student plays and the teachers label
+the states it reaches, so the student also learns what to do where its own mistakes
+take it, which states of the teachers alone never show. All states gathered so far are
+trained on in each round. The episodes are :func:`mario_dqn.runner.evaluate`'s (no-op
+starts, epsilon-greedy with ``epsilon``) on seeds of their own, apart from the
+evaluation seeds (0-19, 1000-1019 and training's).
+
+The student has the teachers' network and env settings (they must agree), so what comes
+out is an ordinary agent: ``evaluate``, ``play`` and ``package_pretrained`` take it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import config as C
+from mario_dqn.runner import EVAL_SEED_OFFSET, evaluate, evaluate_each_stage
+
+COLLECT_SEED = 2_000_000
+"""Episode seeds of the states played for distillation: ``COLLECT_SEED + 10_000 * round``
+on, apart from every evaluation's seeds."""
+
+SHARED_ENV_FIELDS = ("action_set", "frame_skip", "stack_size", "frame_size", "reward_scale",
+                     "no_progress_steps", "max_episode_steps")
+"""Env settings every teacher must share: they make the observations and actions the
+student sees and takes (the training-only fields, no-op starts and restarts, may differ)."""
+
+SHARED_AGENT_FIELDS = ("network", "dueling")
+"""Network settings every teacher must share: the student is built like them."""
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    """How a student is distilled (the ``distill`` command's options)."""
+
+    rounds: int = 3
+    """Rounds of play-then-train; round 1 plays the teachers, later ones the student."""
+    episodes: int = 30
+    """Episodes played per stage and round."""
+    epochs: int = 2
+    """Passes over all the states gathered so far, per round."""
+    batch_size: int = 64
+    learning_rate: float = 1e-4
+    temperature: float = 0.01
+    """T of softmax(Q / T) for teacher and student (Rusu et al.'s value)."""
+    epsilon: float = 0.05
+    """Exploration of the episodes played for states: off the player's own path a little."""
+    eval_episodes: int = 5
+    """Greedy episodes per stage after each round (training's evaluation seeds); 0 = none."""
+    seed: int = 0
+
+
+class DistillError(ValueError):
+    """Teachers that cannot teach one student (different actions or networks)."""
+
+
+class DistillStopped(Exception):
+    """A stop signal arrived while the student was being trained (nothing is written)."""
+
+
+def student_config(teachers: dict[str, C.Config], seed: int) -> C.Config:
+    """The student's config: the first teacher's, on all the teachers' stages.
+
+    ``teachers`` maps each stage ('W-S') to its teacher's config. ``end_on_ceiling`` is on
+    when any teacher had it: it changes nothing where no ceiling is reachable and is how
+    the teacher that had it was trained and measured.
+    """
+    if not teachers:
+        raise DistillError("distillation needs at least one teacher")
+    configs = list(teachers.values())
+    first = configs[0]
+    for stage, config in teachers.items():
+        for section, names in (("env", SHARED_ENV_FIELDS), ("agent", SHARED_AGENT_FIELDS)):
+            for name in names:
+                mine, theirs = getattr(getattr(config, section), name), getattr(getattr(first, section), name)
+                if mine != theirs:
+                    raise DistillError(f"teachers disagree on {section}.{name}: {theirs!r} for "
+                                       f"{next(iter(teachers))}, {mine!r} for {stage}")
+    return C.replace(first, {
+        "env": {"stages": tuple(teachers), "end_on_ceiling": any(c.env.end_on_ceiling for c in configs),
+                "noop_max": 0, "restart_from_best": 0.0},
+        "runner": {"seed": int(seed)},
+    })
+
+
+def soft_targets(teacher_q: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(Q / T) per row, computed stably (the teacher's side of the loss)."""
+    z = np.asarray(teacher_q, np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def distillation_loss(temperature: float) -> Callable[[Any, Any], Any]:
+    """Keras loss: cross-entropy of softmax(student Q / T) against the teacher's soft
+    targets; it differs from the KL divergence by the teachers' entropy, a constant."""
+    import keras
+
+    def loss(targets: Any, q: Any) -> Any:
+        return keras.losses.categorical_crossentropy(targets, q / temperature, from_logits=True)
+
+    return loss
+
+
+def play_states(actor: Any, config: C.Config, episodes: int, seed: int, epsilon: float,
+                stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The observations in which ``actor`` chose an action (forced no-op starts left
+    out) over ``episodes`` evaluation episodes of ``config``'s stage, the actor's
+    Q-values there (its policy network's) and the evaluation's result."""
+    states: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+
+    def keep(view: Any) -> None:
+        if view.action is not None and not view.noop:
+            states.append(view.obs)
+            values.append(view.q_values)
+
+    result = evaluate(actor, config, episodes, seed, epsilon, stop=stop, on_step=keep)
+    return np.stack(states), np.stack(values), result
+
+
+def label(teacher: Any, states: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """The teacher's Q-values (N, A) of ``states`` with its policy network."""
+    return np.concatenate([teacher.q_values(states[i:i + chunk], policy=True)
+                           for i in range(0, len(states), chunk)])
+
+
+def fit(model: Any, states: np.ndarray, teacher_q: np.ndarray, settings: DistillSettings,
+        optimizer: Any, on_batch: Callable[[], None] | None = None,
+        stop: Callable[[], bool] | None = None) -> float:
+    """``settings.epochs`` passes of the distillation loss over (states, teacher_q) in
+    shuffled minibatches; the mean loss of the last pass. :class:`DistillStopped` when
+    ``stop()`` turns true (asked before each minibatch)."""
+    import keras
+    import tensorflow as tf
+
+    targets = soft_targets(teacher_q, settings.temperature)
+    loss_fn = distillation_loss(settings.temperature)
+
+    @tf.function(autograph=False, reduce_retracing=True)
+    def step(obs: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean(loss_fn(target, model(obs, training=True)))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+
+    rng = np.random.default_rng([settings.seed, len(states)])
+    losses: list[float] = []
+    for _ in range(settings.epochs):
+        order = rng.permutation(len(states))
+        losses = []
+        for i in range(0, len(order), settings.batch_size):
+            if stop is not None and stop():
+                raise DistillStopped()
+            rows = np.sort(order[i:i + settings.batch_size])
+            losses.append(float(step(states[rows], targets[rows])))
+            if on_batch is not None:
+                on_batch()
+    return float(np.mean(losses)) if losses else float("nan")
+
+
+def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings,
+            log: Callable[[str], None] = print, stop: Callable[[], bool] | None = None,
+            progress: Callable[[int], Callable[[], None]] | None = None) -> tuple[Any, C.Config, dict[str, Any]]:
+    """Distil ``teachers`` (stage -> (config, agent)) into one student agent.
+
+    Returns the student, its config and a record of the rounds (states per stage, the
+    last pass's loss, the greedy evaluation per stage, wall seconds). ``progress(batches)``
+    may return a callback called after each minibatch (a progress bar).
+    """
+    import keras
+
+    from mario_dqn.environment import ACTIONS
+    from mario_dqn.runner import build_agent, seed_everything
+
+    seed_everything(settings.seed)
+    config = student_config({stage: cfg for stage, (cfg, _) in teachers.items()}, settings.seed)
+    student = build_agent(config, len(ACTIONS[config.env.action_set]))
+    optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
+    started = time.monotonic()
+    states: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    rounds: list[dict[str, Any]] = []
+    for r in range(settings.rounds):
+        played: dict[str, Any] = {}
+        for stage, (teacher_config, teacher) in teachers.items():
+            actor = teacher if r == 0 else student
+            stage_config = C.replace(config, {"env": {"stages": (stage,)}})
+            obs, q, result = play_states(actor, stage_config, settings.episodes, COLLECT_SEED + 10_000 * r,
+                                         settings.epsilon, stop)
+            states.append(obs)
+            labels.append(q if actor is teacher else label(teacher, obs))
+            played[stage] = {"states": len(obs), "flag_rate": result["flag_rate"],
+                             "mean_x_pos": result["mean_x_pos"]}
+            log(f"round {r + 1}/{settings.rounds}, {stage}: {'teacher' if r == 0 else 'student'} played "
+                f"{settings.episodes} episodes (flags {result['flag_rate']:.0%}), {len(obs):,} states")
+        all_states, all_labels = np.concatenate(states), np.concatenate(labels)
+        batches = settings.epochs * -(-len(all_states) // settings.batch_size)
+        loss = fit(student.online, all_states, all_labels, settings, optimizer,
+                   progress(batches) if progress else None, stop)
+        student.load_policy(student.online.get_weights())  # every network of the student acts with them
+        row: dict[str, Any] = {"round": r + 1, "played": played, "states": len(all_states), "loss": loss}
+        if settings.eval_episodes > 0:
+            result = evaluate_each_stage(student, config, settings.eval_episodes,
+                                         settings.seed + EVAL_SEED_OFFSET, stop=stop)
+            row["eval"] = {stage: {"flag_rate": part["flag_rate"], "mean_x_pos": part["mean_x_pos"]}
+                           for stage, part in result["per_stage"].items()}
+            log(f"round {r + 1}: loss {loss:.4f}; greedy "
+                + ", ".join(f"{s} {p['flag_rate']:.0%} (x {p['mean_x_pos']:.0f})" for s, p in row["eval"].items()))
+        else:
+            log(f"round {r + 1}: loss {loss:.4f}")
+        row["wall_s"] = round(time.monotonic() - started, 1)
+        rounds.append(row)
+    record = {"settings": asdict(settings), "rounds": rounds, "wall_s": round(time.monotonic() - started, 1)}
+    return student, config, record
+
+
+def save_student(directory: Path, student: Any, config: C.Config, record: dict[str, Any],
+                 teachers: dict[str, str]) -> Path:
+    """Write the student as a shipped-agent directory (``checkpoint.save_policy``); its
+    ``state.json`` says it was distilled, from which teachers, and how the rounds went."""
+    from mario_dqn import checkpoint as ckpt
+
+    state = {"step": 0, "wall_s": record["wall_s"], "episodes": 0, "flags": 0,
+             "distilled": {"teachers": teachers, **record}}
+    return ckpt.save_policy(directory, student, state, config)

@@ -1,0 +1,167 @@
+"""Policy distillation: the loss against hand-computed values, a student that learns a
+teacher's choices, the teachers' compatibility, and the real `distill` command end to end
+(the shipped agents teach; the student is an ordinary agent evaluate and play load)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import config as C
+from mario_dqn.distill import DistillError, DistillSettings, distillation_loss, fit, soft_targets, student_config
+from tests.processes import start, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "save" / "pretrained"
+
+
+def test_soft_targets_by_hand():
+    # Q (0, 0.01) at T = 0.01: softmax(0, 1) = (1, e) / (1 + e)
+    got = soft_targets(np.array([[0.0, 0.01], [5.0, 5.0]]), 0.01)
+    e = math.e
+    np.testing.assert_allclose(got, [[1 / (1 + e), e / (1 + e)], [0.5, 0.5]], rtol=1e-6)
+    # large Q-values do not overflow (the maximum is taken out first)
+    np.testing.assert_allclose(soft_targets(np.array([[1000.0, 999.99]]), 0.01), [[e / (1 + e), 1 / (1 + e)]],
+                               rtol=1e-5)
+
+
+def test_distillation_loss_by_hand():
+    import keras
+
+    targets = np.array([[0.25, 0.75]], np.float32)
+    q = np.array([[0.01, 0.0]], np.float32)  # logits at T = 0.01: (1, 0)
+    log_z = math.log(math.e + 1)  # log softmax(1, 0) = (1 - log_z, -log_z)
+    want = -(0.25 * (1 - log_z) + 0.75 * (-log_z))
+    got = float(keras.ops.convert_to_numpy(distillation_loss(0.01)(targets, q))[0])
+    assert got == pytest.approx(want, rel=1e-5)
+    # at its minimum (the student's softmax equals the targets) the loss is the targets' entropy
+    q_same = np.array([[0.0, 0.01 * math.log(3)]], np.float32)
+    entropy = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert float(keras.ops.convert_to_numpy(distillation_loss(0.01)(targets, q_same))[0]) == pytest.approx(
+        entropy, rel=1e-4)
+
+
+def test_a_student_learns_the_teachers_choices():
+    """A teacher whose best action is which quarter of the picture is brightest: the
+    student, trained on its Q-values only, picks the same action on nearly every state."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    states = rng.integers(0, 256, size=(2000, 8, 8, 1), dtype=np.uint8)
+    quarters = np.stack([states[:, :4, :4].mean((1, 2, 3)), states[:, :4, 4:].mean((1, 2, 3)),
+                         states[:, 4:, :4].mean((1, 2, 3)), states[:, 4:, 4:].mean((1, 2, 3))], axis=1)
+    teacher_q = (quarters / 255.0).astype(np.float32)  # action gaps of ~0.01-0.1, as real Q-values have
+    obs = keras.Input((8, 8, 1), dtype="uint8")
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(obs))
+    model = keras.Model(obs, keras.layers.Dense(4)(keras.layers.Dense(64, activation="relu")(x)))
+    settings = DistillSettings(epochs=40, batch_size=64, learning_rate=3e-3, temperature=0.01)
+    agree_before = (model.predict(states, verbose=0).argmax(1) == teacher_q.argmax(1)).mean()
+    loss = fit(model, states, teacher_q, settings, keras.optimizers.Adam(settings.learning_rate))
+    agree = (model(states).numpy().argmax(1) == teacher_q.argmax(1)).mean()
+    assert agree_before < 0.5
+    assert agree > 0.9, (agree, loss)
+
+
+def test_student_config_merges_the_stages_and_refuses_teachers_that_disagree():
+    one = C.apply_overrides(C.Config(), ["stages=1-1", "end_on_ceiling=false"])
+    two = C.apply_overrides(C.Config(), ["stages=1-2", "noop_max=30", "end_on_ceiling=true"])
+    config = student_config({"1-1": one, "1-2": two}, seed=5)
+    assert config.env.stages == ("1-1", "1-2")
+    assert config.env.end_on_ceiling and config.env.noop_max == 0 and config.runner.seed == 5
+    other = C.apply_overrides(C.Config(), ["stages=1-2", "action_set=simple"])
+    with pytest.raises(DistillError, match="env.action_set"):
+        student_config({"1-1": one, "1-2": other}, seed=0)
+    small = C.apply_overrides(C.Config(), ["stages=1-2", "network=small"])
+    with pytest.raises(DistillError, match="agent.network"):
+        student_config({"1-1": one, "1-2": small}, seed=0)
+
+
+def _main(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--stages", "1-1"], "--stages: name at least two different stages"),
+    (["--stages", "1-1,1-1"], "--stages: name at least two different stages"),
+    (["--teacher", "1-2"], "expected W-S=PATH"),
+    (["--teacher", "2-1=x"], "stage 2-1 is not one of --stages"),
+    (["--teacher", "1-2=/nonexistent/run"], "no teacher for stage 1-2: /nonexistent/run does not exist"),
+])
+def test_bad_options_are_one_line(tmp_path, args, message):
+    result = _main("distill", str(tmp_path / "out"), *args)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_existing_out_is_kept_without_force(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("kept")
+    result = _main("distill", str(out))
+    assert result.returncode == 2 and "exists; pass --force" in result.stderr
+    assert (out / "mine.txt").read_text() == "kept"
+
+
+def test_distill_writes_an_agent_that_evaluate_plays_per_stage(tmp_path):
+    out = tmp_path / "student"
+    result = _main("distill", str(out), "--stages", "1-1,1-4", "--rounds", "2", "--episodes", "1", "--epochs", "1",
+                   "--eval-episodes", "1", "--epsilon", "0", "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "round 2/2, 1-4: student played" in result.stdout
+    state = json.loads((out / "state.json").read_text())
+    record = state["distilled"]
+    assert record["teachers"] == {"1-1": str(SHIPPED / "world-1-1"), "1-4": str(SHIPPED / "world-1-4")}
+    first, second = record["rounds"]
+    assert all(first["played"][s]["states"] > 0 for s in ("1-1", "1-4"))
+    # the shipped teachers clear their stages greedily; the states of both rounds are trained on in the second
+    assert first["played"]["1-1"]["flag_rate"] == 1.0 and first["played"]["1-4"]["flag_rate"] == 1.0
+    assert second["states"] == first["states"] + sum(p["states"] for p in second["played"].values())
+    assert set(second["eval"]) == {"1-1", "1-4"}
+    config = C.from_json((out / "config.json").read_text())
+    assert config.env.stages == ("1-1", "1-4") and config.env.end_on_ceiling
+    played = _main("evaluate", str(out), "--stage", "1-4", "--episodes", "1", "--json")
+    assert played.returncode == 0, played.stderr[-3000:]
+    assert json.loads(played.stdout)["per_episode"][0]["stage"] == "1-4"
+
+
+def test_ctrl_c_stops_distill_without_writing(tmp_path):
+    out = tmp_path / "student"
+    proc = start("distill", str(out), "--stages", "1-1,1-4", "--episodes", "1000", "--no-progress")
+    maps = Path("/proc") / str(proc.pid) / "maps"
+    wait_for(lambda: "nes_py/_native" in maps.read_text(), "the first teacher's episodes")
+    time.sleep(1)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == f"stopped by SIGINT; {out} not written"
+    assert not out.exists()
+
+
+def test_played_states_are_the_agents_choices_with_its_q_values():
+    """Round one labels the states with the Q-values the teacher acted on (no second
+    pass): they must be its policy network's, one row per step it chose, no-ops left out."""
+    from mario_dqn import checkpoint as ckpt
+    from mario_dqn.distill import label, play_states
+    from mario_dqn.environment import ACTIONS
+    from mario_dqn.runner import build_agent
+
+    policy = ckpt.load_policy(SHIPPED / "world-1-4")
+    agent = build_agent(policy.config, len(ACTIONS[policy.config.env.action_set]))
+    ckpt.restore_policy(policy, agent)
+    config = C.replace(policy.config, {"env": {"max_episode_steps": 40}})
+    states, q, result = play_states(agent, config, episodes=1, seed=3, epsilon=0.0)
+    noops = int(np.random.default_rng(3).integers(31))
+    assert len(states) == len(q) == result["per_episode"][0]["length"] - noops > 0
+    np.testing.assert_allclose(q, label(agent, states), rtol=1e-5, atol=1e-6)
