@@ -72,3 +72,29 @@ def test_a_run_over_several_stages_is_drawn_per_stage(tmp_path):
     path = tmp_path / "curve.png"
     package.plot_curve(many, path, ["1-1", "1-3"])
     assert path.stat().st_size > 10_000
+
+
+def test_a_distilled_agent_is_recognised_and_its_hours_summed(tmp_path):
+    teacher = tmp_path / "teacher-1-1"
+    teacher.mkdir()
+    (teacher / "training.json").write_text(json.dumps({"training_wall_hours": 1.26}))
+    record = {"teachers": {"1-1": str(teacher), "1-2": str(tmp_path / "a-run-dir")}, "wall_s": 1800.0,
+              "settings": {"epsilon": 0.05},
+              "rounds": [{"round": r, "states": 1000 * r, "played": {s: {"flag_rate": 0.5, "states": 1000}
+                                                                      for s in ("1-1", "1-2")},
+                          "eval": {"1-1": {"flag_rate": 0.2 * r}, "1-2": {"flag_rate": 0.1 * r}}}
+                         for r in (1, 2)]}
+    student = tmp_path / "student"
+    student.mkdir()
+    assert package.distilled_record(student) is None  # no state.json: not an agent
+    (student / "COMPLETE").write_text("ok\n")
+    (student / "state.json").write_text(json.dumps({"step": 0, "agent": {}, "distilled": record}))
+    assert package.distilled_record(student) == record
+    run = _run(tmp_path, ["1-1"])
+    assert package.distilled_record(run) is None  # a run directory has no state.json of its own
+    training = package.distilled_training(record)
+    assert training["teacher_training_wall_hours"] == {"1-1": 1.26, "1-2": None}
+    assert training["distillation_wall_hours"] == 0.5 and training["rounds"] == 2 and training["states"] == 2000
+    path = tmp_path / "curve.png"
+    package.plot_distill_curve(record, path)
+    assert path.stat().st_size > 1000
