@@ -61,7 +61,9 @@ class DistillSettings:
     temperature: float = 0.01
     """T of softmax(Q / T) for teacher and student (Rusu et al.'s value)."""
     epsilon: float = 0.05
-    """Exploration of the episodes played for states: off the player's own path a little."""
+    """Exploration of the second half of the episodes played for states, which leave the
+    player's own path a little; the first half is greedy, so the whole route is covered
+    even by a teacher that rarely gets to the end while it explores."""
     eval_episodes: int = 5
     """Greedy episodes per stage after each round (training's evaluation seeds); 0 = none."""
     seed: int = 0
@@ -200,17 +202,29 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
     rounds: list[dict[str, Any]] = []
     for r in range(settings.rounds):
         played: dict[str, Any] = {}
-        for stage, (teacher_config, teacher) in teachers.items():
+        for stage, (_, teacher) in teachers.items():
             actor = teacher if r == 0 else student
             stage_config = C.replace(config, {"env": {"stages": (stage,)}})
-            obs, q, result = play_states(actor, stage_config, settings.episodes, COLLECT_SEED + 10_000 * r,
-                                         settings.epsilon, stop)
-            states.append(obs)
-            labels.append(q if actor is teacher else label(teacher, obs))
-            played[stage] = {"states": len(obs), "flag_rate": result["flag_rate"],
-                             "mean_x_pos": result["mean_x_pos"]}
+            seed = COLLECT_SEED + 10_000 * r
+            rows: list[dict[str, Any]] = []
+            count_states = 0
+            greedy = (settings.episodes + 1) // 2
+            for count, epsilon, first in ((greedy, 0.0, seed), (settings.episodes - greedy, settings.epsilon,
+                                                                 seed + greedy)):
+                if count == 0:
+                    continue
+                obs, q, result = play_states(actor, stage_config, count, first, epsilon, stop)
+                states.append(obs)
+                labels.append(q if actor is teacher else label(teacher, obs))
+                rows += result["per_episode"]
+                count_states += len(obs)
+            flags = [row["flag"] for row in rows]
+            played[stage] = {"states": count_states,
+                             "flag_rate": float(np.mean(flags)), "greedy_flag_rate": float(np.mean(flags[:greedy])),
+                             "mean_x_pos": float(np.mean([row["x_pos"] for row in rows]))}
             log(f"round {r + 1}/{settings.rounds}, {stage}: {'teacher' if r == 0 else 'student'} played "
-                f"{settings.episodes} episodes (flags {result['flag_rate']:.0%}), {len(obs):,} states")
+                f"{settings.episodes} episodes (greedy flags {played[stage]['greedy_flag_rate']:.0%}, all "
+                f"{played[stage]['flag_rate']:.0%}), {played[stage]['states']:,} states")
         all_states, all_labels = np.concatenate(states), np.concatenate(labels)
         batches = settings.epochs * -(-len(all_states) // settings.batch_size)
         loss = fit(student.online, all_states, all_labels, settings, optimizer,

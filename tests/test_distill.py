@@ -116,8 +116,8 @@ def test_an_existing_out_is_kept_without_force(tmp_path):
 
 def test_distill_writes_an_agent_that_evaluate_plays_per_stage(tmp_path):
     out = tmp_path / "student"
-    result = _main("distill", str(out), "--stages", "1-1,1-4", "--rounds", "2", "--episodes", "1", "--epochs", "1",
-                   "--eval-episodes", "1", "--epsilon", "0", "--no-progress")
+    result = _main("distill", str(out), "--stages", "1-1,1-4", "--rounds", "2", "--episodes", "2", "--epochs", "1",
+                   "--eval-episodes", "1", "--no-progress")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "round 2/2, 1-4: student played" in result.stdout
     state = json.loads((out / "state.json").read_text())
@@ -126,7 +126,7 @@ def test_distill_writes_an_agent_that_evaluate_plays_per_stage(tmp_path):
     first, second = record["rounds"]
     assert all(first["played"][s]["states"] > 0 for s in ("1-1", "1-4"))
     # the shipped teachers clear their stages greedily; the states of both rounds are trained on in the second
-    assert first["played"]["1-1"]["flag_rate"] == 1.0 and first["played"]["1-4"]["flag_rate"] == 1.0
+    assert first["played"]["1-1"]["greedy_flag_rate"] == 1.0 and first["played"]["1-4"]["greedy_flag_rate"] == 1.0
     assert second["states"] == first["states"] + sum(p["states"] for p in second["played"].values())
     assert set(second["eval"]) == {"1-1", "1-4"}
     config = C.from_json((out / "config.json").read_text())
