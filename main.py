@@ -552,10 +552,12 @@ def _teacher_paths(stages: str, teachers: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--eval-episodes", type=click.IntRange(min=0), default=5, show_default=True,
               help="Greedy episodes per stage after each round (0 = none).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the student's weights and shuffling.")
+@click.option("--workers", type=AT_LEAST_ONE, default=2, show_default=True,
+              help="Processes playing the episodes for states at once (the emulator is most of the time).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperature, learning_rate, eval_episodes,
-            seed, force, no_progress):
+            seed, workers, force, no_progress):
     """Distil one agent for several stages from one teacher per stage into OUT.
 
     Policy distillation (Rusu et al. 2016) with DAgger-style rounds: the teachers play
@@ -574,7 +576,7 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
         raise UserError(f"{out} exists; pass --force to replace it")
     settings = D.DistillSettings(rounds=rounds, episodes=episodes, epochs=epochs, epsilon=epsilon,
                                  temperature=temperature, learning_rate=learning_rate,
-                                 eval_episodes=eval_episodes, seed=seed)
+                                 eval_episodes=eval_episodes, seed=seed, workers=workers)
     with StopRequest(finishing="stopping") as stop:
         loaded = {stage: _load_for_play(path, stage) for stage, path in paths.items()}
         bar = None

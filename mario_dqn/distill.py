@@ -67,6 +67,8 @@ class DistillSettings:
     eval_episodes: int = 5
     """Greedy episodes per stage after each round (training's evaluation seeds); 0 = none."""
     seed: int = 0
+    workers: int = 2
+    """Processes that play the episodes for states at once (1: in this process)."""
 
 
 class DistillError(ValueError):
@@ -122,10 +124,10 @@ def distillation_loss(temperature: float) -> Callable[[Any, Any], Any]:
 
 
 def play_states(actor: Any, config: C.Config, episodes: int, seed: int, epsilon: float,
-                stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+                stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """The observations in which ``actor`` chose an action (forced no-op starts left
     out) over ``episodes`` evaluation episodes of ``config``'s stage, the actor's
-    Q-values there (its policy network's) and the evaluation's result."""
+    Q-values there (its policy network's) and the episodes' rows."""
     states: list[np.ndarray] = []
     values: list[np.ndarray] = []
 
@@ -134,8 +136,76 @@ def play_states(actor: Any, config: C.Config, episodes: int, seed: int, epsilon:
             states.append(view.obs)
             values.append(view.q_values)
 
-    result = evaluate(actor, config, episodes, seed, epsilon, stop=stop, on_step=keep)
-    return np.stack(states), np.stack(values), result
+    result = evaluate(actor, config, episodes, seed, epsilon, stop=stop, on_step=keep, frames=False)
+    return np.stack(states), np.stack(values), result["per_episode"]
+
+
+@dataclass(frozen=True)
+class PlayJob:
+    """Episodes to play for states, in a worker process: who plays (config and policy
+    weights) and :func:`play_states`'s arguments."""
+
+    config_json: str
+    weights: list[np.ndarray]
+    episodes: int
+    seed: int
+    epsilon: float
+
+
+def _play_job(job: PlayJob) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """:func:`play_states` in a worker: the player rebuilt from its config and weights."""
+    from mario_dqn.environment import ACTIONS
+    from mario_dqn.runner import build_agent
+
+    config = C.from_json(job.config_json)
+    agent = build_agent(config, len(ACTIONS[config.env.action_set]))
+    agent.load_policy(job.weights)
+    return play_states(agent, config, job.episodes, job.seed, job.epsilon)
+
+
+def _worker_init() -> None:
+    from mario_dqn import signals
+
+    signals.ignore_in_worker()  # the main process owns stopping (see mario_dqn.signals)
+
+
+def play_all(jobs: list[PlayJob], workers: int,
+             stop: Callable[[], bool] | None = None) -> list[tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]]:
+    """:func:`play_states` of every job, in ``workers`` processes at once (in this one
+    when 1): the emulator takes most of the time and runs on one core per process. The
+    results are the same either way (each job's episodes depend only on its seeds).
+    A stop (``stop()`` true) ends the workers and raises :class:`DistillStopped`."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    from mario_dqn import signals
+
+    if workers <= 1:
+        results = []
+        for job in jobs:
+            if stop is not None and stop():
+                raise DistillStopped()
+            from mario_dqn.runner import EvaluationStopped
+
+            try:
+                results.append(_play_job(job))
+            except EvaluationStopped:
+                raise DistillStopped() from None
+        return results
+    pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
+    try:
+        with signals.blocked_while_spawning():
+            futures = [pool.submit(_play_job, job) for job in jobs]
+        while True:
+            done, pending = cf.wait(futures, timeout=0.2)
+            if not pending:
+                return [future.result() for future in futures]
+            if stop is not None and stop():
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.kill()
+                raise DistillStopped()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def label(teacher: Any, states: np.ndarray, chunk: int = 256) -> np.ndarray:
@@ -202,29 +272,31 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
     rounds: list[dict[str, Any]] = []
     for r in range(settings.rounds):
         played: dict[str, Any] = {}
+        jobs, owners = [], []
+        greedy = (settings.episodes + 1) // 2
         for stage, (_, teacher) in teachers.items():
             actor = teacher if r == 0 else student
-            stage_config = C.replace(config, {"env": {"stages": (stage,)}})
+            stage_json = C.to_json(C.replace(config, {"env": {"stages": (stage,)}}))
+            weights = actor.policy.get_weights()
             seed = COLLECT_SEED + 10_000 * r
-            rows: list[dict[str, Any]] = []
-            count_states = 0
-            greedy = (settings.episodes + 1) // 2
             for count, epsilon, first in ((greedy, 0.0, seed), (settings.episodes - greedy, settings.epsilon,
                                                                  seed + greedy)):
-                if count == 0:
-                    continue
-                obs, q, result = play_states(actor, stage_config, count, first, epsilon, stop)
-                states.append(obs)
-                labels.append(q if actor is teacher else label(teacher, obs))
-                rows += result["per_episode"]
-                count_states += len(obs)
-            flags = [row["flag"] for row in rows]
-            played[stage] = {"states": count_states,
-                             "flag_rate": float(np.mean(flags)), "greedy_flag_rate": float(np.mean(flags[:greedy])),
-                             "mean_x_pos": float(np.mean([row["x_pos"] for row in rows]))}
+                if count > 0:
+                    jobs.append(PlayJob(stage_json, weights, count, first, epsilon))
+                    owners.append(stage)
+        for stage, (obs, q, rows) in zip(owners, play_all(jobs, settings.workers, stop)):
+            teacher = teachers[stage][1]
+            states.append(obs)
+            labels.append(q if r == 0 else label(teacher, obs))  # round 1: the teacher played, q is its own
+            part = played.setdefault(stage, {"states": 0, "rows": []})
+            part["states"] += len(obs)
+            part["rows"] += rows
+        for stage, part in played.items():
+            flags = [row["flag"] for row in part.pop("rows")]
+            part.update(flag_rate=float(np.mean(flags)), greedy_flag_rate=float(np.mean(flags[:greedy])))
             log(f"round {r + 1}/{settings.rounds}, {stage}: {'teacher' if r == 0 else 'student'} played "
-                f"{settings.episodes} episodes (greedy flags {played[stage]['greedy_flag_rate']:.0%}, all "
-                f"{played[stage]['flag_rate']:.0%}), {played[stage]['states']:,} states")
+                f"{settings.episodes} episodes (greedy flags {part['greedy_flag_rate']:.0%}, all "
+                f"{part['flag_rate']:.0%}), {part['states']:,} states")
         all_states, all_labels = np.concatenate(states), np.concatenate(labels)
         batches = settings.epochs * -(-len(all_states) // settings.batch_size)
         loss = fit(student.online, all_states, all_labels, settings, optimizer,

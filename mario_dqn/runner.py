@@ -83,8 +83,9 @@ class StepView:
     episode: int
     step: int
     """Agent steps taken in the episode before this state (0 for the state after reset)."""
-    frame: np.ndarray
-    """The full-resolution (240, 256, 3) uint8 RGB screen, the same array ``on_frame`` gets."""
+    frame: np.ndarray | None
+    """The full-resolution (240, 256, 3) uint8 RGB screen, the same array ``on_frame`` gets
+    (None when :func:`evaluate` was asked for no frames)."""
     obs: np.ndarray
     """The network's input, the (H, W, stack) uint8 frame stack, oldest frame first."""
     q_values: np.ndarray | None
@@ -118,7 +119,7 @@ def _will_explore(rng: np.random.Generator, epsilon: float) -> bool:
 def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilon: float = 0.0,
              on_frame: Callable[[int, np.ndarray], None] | None = None,
              noop_max: int = EVAL_NOOP_MAX, stop: Callable[[], bool] | None = None,
-             on_step: Callable[[StepView], None] | None = None) -> dict[str, Any]:
+             on_step: Callable[[StepView], None] | None = None, frames: bool = True) -> dict[str, Any]:
     """Play ``episodes`` episodes with seeds ``seed + i``; the same protocol everywhere.
 
     Episode ``i`` resets with seed ``seed + i`` (which also picks its stage) and begins
@@ -131,11 +132,13 @@ def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilo
     (a :class:`StepView`, before its step is taken); the extra forward pass it costs
     draws no random number, so the results are the same with or without it. The agent
     acts with its policy network (``agent.policy``: the weight average when it keeps
-    one, else the online network). ``stop()``
+    one, else the online network). With ``frames=False`` the views carry no frame
+    (``frame`` is None) and the emulator renders none, which costs time when only the
+    observations are wanted (distillation). ``stop()``
     is asked before each step; when it is true the evaluation raises
     :class:`EvaluationStopped`.
     """
-    rendering = on_frame is not None or on_step is not None
+    rendering = on_frame is not None or (on_step is not None and frames)
     env = make_env(config.env, render_mode="rgb_array" if rendering else None)
     rng = np.random.default_rng(seed)
     rows = []

@@ -161,7 +161,20 @@ def test_played_states_are_the_agents_choices_with_its_q_values():
     agent = build_agent(policy.config, len(ACTIONS[policy.config.env.action_set]))
     ckpt.restore_policy(policy, agent)
     config = C.replace(policy.config, {"env": {"max_episode_steps": 40}})
-    states, q, result = play_states(agent, config, episodes=1, seed=3, epsilon=0.0)
+    states, q, rows = play_states(agent, config, episodes=1, seed=3, epsilon=0.0)
     noops = int(np.random.default_rng(3).integers(31))
-    assert len(states) == len(q) == result["per_episode"][0]["length"] - noops > 0
+    assert len(states) == len(q) == rows[0]["length"] - noops > 0
     np.testing.assert_allclose(q, label(agent, states), rtol=1e-5, atol=1e-6)
+
+    # worker processes play the same episodes as this one (each depends only on its seeds)
+    from mario_dqn.distill import PlayJob, play_all
+
+    jobs = [PlayJob(C.to_json(config), agent.policy.get_weights(), 1, seed, epsilon)
+            for seed, epsilon in ((3, 0.0), (4, 0.5))]
+    alone, pooled = play_all(jobs, workers=1), play_all(jobs, workers=2)
+    np.testing.assert_array_equal(alone[0][0], states)
+    for (obs_a, q_a, rows_a), (obs_b, q_b, rows_b) in zip(alone, pooled):
+        np.testing.assert_array_equal(obs_a, obs_b)
+        np.testing.assert_allclose(q_a, q_b, rtol=1e-5, atol=1e-6)
+        assert rows_a == rows_b
+    assert len(alone[1][0]) != len(alone[0][0]) or not np.array_equal(alone[1][0], alone[0][0])
