@@ -214,12 +214,24 @@ def label(teacher: Any, states: np.ndarray, chunk: int = 256) -> np.ndarray:
                            for i in range(0, len(states), chunk)])
 
 
+def balancing_weights(groups: np.ndarray) -> np.ndarray:
+    """Per-state loss weights under which every group (stage) weighs the same in total,
+    with a mean of 1: ``N / (G * n_g)`` for a state of group g with n_g states.
+
+    Why: a stage where the player dies early gives few states (the student's 1-3 gave
+    a sixth of 1-1's), yet it is where the student most needs teaching.
+    """
+    values, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    return (len(groups) / (len(values) * counts[inverse])).astype(np.float32)
+
+
 def fit(model: Any, states: np.ndarray, teacher_q: np.ndarray, settings: DistillSettings,
         optimizer: Any, on_batch: Callable[[], None] | None = None,
-        stop: Callable[[], bool] | None = None) -> float:
+        stop: Callable[[], bool] | None = None, weights: np.ndarray | None = None) -> float:
     """``settings.epochs`` passes of the distillation loss over (states, teacher_q) in
-    shuffled minibatches; the mean loss of the last pass. :class:`DistillStopped` when
-    ``stop()`` turns true (asked before each minibatch)."""
+    shuffled minibatches, each state's loss times its ``weights`` (default 1); the mean
+    loss of the last pass. :class:`DistillStopped` when ``stop()`` turns true (asked
+    before each minibatch)."""
     import keras
     import tensorflow as tf
 
@@ -227,12 +239,13 @@ def fit(model: Any, states: np.ndarray, teacher_q: np.ndarray, settings: Distill
     loss_fn = distillation_loss(settings.temperature)
 
     @tf.function(autograph=False, reduce_retracing=True)
-    def step(obs: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    def step(obs: tf.Tensor, target: tf.Tensor, weight: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
-            loss = keras.ops.mean(loss_fn(target, model(obs, training=True)))
+            loss = keras.ops.mean(weight * loss_fn(target, model(obs, training=True)))
         optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
         return loss
 
+    weights = np.ones(len(states), np.float32) if weights is None else np.asarray(weights, np.float32)
     rng = np.random.default_rng([settings.seed, len(states)])
     losses: list[float] = []
     for _ in range(settings.epochs):
@@ -242,7 +255,7 @@ def fit(model: Any, states: np.ndarray, teacher_q: np.ndarray, settings: Distill
             if stop is not None and stop():
                 raise DistillStopped()
             rows = np.sort(order[i:i + settings.batch_size])
-            losses.append(float(step(states[rows], targets[rows])))
+            losses.append(float(step(states[rows], targets[rows], weights[rows])))
             if on_batch is not None:
                 on_batch()
     return float(np.mean(losses)) if losses else float("nan")
@@ -269,6 +282,7 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
     started = time.monotonic()
     states: list[np.ndarray] = []
     labels: list[np.ndarray] = []
+    groups: list[np.ndarray] = []  # the stage (its index) of each state
     rounds: list[dict[str, Any]] = []
     for r in range(settings.rounds):
         played: dict[str, Any] = {}
@@ -288,6 +302,7 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
             teacher = teachers[stage][1]
             states.append(obs)
             labels.append(q if r == 0 else label(teacher, obs))  # round 1: the teacher played, q is its own
+            groups.append(np.full(len(obs), list(teachers).index(stage)))
             part = played.setdefault(stage, {"states": 0, "rows": []})
             part["states"] += len(obs)
             part["rows"] += rows
@@ -300,7 +315,7 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
         all_states, all_labels = np.concatenate(states), np.concatenate(labels)
         batches = settings.epochs * -(-len(all_states) // settings.batch_size)
         loss = fit(student.online, all_states, all_labels, settings, optimizer,
-                   progress(batches) if progress else None, stop)
+                   progress(batches) if progress else None, stop, balancing_weights(np.concatenate(groups)))
         student.load_policy(student.online.get_weights())  # every network of the student acts with them
         row: dict[str, Any] = {"round": r + 1, "played": played, "states": len(all_states), "loss": loss}
         if settings.eval_episodes > 0:

@@ -178,3 +178,32 @@ def test_played_states_are_the_agents_choices_with_its_q_values():
         np.testing.assert_allclose(q_a, q_b, rtol=1e-5, atol=1e-6)
         assert rows_a == rows_b
     assert len(alone[1][0]) != len(alone[0][0]) or not np.array_equal(alone[1][0], alone[0][0])
+
+
+def test_balancing_weights_by_hand():
+    from mario_dqn.distill import balancing_weights
+
+    # 3 states of stage 0 and 1 of stage 1: 4 / (2 * 3) and 4 / (2 * 1); each stage sums to 2
+    np.testing.assert_allclose(balancing_weights(np.array([0, 0, 1, 0])), [2 / 3, 2 / 3, 2.0, 2 / 3])
+    np.testing.assert_allclose(balancing_weights(np.array([5, 5])), [1.0, 1.0])
+
+
+def test_a_weight_of_zero_leaves_a_state_untaught():
+    """fit's weights reach the gradient: states weighted 0 teach nothing, so a student
+    trained only on the others' labels does not learn the zero-weighted ones' choice."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    states = np.concatenate([np.zeros((64, 2, 2, 1), np.uint8), np.full((64, 2, 2, 1), 255, np.uint8)])
+    teacher_q = np.zeros((128, 2), np.float32)
+    teacher_q[:, 1] = 0.1  # action 1 everywhere ...
+    obs = keras.Input((2, 2, 1), dtype="uint8")
+    model = keras.Model(obs, keras.layers.Dense(2, use_bias=False)(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(obs))))
+    model.set_weights([np.array([[0.5, -0.5]] * 4, np.float32)])  # ... but the student starts with action 0
+    settings = DistillSettings(epochs=50, batch_size=32, learning_rate=1e-2)
+    weights = np.concatenate([np.ones(64), np.zeros(64)]).astype(np.float32)  # the bright states weigh 0
+    fit(model, states, teacher_q, settings, keras.optimizers.Adam(1e-2), weights=weights)
+    # with no bias, the black states give no gradient either: nothing moves
+    np.testing.assert_allclose(model.get_weights()[0], [[0.5, -0.5]] * 4)
+    fit(model, states, teacher_q, settings, keras.optimizers.Adam(1e-2))
+    assert model(states[64:]).numpy().argmax(1).tolist() == [1] * 64
