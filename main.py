@@ -537,18 +537,19 @@ def _teacher_paths(stages: str, teachers: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--teacher", "teachers", multiple=True, metavar="W-S=PATH",
               help="The teacher of one stage: a run directory, checkpoint or shipped agent (repeatable). "
                    "Default: the stage's shipped agent, save/pretrained/world-W-S.")
-@click.option("--rounds", type=AT_LEAST_ONE, default=3, show_default=True,
+@click.option("--rounds", type=AT_LEAST_ONE, default=5, show_default=True,
               help="Rounds of play-then-train: the teachers play the first, the student the others.")
 @click.option("--episodes", type=AT_LEAST_ONE, default=30, show_default=True,
               help="Episodes played per stage and round for states: the first half greedy, the rest "
                    "with --epsilon.")
-@click.option("--epochs", type=AT_LEAST_ONE, default=2, show_default=True,
+@click.option("--epochs", type=AT_LEAST_ONE, default=3, show_default=True,
               help="Passes over all states gathered so far, per round.")
 @click.option("--epsilon", type=click.FloatRange(0.0, 1.0), default=0.05, show_default=True,
               help="Exploration of the second half of the episodes played for states.")
 @click.option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=0.01, show_default=True,
               help="T of softmax(Q / T) on both sides of the loss (Rusu et al. 2016).")
-@click.option("--learning-rate", type=click.FloatRange(min=0.0, min_open=True), default=1e-4, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0.0, min_open=True), default=3e-4,
+              show_default=True, help="Adam's step size for the student.")
 @click.option("--eval-episodes", type=click.IntRange(min=0), default=5, show_default=True,
               help="Greedy episodes per stage after each round (0 = none).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the student's weights and shuffling.")

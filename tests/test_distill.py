@@ -207,3 +207,14 @@ def test_a_weight_of_zero_leaves_a_state_untaught():
     np.testing.assert_allclose(model.get_weights()[0], [[0.5, -0.5]] * 4)
     fit(model, states, teacher_q, settings, keras.optimizers.Adam(1e-2))
     assert model(states[64:]).numpy().argmax(1).tolist() == [1] * 64
+
+
+def test_the_commands_defaults_are_the_settings_defaults():
+    """``distill --help`` shows what a run without options does: DistillSettings' values."""
+    import main
+
+    options = {param.name: param.default for param in main.distill.params}
+    defaults = DistillSettings()
+    for name in ("rounds", "episodes", "epochs", "epsilon", "temperature", "learning_rate", "eval_episodes",
+                 "seed", "workers"):
+        assert options[name] == getattr(defaults, name), name
