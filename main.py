@@ -391,6 +391,15 @@ def _play_episodes(agent: Any, config: C.Config, episodes: int, seed: int, epsil
 
 
 SHIPPED = Path(__file__).resolve().parent / "save" / "pretrained"
+
+
+def _shown(path: Path) -> str:
+    """``path`` as a record keeps it: relative to the repository when inside it (a shipped
+    agent's record then reads the same on every clone), else as given."""
+    try:
+        return str(path.resolve().relative_to(SHIPPED.parent.parent))
+    except ValueError:
+        return str(path)
 """Shipped agents, found from wherever `python main.py play` is run: ``world-W-S`` for one
 stage, ``world-W`` for one agent of a whole world."""
 PRETRAINED = SHIPPED / "world-1-1"
@@ -606,7 +615,7 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
                 bar.close()
         if out.exists():
             shutil.rmtree(out)
-        D.save_student(out, student, config, record, {stage: str(path) for stage, path in paths.items()})
+        D.save_student(out, student, config, record, {stage: _shown(path) for stage, path in paths.items()})
     click.echo(f"wrote {out} ({record['wall_s'] / 60:.1f} min); per stage: "
                f"python main.py evaluate {out} --stage {next(iter(paths))} --episodes 20")
 

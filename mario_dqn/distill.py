@@ -69,7 +69,9 @@ class DistillSettings:
     player's own path a little; the first half is greedy, so the whole route is covered
     even by a teacher that rarely gets to the end while it explores."""
     eval_episodes: int = 5
-    """Greedy episodes per stage after each round (training's evaluation seeds); 0 = none."""
+    """Greedy episodes per stage after each round (training's evaluation seeds); the
+    student kept is the round that did best there (:func:`round_score`). 0 = none, and
+    the last round is kept."""
     seed: int = 0
     workers: int = 2
     """Processes that play the episodes for states at once (1: in this process)."""
@@ -265,13 +267,29 @@ def fit(model: Any, states: np.ndarray, teacher_q: np.ndarray, settings: Distill
     return float(np.mean(losses)) if losses else float("nan")
 
 
+def round_score(evaluation: dict[str, dict[str, float]]) -> tuple[float, float, float]:
+    """How good a round's student is, from its greedy evaluation per stage: its worst
+    stage's flag rate first (the one agent is meant to clear every stage), then the mean
+    flag rate, then the mean x_pos over the stages; larger is better.
+
+    Why keep a round at all: the student's policy swings between rounds as a DQN's does
+    between checkpoints (one seed of the first World 1 distillations went from 100 / 80 /
+    100 / 60% after round 3 to 80 / 0 / 0 / 100% after round 5), so the last round is
+    not reliably the best.
+    """
+    rates = [part["flag_rate"] for part in evaluation.values()]
+    return (min(rates), float(np.mean(rates)), float(np.mean([part["mean_x_pos"] for part in evaluation.values()])))
+
+
 def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings,
             log: Callable[[str], None] = print, stop: Callable[[], bool] | None = None,
             progress: Callable[[int], Callable[[], None]] | None = None) -> tuple[Any, C.Config, dict[str, Any]]:
     """Distil ``teachers`` (stage -> (config, agent)) into one student agent.
 
     Returns the student, its config and a record of the rounds (states per stage, the
-    last pass's loss, the greedy evaluation per stage, wall seconds). ``progress(batches)``
+    last pass's loss, the greedy evaluation per stage, wall seconds) and of the round
+    kept (``kept_round``: the best by :func:`round_score`, a later round on a tie; the
+    last when there is no evaluation). ``progress(batches)``
     may return a callback called after each minibatch (a progress bar).
     """
     import keras
@@ -288,6 +306,7 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
     labels: list[np.ndarray] = []
     groups: list[np.ndarray] = []  # the stage (its index) of each state
     rounds: list[dict[str, Any]] = []
+    kept: tuple[tuple[float, float, float], int, list[np.ndarray]] | None = None  # score, round, weights
     for r in range(settings.rounds):
         played: dict[str, Any] = {}
         jobs, owners = [], []
@@ -329,11 +348,22 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
                            for stage, part in result["per_stage"].items()}
             log(f"round {r + 1}: loss {loss:.4f}; greedy "
                 + ", ".join(f"{s} {p['flag_rate']:.0%} (x {p['mean_x_pos']:.0f})" for s, p in row["eval"].items()))
+            score = round_score(row["eval"])
+            if kept is None or score >= kept[0]:
+                kept = (score, r + 1, [w.copy() for w in student.online.get_weights()])
         else:
             log(f"round {r + 1}: loss {loss:.4f}")
         row["wall_s"] = round(time.monotonic() - started, 1)
         rounds.append(row)
-    record = {"settings": asdict(settings), "rounds": rounds, "wall_s": round(time.monotonic() - started, 1)}
+    kept_round = len(rounds)
+    if kept is not None and kept[1] != len(rounds):
+        kept_round = kept[1]
+        student.load_policy(kept[2])
+        student.online.set_weights(kept[2])
+    if kept is not None:
+        log(f"kept round {kept_round} (worst stage {kept[0][0]:.0%}, mean {kept[0][1]:.0%} on its greedy evaluation)")
+    record = {"settings": asdict(settings), "rounds": rounds, "kept_round": kept_round,
+              "wall_s": round(time.monotonic() - started, 1)}
     return student, config, record
 
 

@@ -118,7 +118,7 @@ def distilled_training(record: dict) -> dict:
     teacher's training, from its own training.json where it has one, and distillation's)."""
     hours = {}
     for stage, teacher in record["teachers"].items():
-        info = Path(teacher) / "training.json"
+        info = ROOT / teacher / "training.json"  # a path inside the repository is kept relative to it
         hours[stage] = json.loads(info.read_text())["training_wall_hours"] if info.is_file() else None
     last = record["rounds"][-1]
     return {"distilled_from": record["teachers"], "teacher_training_wall_hours": hours,
@@ -143,8 +143,11 @@ def plot_distill_curve(record: dict, path: Path) -> None:
         if all("eval" in row for row in rounds):
             axes[0].plot(numbers, [row["eval"][stage]["flag_rate"] for row in rounds], "o-", label=stage)
         axes[1].plot(numbers, [row["played"][stage]["flag_rate"] for row in rounds], "o-", label=stage)
-    axes[0].set_title("student, greedy, after each round")
-    axes[1].set_title(f"episodes played for states (epsilon {record['settings']['epsilon']})")
+    settings = record["settings"]
+    axes[0].set_title(f"student, greedy, after each round ({settings['eval_episodes']} episodes per stage)")
+    axes[1].set_title(f"episodes played for states: teachers, then student\n"
+                      f"({settings['episodes']} per stage, half greedy, half epsilon {settings['epsilon']})",
+                      fontsize=10)
     for ax in axes:
         ax.set_xlabel("round of distillation")
         ax.set_xticks(numbers)

@@ -79,7 +79,7 @@ def test_a_distilled_agent_is_recognised_and_its_hours_summed(tmp_path):
     teacher.mkdir()
     (teacher / "training.json").write_text(json.dumps({"training_wall_hours": 1.26}))
     record = {"teachers": {"1-1": str(teacher), "1-2": str(tmp_path / "a-run-dir")}, "wall_s": 1800.0,
-              "settings": {"epsilon": 0.05},
+              "settings": {"epsilon": 0.05, "episodes": 30, "eval_episodes": 5},
               "rounds": [{"round": r, "states": 1000 * r, "played": {s: {"flag_rate": 0.5, "states": 1000}
                                                                       for s in ("1-1", "1-2")},
                           "eval": {"1-1": {"flag_rate": 0.2 * r}, "1-2": {"flag_rate": 0.1 * r}}}
