@@ -120,10 +120,10 @@ def distilled_training(record: dict) -> dict:
     for stage, teacher in record["teachers"].items():
         info = ROOT / teacher / "training.json"  # a path inside the repository is kept relative to it
         hours[stage] = json.loads(info.read_text())["training_wall_hours"] if info.is_file() else None
-    last = record["rounds"][-1]
+    kept = record.get("kept_round", len(record["rounds"]))  # records from before rounds were kept: the last
     return {"distilled_from": record["teachers"], "teacher_training_wall_hours": hours,
             "distillation_wall_hours": round(record["wall_s"] / 3600, 2), "rounds": len(record["rounds"]),
-            "states": last["states"], "settings": record["settings"]}
+            "kept_round": kept, "states": record["rounds"][kept - 1]["states"], "settings": record["settings"]}
 
 
 def plot_distill_curve(record: dict, path: Path) -> None:
@@ -144,6 +144,8 @@ def plot_distill_curve(record: dict, path: Path) -> None:
             axes[0].plot(numbers, [row["eval"][stage]["flag_rate"] for row in rounds], "o-", label=stage)
         axes[1].plot(numbers, [row["played"][stage]["flag_rate"] for row in rounds], "o-", label=stage)
     settings = record["settings"]
+    kept = record.get("kept_round", numbers[-1])
+    axes[0].axvline(kept, color="grey", linestyle=":", label=f"kept: round {kept}")
     axes[0].set_title(f"student, greedy, after each round ({settings['eval_episodes']} episodes per stage)")
     axes[1].set_title(f"episodes played for states: teachers, then student\n"
                       f"({settings['episodes']} per stage, half greedy, half epsilon {settings['epsilon']})",

@@ -95,6 +95,9 @@ def test_a_distilled_agent_is_recognised_and_its_hours_summed(tmp_path):
     training = package.distilled_training(record)
     assert training["teacher_training_wall_hours"] == {"1-1": 1.26, "1-2": None}
     assert training["distillation_wall_hours"] == 0.5 and training["rounds"] == 2 and training["states"] == 2000
+    assert training["kept_round"] == 2  # a record from before rounds were kept: the last
+    kept_first = package.distilled_training({**record, "kept_round": 1})
+    assert kept_first["kept_round"] == 1 and kept_first["states"] == 1000  # what the kept round was trained on
     path = tmp_path / "curve.png"
     package.plot_distill_curve(record, path)
     assert path.stat().st_size > 1000
