@@ -33,6 +33,14 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 240) -
         time.sleep(0.05)
 
 
+def wait_for_emulator(proc: subprocess.Popen, what: str) -> None:
+    """Until ``proc`` has loaded the emulator's library (its first env exists, after
+    TensorFlow's start), and a second more, so a signal then arrives mid-episode."""
+    maps = Path("/proc") / str(proc.pid) / "maps"
+    wait_for(lambda: "nes_py/_native" in maps.read_text(), what)
+    time.sleep(1)
+
+
 def processes() -> list[tuple[int, str, int, int]]:
     """(pid, state, parent pid, process group) of every process, from /proc."""
     found = []

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import config as C
 from mario_dqn.distill import (DistillError, DistillSettings, distillation_loss, fit, round_score, soft_targets,
                                student_config)
 from mario_dqn.runner import EVAL_SEED_OFFSET
-from tests.processes import start, wait_for
+from tests.processes import start, wait_for_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "save" / "pretrained"
@@ -150,9 +149,7 @@ def test_distill_writes_an_agent_that_evaluate_plays_per_stage(tmp_path):
 def test_ctrl_c_stops_distill_without_writing(tmp_path):
     out = tmp_path / "student"
     proc = start("distill", str(out), "--stages", "1-1,1-4", "--episodes", "1000", "--no-progress")
-    maps = Path("/proc") / str(proc.pid) / "maps"
-    wait_for(lambda: "nes_py/_native" in maps.read_text(), "the first teacher's episodes")
-    time.sleep(1)
+    wait_for_emulator(proc, "the first teacher's episodes")
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]

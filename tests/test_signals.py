@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import children, running, start, wait_for
+from tests.processes import children, running, start, wait_for, wait_for_emulator
 from tests.test_runner import TINY, assert_same_checkpoints, cli, metrics_rows, tensorboard_scalars
 
 # 4 envs (the default): the workers are separate processes in the signalled group.
@@ -97,10 +97,8 @@ def test_play_and_evaluate_stop_on_ctrl_c(straight, tmp_path, command):
     proc = start(command, str(straight), "--episodes", "1000", *extra)
     if command == "play":
         wait_for(lambda: len(list(tmp_path.glob("*.mp4"))) >= 3, "a few videos")
-    else:  # the emulator's library is loaded when the evaluation env is made, after TensorFlow's start
-        maps = Path("/proc") / str(proc.pid) / "maps"
-        wait_for(lambda: "nes_py/_native" in maps.read_text(), "the evaluation env")
-        time.sleep(1)
+    else:
+        wait_for_emulator(proc, "the evaluation env")
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
