@@ -560,7 +560,8 @@ def _teacher_paths(stages: str, teachers: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--learning-rate", type=click.FloatRange(min=0.0, min_open=True), default=3e-4,
               show_default=True, help="Adam's step size for the student.")
 @click.option("--eval-episodes", type=click.IntRange(min=0), default=5, show_default=True,
-              help="Greedy episodes per stage after each round (0 = none).")
+              help="Greedy episodes per stage after each round; the round that does best there "
+                   "(its worst stage first) is the student written. 0 = none: the last round.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the student's weights and shuffling.")
 @click.option("--workers", type=AT_LEAST_ONE, default=2, show_default=True,
               help="Processes playing the episodes for states at once (the emulator is most of the time).")
@@ -573,7 +574,8 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
     Policy distillation (Rusu et al. 2016) with DAgger-style rounds: the teachers play
     their stages, the student learns their Q-values' ranking of actions (cross-entropy
     of the softmaxes at temperature T), then the student plays and the teachers label
-    where it goes. OUT is an ordinary agent directory: evaluate it per stage with
+    where it goes; the round whose student did best is kept. OUT is an ordinary agent
+    directory: evaluate it per stage with
     'evaluate OUT --stage 1-3', play it with 'play OUT --stage 1-3'. A stop signal
     ends it without writing OUT.
     """
