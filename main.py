@@ -391,6 +391,10 @@ def _play_episodes(agent: Any, config: C.Config, episodes: int, seed: int, epsil
 
 
 SHIPPED = Path(__file__).resolve().parent / "save" / "pretrained"
+"""Shipped agents, found from wherever `python main.py play` is run: ``world-W-S`` for one
+stage, ``world-W`` for one agent of a whole world."""
+PRETRAINED = SHIPPED / "world-1-1"
+"""What ``play`` plays without PATH or --stage."""
 
 
 def _shown(path: Path) -> str:
@@ -400,10 +404,6 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(SHIPPED.parent.parent))
     except ValueError:
         return str(path)
-"""Shipped agents, found from wherever `python main.py play` is run: ``world-W-S`` for one
-stage, ``world-W`` for one agent of a whole world."""
-PRETRAINED = SHIPPED / "world-1-1"
-"""What ``play`` plays without PATH or --stage."""
 
 
 def _shipped_agent(stage: str | None) -> Path:

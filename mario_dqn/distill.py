@@ -355,12 +355,9 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
             log(f"round {r + 1}: loss {loss:.4f}")
         row["wall_s"] = round(time.monotonic() - started, 1)
         rounds.append(row)
-    kept_round = len(rounds)
-    if kept is not None and kept[1] != len(rounds):
-        kept_round = kept[1]
-        student.load_policy(kept[2])
-        student.online.set_weights(kept[2])
+    kept_round = kept[1] if kept is not None else len(rounds)
     if kept is not None:
+        student.load_policy(kept[2])  # every network of the student, the online one too
         log(f"kept round {kept_round} (worst stage {kept[0][0]:.0%}, mean {kept[0][1]:.0%} on its greedy evaluation)")
     record = {"settings": asdict(settings), "rounds": rounds, "kept_round": kept_round,
               "wall_s": round(time.monotonic() - started, 1)}
