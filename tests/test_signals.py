@@ -44,6 +44,9 @@ def straight(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_group_signal_checkpoints_and_resumes_exactly(straight, tmp_path, sig):
+    """Each signal stops the run once, with one checkpoint, and no worker left. Which signal
+    it was does not reach the checkpoint (one code path writes it), so the exact resume is
+    checked once, after Ctrl-C's SIGINT, the one users send most."""
     from mario_dqn.checkpoint import latest_checkpoint, load_checkpoint
 
     run = tmp_path / "run"
@@ -70,6 +73,8 @@ def test_group_signal_checkpoints_and_resumes_exactly(straight, tmp_path, sig):
     assert newest is not None and newest.name == f"step-{step:012d}" and (newest / "replay").is_dir()
     assert load_checkpoint(run).state["step"] == step
     assert not [pid for pid in children(proc.pid) if running(pid)]
+    if sig != signal.SIGINT:
+        return
 
     again = cli("train", "--resume", str(run), "--steps", str(TARGET), "--no-progress")
     assert again.returncode == 0, again.stderr[-2000:]
