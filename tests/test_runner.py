@@ -135,9 +135,9 @@ def assert_same_checkpoints(a: Path, b: Path):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """For 1 and 4 envs (4 is the default; 2 envs resume exactly in the policy-average and
-    restart tests): a straight 300-step run, and one stopped at 150 (152 for 4 envs, whose
-    steps come in fours) then resumed to 300 in new processes.
+    """For 1 and 4 envs (4 is the default; 2 envs resume exactly in the restart tests): a
+    straight 300-step run, and one stopped at 150 (152 for 4 envs, whose steps come in
+    fours) then resumed to 300 in new processes.
     Checkpoints every 100 steps, keeping 2. For 1 env also "crashed1": like resumed1, but
     killed after logging past its checkpoint (see crash_after)."""
     root = tmp_path_factory.mktemp("runs")
