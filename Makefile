@@ -1,6 +1,6 @@
 # mario-dqn: two commands set everything up on a fresh machine.
-#   make train   create .venv (Python 3.13), install requirements, train with defaults
-#   make test    create .venv, install requirements + test tools, run the whole suite
+#   make train   create .venv (Python 3.13), install requirements and the project, train with defaults
+#   make test    create .venv, install requirements + test tools and the project, run the whole suite
 #   make bench   print throughput / memory figures (not part of the tests)
 # Pass PYTHON=/path/to/python3.13 to choose the interpreter; otherwise it is found
 # by scripts/find-python.sh (python3.13 on PATH, else pyenv's newest 3.13).
@@ -9,6 +9,7 @@ VENV        := .venv
 VPY         := $(VENV)/bin/python
 RUNTIME_OK  := $(VENV)/.runtime-installed
 DEV_OK      := $(VENV)/.dev-installed
+PROJECT_OK  := $(VENV)/.project-installed
 ARGS        ?=
 PYTEST_ARGS ?=
 
@@ -34,15 +35,21 @@ $(DEV_OK): requirements-dev.txt $(RUNTIME_OK)
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
-venv: $(DEV_OK)
+# The project itself, editable (pyproject.toml): mario_dqn, config and main import from
+# this tree, and .venv/bin/mario-dqn runs main.py's CLI. The requirements are already in.
+$(PROJECT_OK): $(RUNTIME_OK) pyproject.toml
+	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
 
-train: $(RUNTIME_OK)
+venv: $(DEV_OK) $(PROJECT_OK)
+
+train: $(PROJECT_OK)
 	$(VPY) main.py train $(ARGS)
 
-test: $(DEV_OK)
+test: $(DEV_OK) $(PROJECT_OK)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
-bench: $(DEV_OK)
+bench: $(DEV_OK) $(PROJECT_OK)
 	$(VPY) benchmarks/run_all.py
 
 clean-venv:

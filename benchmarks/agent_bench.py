@@ -20,20 +20,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from config.settings import NETWORKS, AgentConfig, EnvConfig  # noqa: E402
-from mario_dqn.agent import DQNAgent  # noqa: E402
-from mario_dqn.batch import Batch  # noqa: E402
-from mario_dqn.environment import ACTIONS  # noqa: E402
-from mario_dqn.tf_import import import_tensorflow  # noqa: E402
+from config.settings import NETWORKS, AgentConfig, EnvConfig
+from mario_dqn.agent import DQNAgent
+from mario_dqn.batch import Batch
+from mario_dqn.environment import ACTIONS
+from mario_dqn.tf_import import import_tensorflow
 
 tf = import_tensorflow()
 

@@ -16,16 +16,12 @@ import argparse
 import multiprocessing as mp
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from config import EnvConfig  # noqa: E402
-from mario_dqn.environment import ACTIONS, make_env, make_vector_env  # noqa: E402
+from config import EnvConfig
+from mario_dqn.environment import ACTIONS, make_env, make_vector_env
 
 
 def raw_fps(frames: int, seed: int = 0) -> float:

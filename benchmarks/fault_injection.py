@@ -38,8 +38,6 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 TINY = ["--no-progress", "--set", "learning_starts=100", "--set", "capacity=1000", "--set", "eval_every=0",
         "--set", "max_episode_steps=100", "--set", "target_update_period=10", "--set", "batch_size=8"]

@@ -21,13 +21,10 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from mario_dqn.replay import PrioritizedReplayMemory, ReplayMemory  # noqa: E402
+from mario_dqn.replay import PrioritizedReplayMemory, ReplayMemory
 
 FRAME = (84, 84)
 STACK = 4

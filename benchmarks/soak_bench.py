@@ -31,11 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from mario_dqn.checkpoint import list_checkpoints  # numpy only: no TensorFlow here
 
-from mario_dqn.checkpoint import list_checkpoints  # noqa: E402  (numpy only: no TensorFlow here)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def children(pid: int) -> list[int]:

@@ -33,9 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from mario_dqn.metrics_log import began_at_stage_start  # noqa: E402
+from mario_dqn.metrics_log import began_at_stage_start
 
 STABLE_WINDOW_S = 30 * 60
 """After the first >= 80% model, how long the policy must stay good (issue 18: none below 60%)."""

@@ -41,13 +41,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import config as C  # noqa: E402
+import config as C
 
 ACT_EPSILON = 0.05
 """Exploration rate for acting and end-to-end runs: the default schedule's floor."""

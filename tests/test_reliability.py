@@ -90,7 +90,6 @@ FULL_DISK_HOOK = '''\
 import errno, hashlib, json, os, sys
 from pathlib import Path
 
-sys.path.insert(0, os.environ["MARIO_ROOT"])
 import numpy as np
 
 import main
@@ -130,7 +129,7 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path):
     hook = tmp_path / "full_disk.py"
     hook.write_text(FULL_DISK_HOOK)
     snapshot = tmp_path / "before.json"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MARIO_ROOT": str(ROOT), "MARIO_FAIL_CHECKPOINT": STEP_200,
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MARIO_FAIL_CHECKPOINT": STEP_200,
            "MARIO_SNAPSHOT": str(snapshot)}
     out = subprocess.run([sys.executable, str(hook), "train", "--steps", "300", "--save-dir", str(tmp_path),
                           "--name", "full", *EVERY_100, *TINY], cwd=ROOT, env=env, capture_output=True,

@@ -1,4 +1,5 @@
-"""The two-command set-up: Python 3.13 discovery by scripts/find-python.sh and the Makefile.
+"""The two-command set-up: Python 3.13 discovery by scripts/find-python.sh, the Makefile,
+and the project installed into the venv (pyproject.toml, editable).
 
 On these machines 3.13 is installed through pyenv but not active, so a bare
 ``python3.13`` fails; these tests rebuild that situation with a fake pyenv root.
@@ -7,6 +8,7 @@ On these machines 3.13 is installed through pyenv but not active, so a bare
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -91,7 +93,7 @@ def test_make_creates_a_313_venv_in_a_fresh_copy(tmp_path):
     """What `make train`/`make test` do first, on a copy of the repo with no .venv."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt", "pyproject.toml"):
         shutil.copy(ROOT / name, repo / name)
     shutil.copytree(ROOT / "scripts", repo / "scripts")
     root = fake_pyenv(tmp_path, ["3.13.0"])
@@ -107,7 +109,7 @@ def test_make_creates_a_313_venv_in_a_fresh_copy(tmp_path):
 def test_make_without_python_stops_with_one_line(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt", "pyproject.toml"):
         shutil.copy(ROOT / name, repo / name)
     shutil.copytree(ROOT / "scripts", repo / "scripts")
     root = fake_pyenv(tmp_path, [])
@@ -116,3 +118,55 @@ def test_make_without_python_stops_with_one_line(tmp_path):
     assert result.returncode != 0
     assert "Python 3.13 not found" in result.stderr
     assert not (repo / ".venv").exists()
+
+
+# --------------------------------------------------------------------------- installed project
+
+NOT_SOURCES = {ROOT / "build", ROOT / "save" / "runs"}
+"""Setuptools' scratch and training output; hidden folders (.venv, .git) and byte code are skipped too."""
+
+
+def help_text(command: list[str]) -> str:
+    """``--help`` of a CLI without its first line (``Usage: <program name> ...`` differs)."""
+    out = subprocess.run([*command, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr
+    first, _, rest = out.stdout.partition("\n")
+    assert first.startswith("Usage: "), out.stdout
+    return rest
+
+
+def test_console_script_runs_the_same_cli_as_main_py():
+    """`make` installs the project editable; .venv/bin/mario-dqn is main.py's click group."""
+    script = Path(sys.prefix) / "bin" / "mario-dqn"
+    assert script.is_file() and os.access(script, os.X_OK), f"{script} missing: run `make venv`"
+    installed, direct = help_text([str(script)]), help_text([sys.executable, "main.py"])
+    assert installed == direct
+    commands = re.findall(r"^  (\w+) ", installed.split("Commands:", 1)[1], flags=re.M)
+    assert {"train", "evaluate", "play", "distill", "config"} <= set(commands), installed
+
+
+def test_the_project_imports_from_this_tree_without_path_edits():
+    """A fresh interpreter outside the repository finds the package, the config (with its
+    presets) and main.py in this working tree: the editable install, not the current directory."""
+    code = ("import config, config.presets, main, mario_dqn; "
+            "print(main.__file__); print(mario_dqn.__path__[0]); print(config.presets.PRESET_DIR)")
+    out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(ROOT / "main.py"), str(ROOT / "mario_dqn"), str(ROOT / "config" / "presets")]
+
+
+def test_no_source_file_edits_sys_path():
+    """The install makes the project importable; a path edit would hide a broken install."""
+    edit = re.compile(r"sys\.path\.(insert|append)\b")
+    offenders = []
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs
+                   if not d.startswith(".") and d != "__pycache__" and Path(folder) / d not in NOT_SOURCES]
+        for name in files:
+            if name.endswith((".py", ".ipynb")):
+                path = Path(folder) / name
+                offenders += [f"{path.relative_to(ROOT)}:{number}"
+                              for number, line in enumerate(path.read_text().splitlines(), 1) if edit.search(line)]
+    assert not offenders, offenders
