@@ -1,0 +1,75 @@
+"""README.md and docs/*.md name only files that exist, and README stays a page for users.
+
+A path a reader copies from the docs (`mario_dqn/runner.py` in backticks, a relative
+link, an image) that points nowhere is a broken promise, and it is the kind that goes
+stale silently when code moves. README is capped in length so that experiment history
+goes to docs/ (issue 37). Fast: text only, no TensorFlow.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+README_MAX_LINES = 300
+
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)          # code blocks: commands, not references
+CODE_SPAN = re.compile(r"`([^`]+)`")
+# a repository path with a folder and a file extension: `config/presets/any-stage.json`;
+# placeholders (`save/runs/<name>/`) and commands (anything with a space) are not paths
+FILE_PATH = re.compile(r"[A-Za-z0-9_.\-]*/[A-Za-z0-9_.\-/]*\.[A-Za-z0-9]+")
+MD_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+HTML_LINK = re.compile(r"""(?:src|href)=["']([^"']+)["']""")
+
+
+def _is_external(target: str) -> bool:
+    """Web addresses and in-page anchors are not files of this repository."""
+    return "://" in target or target.startswith(("#", "mailto:"))
+
+
+def missing_paths(text: str, folder: Path) -> list[str]:
+    """The paths ``text`` names that do not exist: backticked repository paths (relative
+    to the repository root, as commands are run from there) and relative links (relative
+    to ``folder``, the markdown file's own folder, as a forge resolves them)."""
+    prose = FENCE.sub("", text)
+    missing = set()
+    for span in CODE_SPAN.findall(prose):
+        if FILE_PATH.fullmatch(span) and not (ROOT / span).exists():
+            missing.add(span)
+    for target in MD_LINK.findall(prose) + HTML_LINK.findall(prose):
+        if _is_external(target):
+            continue
+        path = target.split("#", 1)[0].split("?", 1)[0]
+        if path and not (folder / path).exists():
+            missing.add(target)
+    return sorted(missing)
+
+
+def test_the_checker_reports_made_up_paths():
+    text = ("See `mario_dqn/no_such_module.py`, [notes](docs/no-such-page.md#why), "
+            '<img src="save/pretrained/nowhere.gif"> and `config/settings.py`.\n'
+            "A placeholder `save/runs/<name>/config.json`, a command `python main.py train`,\n"
+            "[the web](https://example.org/a.md), [a section](#layout).\n"
+            "```bash\ncat `x/not-a-reference.py`\n```\n")
+    assert missing_paths(text, ROOT) == ["docs/no-such-page.md#why", "mario_dqn/no_such_module.py",
+                                         "save/pretrained/nowhere.gif"]
+    # the same link resolves from the folder of the file that holds it
+    assert missing_paths("[back](../README.md)", ROOT / "docs") == []
+    assert missing_paths("[back](../README.md)", ROOT) == ["../README.md"]
+
+
+def test_readme_and_docs_name_only_existing_files():
+    assert DOCS, "docs/ holds the experiment history README links to"
+    for page in [README, *DOCS]:
+        assert missing_paths(page.read_text(), page.parent) == [], page.relative_to(ROOT)
+
+
+def test_readme_is_short_and_links_every_page_of_docs():
+    text = README.read_text()
+    assert len(text.splitlines()) <= README_MAX_LINES
+    linked = {target.split("#", 1)[0] for target in MD_LINK.findall(FENCE.sub("", text))}
+    assert {f"docs/{page.name}" for page in DOCS} <= linked
+    for command in ("make train", "make test"):   # the whole set-up on a fresh machine
+        assert command in text
