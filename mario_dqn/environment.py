@@ -17,6 +17,7 @@
                             start along the env's furthest episodes so far (a replay)
       -> NoopStart          training envs with env.noop_max > 0 only: 0-noop_max hidden
                             no-ops at the start, as evaluation's no-op starts
+                            (the last three: mario_dqn.episode_start)
 
 ``terminated`` (death, flag) and ``truncated`` (time limit, no progress) stay separate.
 ``make_vector_env`` runs N of them in subprocesses (Gymnasium's AsyncVectorEnv with
@@ -40,17 +41,8 @@ from nes_py.wrappers import JoypadSpace
 
 from config import ACTION_SETS, ConfigError, EnvConfig, parse_stage
 from mario_dqn import signals
-from mario_dqn.wrappers import (
-    CeilingIsDeath,
-    FrameStackLast,
-    InfoFilter,
-    NoopStart,
-    NoProgressTruncation,
-    RestartFromBest,
-    ResumableEpisode,
-    SkipMaxPool,
-    StageSelector,
-)
+from mario_dqn.episode_start import NoopStart, RestartFromBest, ResumableEpisode
+from mario_dqn.wrappers import CeilingIsDeath, FrameStackLast, InfoFilter, NoProgressTruncation, SkipMaxPool, StageSelector
 
 ACTIONS: dict[str, list[list[str]]] = {
     "right_only": RIGHT_ONLY,

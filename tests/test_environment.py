@@ -28,7 +28,8 @@ from mario_dqn.environment import (
     make_env,
     make_vector_env,
 )
-from mario_dqn.wrappers import CeilingIsDeath, FrameStackLast, NoProgressTruncation, RestartFromBest, SkipMaxPool
+from mario_dqn.episode_start import RestartFromBest
+from mario_dqn.wrappers import CeilingIsDeath, FrameStackLast, NoProgressTruncation, SkipMaxPool
 
 RIGHT = 1  # index of ['right'] in every action set
 NOOP = 0
@@ -492,7 +493,7 @@ def test_exploration_steps_after_the_guide_take_held_random_actions():
     """env.restart_explore: after the guided steps, the next ones take random actions held
     1-EXPLORE_HOLD steps (info says which, and they are the ones the episode records), then
     the agent's own again; episodes from the stage start never explore."""
-    from mario_dqn.wrappers import EXPLORE_HOLD, ResumableEpisode
+    from mario_dqn.episode_start import EXPLORE_HOLD, ResumableEpisode
 
     config = cfg(restart_from_best=1.0, restart_keep=1, restart_guided=2, restart_explore=12, max_episode_steps=60)
     env = make_env(config, training=True)
@@ -534,7 +535,7 @@ def test_noop_starts_hide_a_drawn_number_of_no_ops_before_a_training_episode():
     """env.noop_max: a training reset takes 0..noop_max no-ops (recorded, so replays and
     checkpoints rebuild the state) and returns the state after them; the number is drawn
     per episode; evaluation envs and episodes restarted along a kept one get none."""
-    from mario_dqn.wrappers import NoopStart, ResumableEpisode
+    from mario_dqn.episode_start import NoopStart, ResumableEpisode
 
     assert find_wrapper(make_env(cfg(noop_max=30)), NoopStart) is None, "evaluation draws its own no-ops"
     env = make_env(cfg(noop_max=30, max_episode_steps=80), training=True)
