@@ -4,6 +4,8 @@ teacher's choices, the teachers' compatibility, and the real `distill` command e
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -16,8 +18,8 @@ import numpy as np
 import pytest
 
 import config as C
-from mario_dqn.distill import (DistillError, DistillSettings, distillation_loss, fit, round_score, soft_targets,
-                               student_config)
+from mario_dqn.distill import (DistillError, DistillSettings, distillation_loss, fit, reproduce_command, round_score,
+                               soft_targets, student_config, teacher_source)
 from mario_dqn.runner import EVAL_SEED_OFFSET
 from tests.processes import start, wait_for_emulator
 
@@ -125,6 +127,14 @@ def test_distill_writes_an_agent_that_evaluate_plays_per_stage(tmp_path):
     record = state["distilled"]
     # kept relative to the repository, so a shipped student's record reads the same on every clone
     assert record["teachers"] == {"1-1": "save/pretrained/world-1-1", "1-4": "save/pretrained/world-1-4"}
+    # and by content and origin: the teacher's model file, its run and step (its training.json's)
+    for stage, source in record["teacher_sources"].items():
+        teacher = ROOT / record["teachers"][stage]
+        shipped = json.loads((teacher / "training.json").read_text())
+        assert source["model_sha256"] == hashlib.sha256((teacher / "model.keras").read_bytes()).hexdigest()
+        assert (source["run"], source["checkpoint"], source["step"]) == (shipped["run"], shipped["checkpoint"],
+                                                                         shipped["step"])
+        assert source["path"] == record["teachers"][stage]
     first, second = record["rounds"]
     assert all(first["played"][s]["states"] > 0 for s in ("1-1", "1-4"))
     # the shipped teachers clear their stages greedily; the states of both rounds are trained on in the second
@@ -238,3 +248,92 @@ def test_round_score_ranks_the_worst_stage_first():
     assert round_score(even) > round_score(lopsided)  # 60/60 beats 100/40: every stage counts
     assert round_score(evaluation((0.6, 2000), (0.8, 100))) > round_score(even)  # then the mean rate
     assert round_score(evaluation((0.6, 2100), (0.6, 2000))) > round_score(even)  # then x_pos
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_teacher_is_recorded_by_content_run_and_step(tmp_path):
+    """A run's checkpoint names its run and checkpoint by its place; a run directory
+    resolves to its newest complete checkpoint; a shipped agent names the run its
+    training.json gives; the checksum is of the model file's bytes."""
+    checkpoint = tmp_path / "w12n-s0" / "checkpoints" / "step-000000350000"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "model.keras").write_bytes(b"the weights of step 350k")
+    (checkpoint / "state.json").write_text(json.dumps({"format_version": 1, "step": 350000, "agent": {}}))
+    (checkpoint / "COMPLETE").write_text("ok\n")
+    want = {"path": "runs/w12n-s0", "model_sha256": _sha256(b"the weights of step 350k"), "run": "w12n-s0",
+            "checkpoint": "checkpoints/step-000000350000", "step": 350000}
+    assert teacher_source(tmp_path / "w12n-s0", "runs/w12n-s0") == want
+    assert teacher_source(checkpoint)["path"] == str(checkpoint)
+    (checkpoint / "model.keras").write_bytes(b"other weights")
+    assert teacher_source(checkpoint)["model_sha256"] == _sha256(b"other weights")
+    shipped = teacher_source(SHIPPED / "world-1-4", "save/pretrained/world-1-4")
+    info = json.loads((SHIPPED / "world-1-4" / "training.json").read_text())
+    assert shipped == {"path": "save/pretrained/world-1-4",
+                       "model_sha256": _sha256((SHIPPED / "world-1-4" / "model.keras").read_bytes()),
+                       "run": info["run"], "checkpoint": info["checkpoint"], "step": info["step"],
+                       "training_wall_hours": info["training_wall_hours"]}
+
+
+def _parsed(command: str) -> dict:
+    """The distill command's options as click parses ``command`` (a reproduce line)."""
+    import shlex
+
+    import main
+
+    words = shlex.split(command)
+    assert words[:3] == ["python", "main.py", "distill"], command
+    return main.distill.make_context("distill", words[3:]).params
+
+
+def test_the_reproduce_command_gives_the_record_s_stages_teachers_and_settings():
+    record = {"teachers": {"1-1": "save/pretrained/world-1-1", "1-2": "save/pretrained/world-1-2"},
+              "settings": {**dataclasses.asdict(DistillSettings()), "epochs": 6, "learning_rate": 1e-4, "seed": 3}}
+    params = _parsed(reproduce_command("save/runs/again", record, {"1-2": "old-1-2"}))
+    assert str(params["out"]) == "save/runs/again" and params["stages"] == "1-1,1-2"
+    assert params["teachers"] == ("1-1=save/pretrained/world-1-1", "1-2=old-1-2")
+    for name, value in record["settings"].items():
+        if name != "batch_size":  # the command has no option for it (the default is recorded)
+            assert params[name] == value, name
+
+
+def _git_show(spec: str) -> bytes | None:
+    """``git show SPEC`` of this repository, or None when it is no git checkout with that history."""
+    if not (ROOT / ".git").exists():
+        return None
+    done = subprocess.run(["git", "show", spec], cwd=ROOT, capture_output=True, timeout=60)
+    return done.stdout if done.returncode == 0 else None
+
+
+def test_the_shipped_world_1_agent_records_the_teachers_it_was_distilled_from():
+    """save/pretrained/world-1 was distilled at 2389c2f from the four per-stage agents of
+    that day. 1-1, 1-3 and 1-4 are still shipped as they were; 1-2 was replaced (42a7dfa),
+    so its record names the file of da93a50 (checked where git history is at hand), and
+    the reproduce command takes that teacher out of git first."""
+    state = json.loads((SHIPPED / "world-1" / "state.json").read_text())["distilled"]
+    training = json.loads((SHIPPED / "world-1" / "training.json").read_text())
+    sources = state["teacher_sources"]
+    assert training["teachers"] == sources and list(sources) == ["1-1", "1-2", "1-3", "1-4"]
+    for stage in ("1-1", "1-3", "1-4"):
+        teacher = SHIPPED / f"world-{stage}"
+        assert sources[stage]["model_sha256"] == _sha256((teacher / "model.keras").read_bytes()), stage
+        shipped = json.loads((teacher / "training.json").read_text())
+        assert (sources[stage]["run"], sources[stage]["step"]) == (shipped["run"], shipped["step"]), stage
+    old = sources["1-2"]
+    assert (old["run"], old["checkpoint"], old["step"], old["commit"]) == (
+        "w12n-s0", "models/step-000000350000", 350000, "da93a50")
+    assert old["model_sha256"] != _sha256((SHIPPED / "world-1-2" / "model.keras").read_bytes())
+    model = _git_show("da93a50:save/pretrained/world-1-2/model.keras")
+    if model is not None:
+        assert old["model_sha256"] == _sha256(model)
+        assert json.loads(_git_show("da93a50:save/pretrained/world-1-2/state.json"))["step"] == old["step"]
+    extract, command, _ = training["reproduce"]
+    assert "git show da93a50:save/pretrained/world-1-2/$f > teacher-1-2/$f" in extract
+    params = _parsed(command)
+    assert "1-2=teacher-1-2" in params["teachers"] and params["stages"] == "1-1,1-2,1-3,1-4"
+    for name, value in state["settings"].items():
+        if name != "batch_size":
+            assert params[name] == value, name
+    assert state["settings"]["batch_size"] == DistillSettings().batch_size

@@ -101,3 +101,26 @@ def test_a_distilled_agent_is_recognised_and_its_hours_summed(tmp_path):
     path = tmp_path / "curve.png"
     package.plot_distill_curve(record, path)
     assert path.stat().st_size > 1000
+
+
+def test_a_distilled_agent_s_teachers_are_shipped_by_content_and_hours_follow_the_checksum(tmp_path):
+    """training.json carries each teacher's recorded source; a teacher's hours are the
+    record's, and a teacher path whose model file changed since (re-shipped) lends none."""
+    import hashlib
+
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "model.keras").write_bytes(b"the teacher that taught")
+    (teacher / "training.json").write_text(json.dumps({"training_wall_hours": 0.91}))
+    sha = hashlib.sha256(b"the teacher that taught").hexdigest()
+    assert package.sha256_file(teacher / "model.keras") == sha
+    source = {"path": str(teacher), "model_sha256": sha, "run": "w12n-s0", "checkpoint": "models/step-1",
+              "step": 1}
+    record = {"teachers": {"1-2": str(teacher)}, "teacher_sources": {"1-2": source}, "wall_s": 36.0,
+              "settings": {}, "rounds": [{"round": 1, "states": 10}]}
+    training = package.distilled_training(record)
+    assert training["teachers"] == {"1-2": source} and training["teacher_training_wall_hours"] == {"1-2": 0.91}
+    (teacher / "model.keras").write_bytes(b"another agent shipped at the same path")
+    assert package.distilled_training(record)["teacher_training_wall_hours"] == {"1-2": None}
+    recorded = {**record, "teacher_sources": {"1-2": {**source, "training_wall_hours": 0.5}}}
+    assert package.distilled_training(recorded)["teacher_training_wall_hours"] == {"1-2": 0.5}
