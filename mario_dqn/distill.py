@@ -364,6 +364,8 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
     record = {"settings": asdict(settings), "rounds": rounds, "kept_round": kept_round,
               "wall_s": round(time.monotonic() - started, 1)}
     return student, config, record
+
+
 def sha256_file(path: Path) -> str:
     """The hex sha256 of a file's bytes, read in chunks (a model file is ~7 MB)."""
     digest = hashlib.sha256()
@@ -419,19 +421,19 @@ def reproduce_command(out: str, record: dict[str, Any], teachers: dict[str, str]
     return " ".join(parts)
 
 
-
-
 def save_student(directory: Path, student: Any, config: C.Config, record: dict[str, Any],
                  teachers: dict[str, str], sources: dict[str, dict[str, Any]] | None = None) -> Path:
     """Write the student as a shipped-agent directory (``checkpoint.save_policy``); its
     ``state.json`` says it was distilled, from which teachers (``teachers``: stage -> the
     path as the record keeps it; ``sources``: stage -> :func:`teacher_source`, taken from
     ``teachers`` here when not given), and how the rounds went."""
-    if sources is None:
-        sources = {stage: teacher_source(_existing(path), path) for stage, path in teachers.items()}
     from mario_dqn import checkpoint as ckpt
 
+    if sources is None:
+        sources = {stage: teacher_source(_existing(path), path) for stage, path in teachers.items()}
     state = {"step": 0, "wall_s": record["wall_s"], "episodes": 0, "flags": 0,
+             "distilled": {"teachers": teachers, "teacher_sources": sources, **record}}
+    return ckpt.save_policy(directory, student, state, config)
 
 
 def _existing(path: str) -> Path:
@@ -441,5 +443,3 @@ def _existing(path: str) -> Path:
     if given.exists() or given.is_absolute():
         return given
     return Path(__file__).resolve().parent.parent / given
-             "distilled": {"teachers": teachers, "teacher_sources": sources, **record}}
-    return ckpt.save_policy(directory, student, state, config)
