@@ -272,7 +272,7 @@ def _load_for_play(path: Path, stage: str | None = None) -> tuple[Any, Any]:
     try:
         policy = ckpt.load_policy(path)  # a wrong path is refused before TensorFlow starts
         from mario_dqn.environment import ACTIONS
-        from mario_dqn.runner import build_agent
+        from mario_dqn.build import build_agent
 
         agent = build_agent(policy.config, len(ACTIONS[policy.config.env.action_set]))
         ckpt.restore_policy(policy, agent)
@@ -304,7 +304,7 @@ def evaluate(path, episodes, seed, epsilon, as_json, only_stage):
         config, agent = _load_for_play(path, stage)
         result = _play_episodes(agent, config, episodes, seed, epsilon, None, stop, quiet=as_json)
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(json.dumps(result.to_json()))
         return
     for i, row in enumerate(result["per_episode"]):
         click.echo(_episode_line(i, row))
@@ -363,8 +363,8 @@ def _play_episodes(agent: Any, config: C.Config, episodes: int, seed: int, epsil
     before the model loads, so a signal that arrives while it loads stops play before
     its first step instead of being lost in TensorFlow's start-up.
     """
-    from mario_dqn.runner import EvaluationStopped
-    from mario_dqn.runner import evaluate as run_eval
+    from mario_dqn.evaluation import EvaluationStopped
+    from mario_dqn.evaluation import evaluate as run_eval
     from mario_dqn.signals import exit_code
 
     on_frame, on_step = _play_sinks(recorder, window)
@@ -580,7 +580,7 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
     ends it without writing OUT.
     """
     from mario_dqn import distill as D
-    from mario_dqn.runner import EvaluationStopped
+    from mario_dqn.evaluation import EvaluationStopped
     from mario_dqn.signals import StopRequest, exit_code
 
     paths = _teacher_paths(stages, teachers)

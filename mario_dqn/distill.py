@@ -13,7 +13,7 @@ States come from playing, DAgger style (Ross et al. 2011): in the first round th
 play their own stages; in each later round the student plays and the teachers label
 the states it reaches, so the student also learns what to do where its own mistakes
 take it, which states of the teachers alone never show. All states gathered so far are
-trained on in each round. The episodes are :func:`mario_dqn.runner.evaluate`'s (no-op
+trained on in each round. The episodes are :func:`mario_dqn.evaluation.evaluate`'s (no-op
 starts, epsilon-greedy with ``epsilon``) on seeds of their own, apart from the
 evaluation seeds (0-19, 1000-1019 and training's).
 
@@ -33,7 +33,7 @@ from typing import Any, Callable
 import numpy as np
 
 import config as C
-from mario_dqn.runner import EVAL_SEED_OFFSET, evaluate, evaluate_each_stage
+from mario_dqn.evaluation import EVAL_SEED_OFFSET, EvaluationStopped, evaluate, evaluate_each_stage
 
 COLLECT_SEED = 2_000_000
 """Episode seeds of the states played for distillation: ``COLLECT_SEED + 10_000 * round``
@@ -162,8 +162,8 @@ class PlayJob:
 
 def _play_job(job: PlayJob) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """:func:`play_states` in a worker: the player rebuilt from its config and weights."""
+    from mario_dqn.build import build_agent
     from mario_dqn.environment import ACTIONS
-    from mario_dqn.runner import build_agent
 
     config = C.from_json(job.config_json)
     agent = build_agent(config, len(ACTIONS[config.env.action_set]))
@@ -193,8 +193,6 @@ def play_all(jobs: list[PlayJob], workers: int,
         for job in jobs:
             if stop is not None and stop():
                 raise DistillStopped()
-            from mario_dqn.runner import EvaluationStopped
-
             try:
                 results.append(_play_job(job))
             except EvaluationStopped:
@@ -296,8 +294,8 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
     """
     import keras
 
+    from mario_dqn.build import build_agent, seed_everything
     from mario_dqn.environment import ACTIONS
-    from mario_dqn.runner import build_agent, seed_everything
 
     seed_everything(settings.seed)
     config = student_config({stage: cfg for stage, (cfg, _) in teachers.items()}, settings.seed)

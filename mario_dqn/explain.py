@@ -18,8 +18,8 @@ state's place in its episode: how far Mario has got (x_pos) and what it has earn
 far, so the values can be read against the progress they predict.
 
 :func:`compose` is a pure function of its inputs (tests draw one frame by hand);
-:func:`compose_view` draws one ``mario_dqn.runner.StepView`` with it, and
-:class:`ExplainVideos` feeds it from ``mario_dqn.runner.evaluate``'s ``on_step`` and writes
+:func:`compose_view` draws one ``mario_dqn.evaluation.StepView`` with it, and
+:class:`ExplainVideos` feeds it from ``mario_dqn.evaluation.evaluate``'s ``on_step`` and writes
 one mp4 per episode through :class:`mario_dqn.video.EpisodeVideos`.
 """
 
@@ -33,8 +33,8 @@ import numpy as np
 
 from mario_dqn.video import EpisodeVideos
 
-if TYPE_CHECKING:  # only for the annotations: the runner imports TensorFlow, drawing needs none of it
-    from mario_dqn.runner import StepView
+if TYPE_CHECKING:  # only for the annotations: evaluation builds the env, drawing needs none of it
+    from mario_dqn.evaluation import StepView
 
 HEIGHT = 480
 """Height of a composed frame: the NES screen (240 rows) scaled 2x."""
@@ -202,7 +202,7 @@ def compose(frame: np.ndarray, obs: np.ndarray, q_values: np.ndarray | None, act
     highest value. A longer bar is a higher value, on the scale of :func:`bar_scale`.
     Under the input frames (:data:`STATUS_BOX`) go ``episode``, ``step`` (agent steps
     taken before this state), ``x_pos``, ``episode_return`` (the return so far) and
-    ``epsilon``: the fields of ``mario_dqn.runner.StepView``.
+    ``epsilon``: the fields of ``mario_dqn.evaluation.StepView``.
     """
     image = np.empty((HEIGHT, WIDTH, 3), np.uint8)
     image[...] = BACKGROUND

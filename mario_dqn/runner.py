@@ -8,12 +8,12 @@ comparable: after ``learning_starts`` there is one update per ``train_freq`` ste
 
 Everything the loop depends on is in the checkpoint (see ``mario_dqn.checkpoint``),
 including each env's running episode, so a resumed run produces the same numbers as
-an uninterrupted one.
+an uninterrupted one. The periodic evaluations follow :mod:`mario_dqn.evaluation`'s
+protocol; the loop only calls it and logs the result.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
@@ -25,200 +25,13 @@ import numpy as np
 
 import config as C
 from mario_dqn import checkpoint as ckpt
-from mario_dqn.agent import DQNAgent
-from mario_dqn.environment import final_observations, make_env, make_vector_env, taken_actions
+from mario_dqn.build import build_agent, seed_everything
+from mario_dqn.environment import final_observations, make_vector_env, taken_actions
+from mario_dqn.evaluation import EVAL_SEED_OFFSET, EvaluationStopped, evaluate, evaluate_each_stage
 from mario_dqn.metrics_log import MalformedMetrics, MetricsLog
 from mario_dqn.replay import make_replay
 from mario_dqn.schedules import linear_schedule, per_env_floors
 from mario_dqn.signals import StopRequest
-
-EVAL_NOOP_MAX = 30
-"""Evaluation episode ``i`` starts with ``randint(0, EVAL_NOOP_MAX)`` no-op steps drawn from
-its seed (Mnih et al. 2015's no-op starts). The emulator is deterministic, so without
-them every greedy episode of a stage would be the same episode and a "flag rate over 20
-seeds" would be one coin flip counted 20 times; with them each seed meets the enemies
-and the clock in a different phase."""
-
-NOOP_ACTION = 0
-"""Index of ['NOOP'] in every nes-py action set (RIGHT_ONLY, SIMPLE_MOVEMENT, COMPLEX_MOVEMENT)."""
-
-EVAL_SEED_OFFSET = 1_000_003
-"""Evaluation episodes use seeds ``seed + EVAL_SEED_OFFSET + i``: fixed, and apart from training's."""
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and Keras, and make TensorFlow's CPU kernels deterministic."""
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-
-
-def build_agent(config: C.Config, num_actions: int) -> DQNAgent:
-    obs_shape = (config.env.frame_size, config.env.frame_size, config.env.stack_size)
-    return DQNAgent(num_actions, obs_shape, config.agent, seed=config.runner.seed)
-
-
-class EvaluationStopped(Exception):
-    """An evaluation given up half-way because ``stop()`` said so (a stop signal).
-    ``episodes`` holds the per-episode rows of the episodes that did finish."""
-
-    def __init__(self, episodes: list[dict[str, Any]]) -> None:
-        super().__init__(f"stopped after {len(episodes)} episodes")
-        self.episodes = episodes
-
-
-@dataclass(frozen=True)
-class StepView:
-    """One state of an evaluation episode as the agent met it: what ``evaluate`` hands
-    ``on_step``, for showing what the agent sees and values (``play --record --explain``).
-
-    Every state of an episode comes once: the one after reset, the one after each step,
-    so an episode of ``n`` steps gives ``n + 1`` views, as many as ``on_frame`` frames.
-    All but the last carry the decision taken in them; the last (the episode is over)
-    has none. The arrays are the caller's to keep: nothing writes to them afterwards.
-    """
-
-    episode: int
-    step: int
-    """Agent steps taken in the episode before this state (0 for the state after reset)."""
-    frame: np.ndarray | None
-    """The full-resolution (240, 256, 3) uint8 RGB screen, the same array ``on_frame`` gets
-    (None when :func:`evaluate` was asked for no frames)."""
-    obs: np.ndarray
-    """The network's input, the (H, W, stack) uint8 frame stack, oldest frame first."""
-    q_values: np.ndarray | None
-    """The policy network's (A,) Q-values of ``obs``, computed by the same compiled pass
-    ``agent.act`` takes its greedy action from; None in the last state."""
-    action: int | None
-    """The action taken from this state; None in the last state."""
-    explored: bool = False
-    """``action`` is epsilon's random draw rather than the greedy one."""
-    noop: bool = False
-    """``action`` is one of the episode's forced no-op starts (see :data:`EVAL_NOOP_MAX`),
-    not the agent's choice."""
-    x_pos: int = 0
-    """Mario's x position in the stage in this state (the env's ``info["x_pos"]``): how far
-    the agent has got, the figure its evaluations are judged by."""
-    episode_return: float = 0.0
-    """The rewards received in the episode before this state; the last state's is the
-    episode's return (as ``evaluate`` reports it)."""
-    epsilon: float = 0.0
-    """The exploration rate the episode is played with (0: greedy), so that a view says by
-    itself how likely a random action was."""
-
-
-def _will_explore(rng: np.random.Generator, epsilon: float) -> bool:
-    """Whether ``agent.act(obs, epsilon, rng=rng)`` for one observation takes its random
-    action: ``act`` first draws ``rng.random(1) < epsilon``; that draw is made here on a
-    copy of the generator, so ``rng`` itself does not move."""
-    return bool(copy.deepcopy(rng).random(1)[0] < epsilon)
-
-
-def evaluate(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilon: float = 0.0,
-             on_frame: Callable[[int, np.ndarray], None] | None = None,
-             noop_max: int = EVAL_NOOP_MAX, stop: Callable[[], bool] | None = None,
-             on_step: Callable[[StepView], None] | None = None, frames: bool = True) -> dict[str, Any]:
-    """Play ``episodes`` episodes with seeds ``seed + i``; the same protocol everywhere.
-
-    Episode ``i`` resets with seed ``seed + i`` (which also picks its stage) and begins
-    with ``randint(0, noop_max)`` no-op steps drawn from that seed (see
-    :data:`EVAL_NOOP_MAX`); they count in the episode's return and length. Exploration
-    (when ``epsilon > 0``) draws from its own generator seeded by ``seed``, so
-    evaluating never disturbs the training RNG streams. ``on_frame(episode, rgb)``
-    receives each full-resolution frame (for videos and the play window). ``on_step(view)``
-    receives each state with the observation, Q-values, action, x_pos and return so far
-    (a :class:`StepView`, before its step is taken); the extra forward pass it costs
-    draws no random number, so the results are the same with or without it. The agent
-    acts with its policy network (``agent.policy``: the weight average when it keeps
-    one, else the online network). With ``frames=False`` the views carry no frame
-    (``frame`` is None) and the emulator renders none, which costs time when only the
-    observations are wanted (distillation). ``stop()``
-    is asked before each step; when it is true the evaluation raises
-    :class:`EvaluationStopped`.
-    """
-    rendering = on_frame is not None or (on_step is not None and frames)
-    env = make_env(config.env, render_mode="rgb_array" if rendering else None)
-    rng = np.random.default_rng(seed)
-    rows = []
-    frame = None
-    try:
-        for i in range(episodes):
-            obs, info = env.reset(seed=seed + i)
-            if rendering:
-                frame = env.render().copy()
-            if on_frame:
-                on_frame(i, frame)
-            noops = int(np.random.default_rng(seed + i).integers(noop_max + 1))
-            total, length, done = 0.0, 0, False
-            while not done:
-                if stop is not None and stop():
-                    raise EvaluationStopped(rows)
-                q_values, explored = None, False
-                if on_step:
-                    q_values = agent.q_values(obs[None], policy=True)[0]
-                if length < noops:
-                    action = NOOP_ACTION
-                else:
-                    explored = on_step is not None and _will_explore(rng, epsilon)
-                    action = int(agent.act(obs[None], epsilon, rng=rng, policy=True)[0])
-                if on_step:
-                    on_step(StepView(i, length, frame, obs, q_values, action, explored, noop=length < noops,
-                                     x_pos=int(info["x_pos"]), episode_return=total, epsilon=epsilon))
-                obs, reward, terminated, truncated, info = env.step(action)
-                if rendering:
-                    frame = env.render().copy()
-                if on_frame:
-                    on_frame(i, frame)
-                total += float(reward)
-                length += 1
-                done = terminated or truncated
-            if on_step:
-                on_step(StepView(i, length, frame, obs, None, None, x_pos=int(info["x_pos"]), episode_return=total,
-                                 epsilon=epsilon))
-            rows.append({"return": total, "length": length, "x_pos": int(info["x_pos"]),
-                         "flag": bool(info["flag_get"]), "stage": f"{info['world']}-{info['stage']}"})
-    finally:
-        env.close()
-    return evaluation_result(rows)
-
-
-def evaluate_each_stage(agent: DQNAgent, config: C.Config, episodes: int, seed: int, epsilon: float = 0.0,
-                        stop: Callable[[], bool] | None = None) -> dict[str, Any]:
-    """:func:`evaluate` on each of ``config``'s stages in turn, ``episodes`` episodes each
-    with seeds ``seed + i``: what :func:`evaluate` returns, pooled over all of them.
-
-    :func:`evaluate` over several stages lets each seed pick its stage, so a few
-    episodes leave some stage one episode or none (and always the same seeds); this is
-    the protocol the time-to-solve harness and ``evaluate --stage`` use, one stage at a time.
-    """
-    rows: list[dict[str, Any]] = []
-    for stage in config.env.stages:
-        rows += evaluate(agent, C.replace(config, {"env": {"stages": (stage,)}}), episodes, seed, epsilon,
-                         stop=stop)["per_episode"]
-    return evaluation_result(rows)
-
-
-def evaluation_result(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """What an evaluation returns from its episodes' rows: the pooled summary, the furthest
-    x_pos, the summary of each stage played (sorted) and the rows themselves."""
-    return {**summarize_episodes(rows), "max_x_pos": int(max(r["x_pos"] for r in rows)),
-            "per_stage": {stage: summarize_episodes([r for r in rows if r["stage"] == stage])
-                          for stage in sorted({r["stage"] for r in rows})},
-            "per_episode": rows}
-
-
-def summarize_episodes(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """How many evaluation episodes, their mean return, mean x_pos and flag rate.
-
-    Pooled over several stages these hide a stage the agent cannot clear behind one
-    it always clears, which is why :func:`evaluate` also gives them per stage.
-    """
-    return {"episodes": len(rows), "mean_return": float(np.mean([r["return"] for r in rows])),
-            "mean_x_pos": float(np.mean([r["x_pos"] for r in rows])),
-            "flag_rate": float(np.mean([r["flag"] for r in rows]))}
-
 
 RECENT_EPISODES = 20
 """Episodes behind the progress bar's mean return."""
@@ -489,7 +302,3 @@ class Trainer:
             self.log(f"stopped by {self.stop.name} at step {self.step}; checkpoint: {last_path}{pending}")
         return {"step": self.step, "episodes": c.episodes, "flags": c.flags, "best_x": c.best_x,
                 "checkpoint": str(last_path), "stopped_by": self.stop.name}
-
-
-def write_config(run_dir: Path, config: C.Config) -> None:
-    (run_dir / "config.json").write_text(C.to_json(config))

@@ -20,7 +20,7 @@ import pytest
 import config as C
 from mario_dqn.distill import (DistillError, DistillSettings, distillation_loss, fit, reproduce_command, round_score,
                                soft_targets, student_config, teacher_source)
-from mario_dqn.runner import EVAL_SEED_OFFSET
+from mario_dqn.evaluation import EVAL_SEED_OFFSET
 from tests.processes import start, wait_for_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,7 +173,7 @@ def test_played_states_are_the_agents_choices_with_its_q_values():
     from mario_dqn import checkpoint as ckpt
     from mario_dqn.distill import label, play_states
     from mario_dqn.environment import ACTIONS
-    from mario_dqn.runner import build_agent
+    from mario_dqn.build import build_agent
 
     policy = ckpt.load_policy(SHIPPED / "world-1-4")
     agent = build_agent(policy.config, len(ACTIONS[policy.config.env.action_set]))

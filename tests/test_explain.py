@@ -110,14 +110,14 @@ def test_the_status_shows_episode_step_x_pos_return_so_far_and_epsilon():
 def small_agent():
     """An untrained agent on short episodes: config and agent."""
     from mario_dqn.environment import ACTIONS
-    from mario_dqn.runner import build_agent
+    from mario_dqn.build import build_agent
 
     config = C.apply_overrides(C.Config(), ["max_episode_steps=25", "network=small"])
     return config, build_agent(config, len(ACTIONS[config.env.action_set]))
 
 
 def test_on_step_gives_each_state_with_the_q_values_the_action_came_from(small_agent):
-    from mario_dqn.runner import evaluate
+    from mario_dqn.evaluation import evaluate
 
     config, agent = small_agent
     frames, views = [], []
@@ -167,7 +167,8 @@ def test_the_q_value_panel_of_a_recorded_explain_video_changes_over_an_episode(t
 
     from mario_dqn.checkpoint import load_policy, restore_policy
     from mario_dqn.environment import ACTIONS, action_meanings
-    from mario_dqn.runner import build_agent, evaluate
+    from mario_dqn.build import build_agent
+    from mario_dqn.evaluation import evaluate
 
     policy = load_policy(PRETRAINED)
     config = C.apply_overrides(policy.config, ["max_episode_steps=40"])
@@ -205,7 +206,8 @@ def test_play_record_explain_writes_one_explain_video_per_episode(tmp_path):
 
     from mario_dqn.checkpoint import load_checkpoint, restore_agent
     from mario_dqn.environment import ACTIONS
-    from mario_dqn.runner import build_agent, evaluate
+    from mario_dqn.build import build_agent
+    from mario_dqn.evaluation import evaluate
 
     checkpoint = load_checkpoint(run)
     agent = build_agent(checkpoint.config, len(ACTIONS[checkpoint.config.env.action_set]))

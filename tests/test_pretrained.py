@@ -116,7 +116,8 @@ def test_readme_snippet_plays_the_shipped_model_with_keras_alone(tmp_path):
 
     from mario_dqn import checkpoint as ckpt
     from mario_dqn.environment import ACTIONS
-    from mario_dqn.runner import build_agent, evaluate
+    from mario_dqn.build import build_agent
+    from mario_dqn.evaluation import evaluate
 
     policy = ckpt.load_policy(PRETRAINED)
     agent = build_agent(policy.config, len(ACTIONS[policy.config.env.action_set]))

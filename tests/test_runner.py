@@ -201,7 +201,7 @@ def test_resume_gives_the_same_numbers_as_not_stopping(runs, envs):
 def test_kept_models_and_the_wall_clock_survive_a_resume(runs):
     from mario_dqn.checkpoint import kept_models, load_checkpoint
     from mario_dqn.environment import ACTIONS
-    from mario_dqn.runner import build_agent
+    from mario_dqn.build import build_agent
 
     run = runs["resumed1"]
     models = kept_models(run)
@@ -254,7 +254,7 @@ def test_checkpoint_restores_weights_optimizer_and_q_values(runs):
     from config import Config
     from mario_dqn.checkpoint import load_checkpoint, restore_agent
     from mario_dqn.environment import ACTIONS
-    from mario_dqn.runner import build_agent
+    from mario_dqn.build import build_agent
 
     checkpoint = load_checkpoint(runs["straight"])
     agent = build_agent(checkpoint.config, len(ACTIONS[checkpoint.config.env.action_set]))
@@ -560,7 +560,8 @@ def test_a_run_of_several_stages_evaluates_each_stage_too(tmp_path, monkeypatch)
     assert not cache.get("seed=0,episodes=1,epsilon=0.0,stage=1-2"), "the model before --from-step was not played"
     from mario_dqn.checkpoint import kept_models
     from mario_dqn.environment import ACTIONS
-    from mario_dqn.runner import EVAL_SEED_OFFSET, build_agent, evaluate
+    from mario_dqn.build import build_agent
+    from mario_dqn.evaluation import EVAL_SEED_OFFSET, evaluate
 
     (weights, info), = kept_models(tmp_path)
     agent = build_agent(config, len(ACTIONS[config.env.action_set]))
