@@ -7,7 +7,7 @@ load back into an agent, is tested on real runs in tests/test_runner.py
 
 from __future__ import annotations
 
-from benchmarks.time_to_solve import cache_key, first_training_flag, summarize
+from mario_dqn.time_to_solve import cache_key, first_training_flag, summarize
 
 
 def _row(step: int, minutes: float, flag_rate: float) -> dict:

@@ -1,0 +1,557 @@
+"""Campaigns: many ordinary ``train`` runs (stages x seeds x a grid of ``--set`` values) on Ray.
+
+Each trial is a Ray task that runs exactly ``python main.py train ...`` as a child
+process, so a trial *is* a train run: the same Trainer, run directory, config.json,
+checkpoints, metrics.csv and kept models, and ``play``, ``evaluate``, ``--resume`` and the
+time-to-solve harness work on it unchanged. A child process also gives every trial a
+TensorFlow of its own, with its thread pools set to the trial's CPUs (TensorFlow reads
+``TF_NUM_INTRAOP_THREADS``/``TF_NUM_INTEROP_THREADS`` at start; Ray sets only OMP's), and
+keeps a CPU-only trial off any GPU (``CUDA_VISIBLE_DEVICES=""``: recent Ray no longer
+hides GPUs from tasks that did not ask for one).
+
+Nothing is lost when a worker or a node dies: the child dies with its worker (Linux
+``PR_SET_PDEATHSIG``), so no orphan trainer keeps writing the run; Ray runs the task
+again (``max_retries``), and the new attempt continues with ``train --resume`` from the
+newest complete checkpoint. Resume is bitwise exact, so the trial ends where it would
+have without the failure. A trainer killed on its own (the OOM killer) is resumed the
+same way by its task.
+
+Ray is imported here only: ``train``, ``play`` and ``evaluate`` never load it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import config as C
+from mario_dqn import checkpoint as ckpt
+
+PLAN_FILE = "campaign.json"
+LOG_DIR = "logs"
+"""``<campaign>/logs/<trial>.log``: the trial's train output; ``<trial>.attempts.jsonl``: one
+line per attempt (node, host, worker and trainer pids), what the table's nodes column reads."""
+OBJECT_STORE_BYTES = 100 * 1024**2
+"""A small object store: trials pass only small dicts through Ray, and a small /dev/shm
+(containers, CI) would otherwise push Ray's default (30% of memory) to /tmp."""
+POLL_S = 1.0
+"""How often a trial's task looks at its trainer and at the stop flag."""
+MAIN_PY = Path(__file__).resolve().parents[1] / "main.py"
+PLAN_VERSION = 1
+STOPPED_CODES = {130, 143, 129}
+"""Exit codes of a trainer stopped by SIGINT, SIGTERM, SIGHUP (it wrote its checkpoint)."""
+
+
+class CampaignError(Exception):
+    """A campaign that cannot start (bad input, no cluster): one line, before any trial."""
+
+
+class CampaignStopped(Exception):
+    """The driver was stopped by a signal; the trials stopped with their checkpoints."""
+
+    def __init__(self, signal_name: str, message: str) -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One train run of the campaign: its stage, seed and grid values."""
+
+    name: str
+    stage: str
+    seed: int
+    overrides: tuple[str, ...]
+    """The grid's ``key=value`` items of this trial (after the campaign's ``--set``)."""
+    steps: int
+    envs: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Everything a campaign runs, saved as campaign.json so that ``--resume`` needs nothing else."""
+
+    trials: tuple[Trial, ...]
+    preset: str | None = None
+    sets: tuple[str, ...] = ()
+    cpus_per_trial: float | None = None
+    """None: the trials' envs + 1, capped at the largest node's CPUs."""
+    gpus_per_trial: float = 0.0
+    max_retries: int = 3
+    solve_episodes: int = 20
+    """Episodes per kept model for the time-to-solve columns (0: not measured)."""
+
+    def train_args(self, trial: Trial, campaign_dir: Path) -> list[str]:
+        """The ``main.py`` arguments of ``trial``'s first start."""
+        world, stage = trial.stage.split("-")
+        args = ["train", "--name", trial.name, "--save-dir", str(campaign_dir), "--world", world, "--stage", stage,
+                "--seed", str(trial.seed), "--steps", str(trial.steps), "--envs", str(trial.envs), "--no-progress"]
+        if self.preset is not None:
+            args += ["--preset", self.preset]
+        for item in (*self.sets, *trial.overrides):
+            args += ["--set", item]
+        return args
+
+    def to_json(self, campaign_dir: Path) -> str:
+        data = dataclasses.asdict(self)
+        data["version"] = PLAN_VERSION
+        for row, trial in zip(data["trials"], self.trials):
+            row["args"] = self.train_args(trial, campaign_dir)  # for the reader; rebuilt from the fields
+        return json.dumps(data, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        data = json.loads(text)
+        data.pop("version", None)
+        trials = tuple(Trial(**{**{k: v for k, v in row.items() if k != "args"},
+                                "overrides": tuple(row["overrides"])}) for row in data.pop("trials"))
+        return cls(trials=trials, **{**data, "sets": tuple(data.get("sets", ()))})
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _grid_axes(grid: Sequence[str]) -> list[list[str]]:
+    """``['agent.n_step=3,10', ...]`` -> ``[['agent.n_step=3', 'agent.n_step=10'], ...]``."""
+    from config.overrides import resolve_key
+
+    axes, keys = [], set()
+    for item in grid:
+        key, sep, values = item.partition("=")
+        if not sep or not _split(values):
+            raise CampaignError(f"--grid {item!r}: expected KEY=V1,V2 like agent.n_step=3,10")
+        try:
+            section, name = resolve_key(key)
+        except C.ConfigError as err:
+            raise CampaignError(f"--grid {item!r}: {err}") from None
+        full = f"{section}.{name}"
+        if full in ("env.stages", "runner.seed", "runner.total_steps", "runner.num_envs", "paths.save_dir"):
+            raise CampaignError(f"--grid {item!r}: {full} is set by --stages, --seeds, --steps, --envs, --save-dir")
+        if full in keys:
+            raise CampaignError(f"--grid {item!r}: {full} is in the grid twice")
+        keys.add(full)
+        axes.append([f"{full}={value}" for value in _split(values)])
+    return axes
+
+
+def _product(axes: list[list[str]]) -> list[tuple[str, ...]]:
+    combos: list[tuple[str, ...]] = [()]
+    for axis in axes:
+        combos = [(*combo, item) for combo in combos for item in axis]
+    return combos
+
+
+def _trial_name(stage: str, seed: int, overrides: tuple[str, ...]) -> str:
+    """``2-1-s0-n_step3``: the stage, the seed and each grid value under its field's name."""
+    parts = [stage, f"s{seed}"] + [f"{key.split('.')[-1]}{value}" for key, value in
+                                   (item.split("=", 1) for item in overrides)]
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", "-".join(parts))
+
+
+def make_plan(stages: str, seeds: str, grid: Sequence[str] = (), *, steps: int | None = None,
+              envs: int | None = None, preset: str | None = None, sets: Sequence[str] = (),
+              cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0, max_retries: int = 3,
+              solve_episodes: int = 20) -> tuple[Plan, C.Config]:
+    """The campaign's trials, every one's config resolved and validated as ``train`` would
+    (defaults, preset, ``--set``, grid, then the named options), so a bad stage, key or
+    value is refused before Ray starts. Returns the plan and the first trial's config."""
+    from config import presets
+
+    try:
+        stage_names = [f"{w}-{s}" for w, s in map(C.parse_stage, _split(stages))]
+    except C.ConfigError as err:
+        raise CampaignError(f"--stages: {err}") from None
+    try:
+        seed_values = [int(part) for part in _split(seeds)]
+    except ValueError:
+        raise CampaignError(f"--seeds {seeds!r}: expected integers like 0,1") from None
+    if not stage_names or not seed_values:
+        raise CampaignError("name at least one stage (--stages 1-1) and one seed (--seeds 0)")
+    for what, values in (("--stages", stage_names), ("--seeds", seed_values)):
+        if len(set(values)) != len(values):
+            raise CampaignError(f"{what}: a value is named twice")
+    try:
+        base = presets.load(preset)[1] if preset is not None else []
+    except C.ConfigError as err:
+        raise CampaignError(str(err)) from None
+    trials, first = [], None
+    for stage in stage_names:
+        for seed in seed_values:
+            for combo in _product(_grid_axes(grid)):
+                name = _trial_name(stage, seed, combo)
+                items = [*base, *sets, *combo, f"env.stages={stage}", f"runner.seed={seed}"]
+                items += [f"runner.total_steps={steps}"] if steps is not None else []
+                items += [f"runner.num_envs={envs}"] if envs is not None else []
+                try:
+                    resolved = C.apply_overrides(C.Config(), items)
+                except C.ConfigError as err:
+                    raise CampaignError(f"trial {name}: {err}") from None
+                first = first or resolved
+                trials.append(Trial(name, stage, seed, tuple(combo), resolved.runner.total_steps,
+                                    resolved.runner.num_envs))
+    if len({t.name for t in trials}) != len(trials):
+        raise CampaignError("two trials would share a name: grid values differ only in characters "
+                            "a directory name cannot hold")
+    plan = Plan(tuple(trials), preset, tuple(sets), cpus_per_trial, gpus_per_trial, max_retries, solve_episodes)
+    assert first is not None
+    return plan, first
+
+
+def load_plan(campaign_dir: Path, max_retries: int | None = None, cpus_per_trial: float | None = None,
+              gpus_per_trial: float | None = None) -> Plan:
+    """The plan saved in ``campaign_dir``; the per-trial resources and retries given (not
+    None) replace the saved ones, as the cluster it finishes on may differ."""
+    path = campaign_dir / PLAN_FILE
+    try:
+        plan = Plan.from_json(path.read_text())
+    except OSError as err:
+        raise CampaignError(f"{campaign_dir} is not a campaign: cannot read {path.name} "
+                            f"({err.strerror or err})") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise CampaignError(f"{path} is not a campaign plan of this version ({type(err).__name__}: {err})") from None
+    changes = {"max_retries": max_retries, "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial}
+    return dataclasses.replace(plan, **{key: value for key, value in changes.items() if value is not None})
+
+
+def new_campaign_dir(save_dir: Path, name: str | None) -> Path:
+    """Where a new campaign goes (refused if it exists); not created yet."""
+    name = name or f"campaign-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    if "/" in name or name in (".", ".."):
+        raise CampaignError(f"bad campaign name {name!r}: use a plain directory name")
+    campaign_dir = save_dir / name
+    if campaign_dir.exists():
+        raise CampaignError(f"{campaign_dir} already exists; use --resume {campaign_dir} to finish it")
+    return campaign_dir
+
+
+# ----------------------------------------------------------------------------- a trial's task
+
+def trained_step(run_dir: Path) -> int | None:
+    """The step of the run's newest complete checkpoint, or None."""
+    path = ckpt.latest_checkpoint(run_dir / "checkpoints")
+    if path is None:
+        return None
+    try:
+        return int(ckpt.read_state(path / "state.json")["step"])
+    except (ckpt.CheckpointError, KeyError, ValueError):
+        return None
+
+
+def needs_measuring(run_dir: Path, plan: Plan) -> bool:
+    """Whether kept models of a trained trial wait for their time-to-solve evaluation."""
+    if plan.solve_episodes <= 0:
+        return False
+    from mario_dqn.time_to_solve import measured_rows
+
+    config = ckpt.read_run_config(run_dir)
+    models = ckpt.kept_models(run_dir)
+    return any(len(measured_rows(run_dir, stage, plan.solve_episodes)) < len(models) for stage in config.env.stages)
+
+
+def trial_finished(campaign_dir: Path, trial: Trial, plan: Plan) -> bool:
+    """Trained to its steps (its newest checkpoint is at ``--steps``) and measured."""
+    run_dir = campaign_dir / trial.name
+    step = trained_step(run_dir)
+    return step is not None and step >= trial.steps and not needs_measuring(run_dir, plan)
+
+
+def _libc_prctl() -> Callable[..., int]:
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _dies_with(parent: int, prctl: Callable[..., int]) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets SIGKILL when the process that started it dies (the
+    Ray worker, with its node); if that happened already, it exits at once."""
+
+    def setup() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return setup
+
+
+def child_env(cpus: float, gpus: float) -> dict[str, str]:
+    """The trainer's environment: TensorFlow's thread pools sized to the trial's CPUs, and
+    no GPU unless the trial asked for one (Ray sets CUDA_VISIBLE_DEVICES for those)."""
+    env = dict(os.environ)
+    threads = str(max(1, int(cpus)))
+    env.update(TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads, OMP_NUM_THREADS=threads)
+    if gpus <= 0:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return env
+
+
+def _ask_stop(stopper: Any) -> str | None:
+    import ray
+
+    try:
+        return ray.get(stopper.requested.remote(), timeout=30)
+    except ray.exceptions.RayError:  # the driver is gone: its job ends, and this worker with it
+        return None
+
+
+def _run_child(argv: list[str], env: dict[str, str], log: Any, stopper: Any, attempts: Path,
+               record: dict[str, Any]) -> tuple[int, str | None]:
+    """Run one child to its end; forward a stop request to it as SIGINT. (exit code, stop)."""
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            cwd=MAIN_PY.parent, start_new_session=True,
+                            preexec_fn=_dies_with(os.getpid(), _libc_prctl()))
+    with open(attempts, "a") as handle:
+        handle.write(json.dumps({**record, "child": proc.pid, "args": argv[1:], "started": time.time()}) + "\n")
+    stopped = None
+    while True:
+        try:
+            code = proc.wait(timeout=POLL_S)
+            return code, stopped
+        except subprocess.TimeoutExpired:
+            pass
+        if stopped is None:
+            stopped = _ask_stop(stopper)
+            if stopped is not None:
+                proc.send_signal(signal.SIGINT)  # the trainer finishes its step and writes its checkpoint
+
+
+def run_trial(campaign_dir: str, trial: dict[str, Any], plan_json: str, cpus: float, gpus: float,
+              stopper: Any) -> dict[str, Any]:
+    """A trial's Ray task: train (or resume) the run to its steps, then measure its kept
+    models. Run again by Ray when its worker or node dies; it picks up from the files."""
+    import ray
+
+    root, plan = Path(campaign_dir), Plan.from_json(plan_json)
+    t = Trial(**{**trial, "overrides": tuple(trial["overrides"])})
+    run_dir = root / t.name
+    (root / LOG_DIR).mkdir(exist_ok=True)
+    attempts = root / LOG_DIR / f"{t.name}.attempts.jsonl"
+    record = {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "worker": os.getpid()}
+    env = child_env(cpus, gpus)
+    result = {"name": t.name, "code": 0, "stopped_by": None, **record}
+    with open(root / LOG_DIR / f"{t.name}.log", "a") as log:
+        for _ in range(plan.max_retries + 1):  # a trainer killed from outside is resumed this many times
+            if _ask_stop(stopper) is not None:  # queued when the driver was stopped: do not start
+                result["stopped_by"] = _ask_stop(stopper)
+                return result
+            step = trained_step(run_dir)
+            if step is not None and step >= t.steps:
+                break
+            if step is not None:
+                args = ["train", "--resume", str(run_dir), "--steps", str(t.steps), "--no-progress"]
+            else:  # never started, or stopped before its first checkpoint: start afresh
+                args = plan.train_args(t, root) + (["--force"] if run_dir.exists() else [])
+            code, stopped = _run_child([sys.executable, str(MAIN_PY), *args], env, log, stopper, attempts, record)
+            result.update(code=code, stopped_by=stopped)
+            if stopped is not None or code >= 0:
+                break
+        if result["code"] == 0 and result["stopped_by"] is None and trained_step(run_dir) is not None \
+                and needs_measuring(run_dir, plan):
+            argv = [sys.executable, "-m", "mario_dqn.time_to_solve", str(run_dir), "--episodes",
+                    str(plan.solve_episodes), "--jobs", str(max(1, int(cpus))), "--quiet"]
+            code, stopped = _run_child(argv, env, log, stopper, attempts, record)
+            result.update(code=code, stopped_by=stopped, measured=code == 0)
+    return result
+
+
+class StopFlag:
+    """The driver's stop request, asked for by every trial's task (a Ray actor)."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+
+    def request(self, name: str) -> None:
+        self.name = self.name or name
+
+    def requested(self) -> str | None:
+        return self.name
+
+
+# ----------------------------------------------------------------------------- the driver
+
+def _check_answers(address: str, timeout: float = 5.0) -> None:
+    """Refuse a HOST:PORT where nothing listens, at once (ray.init would retry for a minute)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise CampaignError(f"--address {address!r}: expected 'auto' or HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        raise CampaignError(f"no Ray cluster answers at {address} ({err.strerror or err})") from None
+
+
+def connect(address: str | None) -> None:
+    """Start a local Ray (as many CPUs as this machine) or join the cluster at ``address``."""
+    import ray
+
+    if address not in (None, "auto"):
+        _check_answers(address)
+    options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR,
+                               "configure_logging": True}
+    if address is None:
+        options.update(num_cpus=os.cpu_count() or 1, include_dashboard=False,
+                       object_store_memory=OBJECT_STORE_BYTES)
+    else:
+        options["address"] = address
+    try:
+        with _quiet_stderr():
+            ray.init(**options)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise CampaignError(f"cannot {'start Ray' if address is None else f'join the Ray cluster at {address}'}: "
+                            f"{' '.join(str(err).split())[:300]}") from None
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterable[None]:
+    """Ray's start-up prints a few lines on fd 2 (from its C++ side too); a campaign's
+    output is its own lines. Errors still surface as exceptions."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def trial_resources(plan: Plan) -> tuple[float, float]:
+    """(CPUs, GPUs) per trial, checked against the nodes: a trial no node can hold is
+    refused rather than left waiting forever."""
+    import ray
+
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    most_cpus = max((res.get("CPU", 0.0) for res in nodes), default=0.0)
+    most_gpus = max((res.get("GPU", 0.0) for res in nodes), default=0.0)
+    cpus = plan.cpus_per_trial
+    if cpus is None:
+        cpus = min(max(t.envs for t in plan.trials) + 1, max(most_cpus, 1.0))
+    elif cpus > most_cpus:
+        raise CampaignError(f"--cpus-per-trial {cpus:g}: no node has that many CPUs (the most: {most_cpus:g})")
+    if plan.gpus_per_trial > most_gpus:
+        raise CampaignError(f"--gpus-per-trial {plan.gpus_per_trial:g}: no node has that many GPUs "
+                            f"(the most: {most_gpus:g})")
+    return cpus, plan.gpus_per_trial
+
+
+def progress_line(campaign_dir: Path, trial: Trial) -> str | None:
+    """``trial NAME: step X/N, flags F, best x B`` from the trial's metrics.csv, or None
+    before it has one."""
+    import csv
+
+    path = campaign_dir / trial.name / "metrics.csv"
+    if not path.exists():
+        return None
+    step, flags, best = 0, 0, 0
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            step = max(step, int(row["step"] or 0))
+            if row["kind"] == "episode":
+                flags += row["flag"] == "1"
+                best = max(best, int(float(row["x_pos"] or 0)))
+    return f"trial {trial.name}: step {step:,}/{trial.steps:,}, flags {flags}, best x {best}"
+
+
+def run(plan: Plan, campaign_dir: Path, *, address: str | None = None, resume: bool = False,
+        log: Callable[[str], None] = print, progress_every: float = 60.0) -> list[dict[str, Any]]:
+    """Run the trials of ``plan`` not finished yet in ``campaign_dir``; return the results
+    table (also written there). Raises CampaignError before any trial starts, and
+    CampaignStopped when a stop signal ended it (the trials stopped with checkpoints)."""
+    import ray
+
+    from mario_dqn.campaign_table import write_table
+    from mario_dqn.signals import StopRequest
+
+    try:
+        connect(address)
+    except KeyboardInterrupt:
+        raise CampaignStopped("SIGINT", "stopped by SIGINT before any trial started") from None
+    try:
+        cpus, gpus = trial_resources(plan)
+        # ray.init installed its own SIGTERM handler: ours is installed after it, so it wins.
+        with StopRequest(finishing="stopping the trials with their checkpoints") as stop:
+            if not resume:
+                campaign_dir.mkdir(parents=True)
+                (campaign_dir / PLAN_FILE).write_text(plan.to_json(campaign_dir))
+            results = _run_trials(plan, campaign_dir, cpus, gpus, stop, log, progress_every)
+    finally:
+        with _quiet_stderr():
+            ray.shutdown()
+    table = write_table(campaign_dir, plan, results)
+    if stop.name is not None:
+        done = sum(trial_finished(campaign_dir, t, plan) for t in plan.trials)
+        raise CampaignStopped(stop.name, f"stopped by {stop.name}: {done} of {len(plan.trials)} trials finished; "
+                                         f"'python main.py campaign --resume {campaign_dir}' finishes the rest")
+    return table
+
+
+def _run_trials(plan: Plan, campaign_dir: Path, cpus: float, gpus: float, stop: Any,
+                log: Callable[[str], None], progress_every: float) -> dict[str, dict[str, Any]]:
+    """Submit the unfinished trials and wait for them, printing progress; their results by name."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()  # the flag lives beside the driver: it outlives other nodes
+    stopper = ray.remote(StopFlag).options(
+        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
+    task = ray.remote(run_trial).options(num_cpus=cpus, num_gpus=gpus, max_retries=plan.max_retries,
+                                         retry_exceptions=False)
+    plan_json = plan.to_json(campaign_dir)
+    results: dict[str, dict[str, Any]] = {}
+    pending: dict[Any, Trial] = {}
+    for trial in plan.trials:
+        if trial_finished(campaign_dir, trial, plan):
+            results[trial.name] = {"name": trial.name, "code": 0, "stopped_by": None, "earlier": True}
+        else:
+            pending[task.remote(str(campaign_dir), dataclasses.asdict(trial), plan_json, cpus, gpus,
+                                stopper)] = trial
+    log(f"campaign {campaign_dir}: {len(plan.trials)} trials, {len(pending)} to run, {cpus:g} CPUs"
+        + (f" and {gpus:g} GPUs" if gpus else "") + " each")
+    asked, last, shown = False, time.monotonic(), {}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+        for ref in ready:
+            trial = pending.pop(ref)
+            try:
+                results[trial.name] = ray.get(ref)
+            except ray.exceptions.RayError as err:  # retries spent: a worker or node died each time
+                results[trial.name] = {"name": trial.name, "code": None, "stopped_by": None,
+                                       "error": " ".join(str(err).split())[:200]}
+            if stop.name is None:
+                log(_finished_line(trial, results[trial.name]))
+        if stop.name is not None and not asked:
+            stopper.request.remote(stop.name)
+            asked = True
+        if stop.name is None and time.monotonic() - last >= progress_every:
+            last = time.monotonic()
+            for trial in pending.values():
+                line = progress_line(campaign_dir, trial)
+                if line is not None and line != shown.get(trial.name):  # a trial between episodes says nothing new
+                    shown[trial.name] = line
+                    log(line)
+    return results
+
+
+def _finished_line(trial: Trial, result: dict[str, Any]) -> str:
+    if result.get("error"):
+        return f"trial {trial.name}: failed ({result['error']})"
+    if result["code"] != 0:
+        return f"trial {trial.name}: failed (exit {result['code']}; see {LOG_DIR}/{trial.name}.log)"
+    return f"trial {trial.name}: done"
