@@ -642,6 +642,76 @@ def show_config(preset, list_presets):
         click.echo(f"{key} = {shown}\n    {doc}")
 
 
+@cli.command()
+@click.option("--stages", help="Stages of the trials, e.g. 2-1,2-2 (each trial trains on one).")
+@click.option("--seeds", default="0", show_default=True, help="Seeds of the trials, e.g. 0,1.")
+@click.option("--grid", multiple=True, metavar="KEY=V1,V2",
+              help="A config key and its values to try, e.g. agent.n_step=3,10 (repeatable; the trials "
+                   "are every combination).")
+@click.option("--preset", metavar="NAME", help="Every trial starts from this preset (as train --preset).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override for every trial (repeatable).")
+@click.option("--steps", type=AT_LEAST_ONE, help="Agent steps of each trial. Default: the config's.")
+@click.option("--envs", type=AT_LEAST_ONE, help="Environments per trial. Default: the config's.")
+@click.option("--name", help="Campaign name; it goes to SAVE_DIR/NAME. Default: campaign- and a timestamp.")
+@click.option("--save-dir", help=f"Root of the campaign directory. Default: {DEFAULTS.paths.save_dir}.")
+@click.option("--address", help="Join this Ray cluster ('auto', or HOST:PORT of 'ray start --head'). "
+                                "Default: a local Ray on this machine's cores.")
+@click.option("--cpus-per-trial", type=click.FloatRange(min=0.0, min_open=True),
+              help="CPUs a trial asks for. Default: its envs + 1, at most the largest node's.")
+@click.option("--gpus-per-trial", type=click.FloatRange(min=0.0),
+              help="GPUs a trial asks for (its learner uses it); trials without one see no GPU. Default: 0.")
+@click.option("--max-retries", type=click.IntRange(min=0),
+              help="Restarts of a trial whose worker, node or trainer died, from its newest checkpoint. "
+                   "Default: 3.")
+@click.option("--solve-episodes", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Episodes per kept model for the table's time-to-solve columns (0: not measured).")
+@click.option("--progress-every", type=click.FloatRange(min=0.0), default=60.0, show_default=True,
+              help="Seconds between progress lines of the running trials.")
+@click.option("--resume", type=click.Path(file_okay=False, path_type=Path),
+              help="Finish the campaign in this directory (its campaign.json); finished trials are not rerun.")
+def campaign(stages, seeds, grid, preset, overrides, steps, envs, name, save_dir, address, cpus_per_trial,
+             gpus_per_trial, max_retries, solve_episodes, progress_every, resume):
+    """Run train runs over stages x seeds x a grid of --set values, on Ray.
+
+    Each trial is an ordinary run in the campaign directory (play, evaluate and
+    train --resume work on it); a trial whose worker or node dies continues from its
+    newest checkpoint. Ctrl-C stops every trial with its checkpoint (exit 130);
+    --resume finishes the rest. The results table goes to results.csv/.json/.md.
+    """
+    from mario_dqn import campaign as K
+
+    try:
+        if resume is not None:
+            if stages or grid or preset or overrides or steps or envs or name or save_dir or seeds != "0":
+                raise UserError("--resume finishes a campaign with its saved plan; only --address and the "
+                                "per-trial resources may change")
+            plan, campaign_dir = K.load_plan(resume, max_retries, cpus_per_trial, gpus_per_trial), resume
+        else:
+            if not stages:
+                raise UserError("name the stages of the trials, e.g. --stages 2-1,2-2")
+            plan, first = K.make_plan(stages, seeds, grid, steps=steps, envs=envs, preset=preset, sets=overrides,
+                                      cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial or 0.0,
+                                      max_retries=3 if max_retries is None else max_retries,
+                                      solve_episodes=solve_episodes)
+            campaign_dir = K.new_campaign_dir(Path(save_dir or first.paths.save_dir), name)
+        rows = K.run(plan, campaign_dir, address=address, resume=resume is not None, log=click.echo,
+                     progress_every=progress_every)
+    except K.CampaignError as err:
+        raise UserError(str(err)) from None
+    except K.CampaignStopped as stopped:
+        click.echo(str(stopped), err=True)
+        from mario_dqn.signals import exit_code
+
+        sys.exit(exit_code(stopped.signal_name))
+    from mario_dqn.campaign_table import markdown
+
+    click.echo(markdown(rows), nl=False)
+    failed = [row["trial"] for row in rows if row["status"] != "done"]
+    click.echo(f"results: {campaign_dir}/results.csv, .json, .md" + (f"; not done: {', '.join(failed)}" if failed else ""))
+    if failed:
+        sys.exit(1)
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
