@@ -493,12 +493,16 @@ def test_dueling_head_of_stock_layers_is_bitwise_the_custom_layer_it_replaced() 
 
 def test_saved_model_loads_with_keras_alone(tmp_path) -> None:
     """A fresh Python where this project cannot be imported reads the .keras file and
-    computes bitwise the Q-values this project computes with the same model."""
+    computes bitwise the Q-values this project computes with the same model. The venv has
+    the project installed, so the child blocks its modules (a None in sys.modules makes
+    every import of them fail, Keras' own lookups of custom classes included)."""
     net = build_q_network(5, dueling=True, seed=4)
     net.save(tmp_path / "model.keras")
     obs = np.random.default_rng(3).integers(0, 256, (8, 84, 84, 4), dtype=np.uint8)
     np.save(tmp_path / "obs.npy", obs)
-    script = ("import numpy as np, keras\n"
+    script = ("import sys\n"
+              "sys.modules.update(dict.fromkeys(['mario_dqn', 'config', 'main']))\n"
+              "import numpy as np, keras\n"
               "try:\n    import mario_dqn\nexcept ImportError:\n    pass\nelse:\n    raise SystemExit('importable')\n"
               "model = keras.saving.load_model('model.keras')\n"
               "np.save('q.npy', np.asarray(model(np.load('obs.npy'))))\n")

@@ -103,12 +103,16 @@ def test_play_without_a_path_plays_the_shipped_agent_from_any_directory(recorded
 
 def test_readme_snippet_plays_the_shipped_model_with_keras_alone(tmp_path):
     """README's Keras-only loop, run where this package cannot be imported, reaches the
-    x position and flag of the project's own greedy episode without no-op starts."""
+    x position and flag of the project's own greedy episode without no-op starts. The venv
+    has the project installed, so the child blocks its modules first (a None in
+    sys.modules makes every import of them fail)."""
     readme = (ROOT / "README.md").read_text()
     block = readme.split("<!-- keras-only-snippet -->", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    script = block.replace('"save/pretrained/world-1-1/model.keras"', repr(str(PRETRAINED / "model.keras")))
+    blocked = "import sys\nsys.modules.update(dict.fromkeys(['mario_dqn', 'config', 'main']))\n"
+    script = blocked + block.replace('"save/pretrained/world-1-1/model.keras"', repr(str(PRETRAINED / "model.keras")))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, "-c", "import mario_dqn"], cwd=tmp_path, env=env, capture_output=True)
+    out = subprocess.run([sys.executable, "-c", blocked + "import mario_dqn"], cwd=tmp_path, env=env,
+                         capture_output=True)
     assert out.returncode != 0, "the package must not be importable where the snippet runs"
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
                          capture_output=True, text=True, timeout=600)
