@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from config.settings import ACTION_SETS, SECTIONS, Config
 
@@ -43,8 +43,12 @@ def field_docs(config: Config | None = None) -> list[tuple[str, Any, str]]:
 
 
 def resolve_key(key: str) -> tuple[str, str]:
-    """Map ``section.field`` or a bare, unambiguous ``field`` to ``(section, field)``."""
+    """Map ``section.field`` or a bare, unambiguous ``field`` to ``(section, field)``; a
+    removed field (:data:`FIELDS_REMOVED`) is refused with where its evidence is."""
     key = key.strip()
+    for (section_name, name), removed in FIELDS_REMOVED.items():
+        if key in (name, f"{section_name}.{name}"):
+            raise ConfigError(f"config key {section_name}.{name} was removed: {removed.why}")
     if "." in key:
         section_name, name = key.split(".", 1)
         if section_name not in SECTIONS:
@@ -132,8 +136,6 @@ def validate(config: Config) -> Config:
         parse_stage(stage)
     if config.agent.epsilon_end > config.agent.epsilon_start:
         raise ConfigError("agent.epsilon_end must be <= agent.epsilon_start")
-    if config.agent.epsilon_per_env_base > config.agent.epsilon_start:
-        raise ConfigError("agent.epsilon_per_env_base must be <= agent.epsilon_start")
     if config.env.action_set not in ACTION_SETS:  # pragma: no cover - guarded by choices
         raise ConfigError(f"env.action_set must be one of {', '.join(ACTION_SETS)}")
     return config
@@ -172,17 +174,11 @@ def to_dict(config: Config) -> dict[str, Any]:
 
 FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
     ("agent", "network"): "nature",
-    ("agent", "augment_shift"): 0,
     ("runner", "keep_models"): False,
     ("agent", "learning_rate_decay_steps"): 0,
     ("agent", "learning_rate_end"): 2.5e-5,  # unused without a decay
-    ("agent", "munchausen_alpha"): 0.0,
-    ("agent", "munchausen_tau"): 0.03,  # unused without munchausen_alpha
-    ("agent", "munchausen_clip"): -1.0,  # unused without munchausen_alpha
     ("agent", "policy_average_steps"): 0,
     ("env", "end_on_ceiling"): False,
-    ("agent", "epsilon_per_env_base"): 0.0,
-    ("agent", "epsilon_per_env_alpha"): 7.0,  # unused without epsilon_per_env_base
     ("env", "restart_from_best"): 0.0,
     ("env", "restart_keep"): 4,  # unused without restart_from_best
     ("env", "restart_guided"): 0,  # unused without restart_from_best
@@ -192,6 +188,54 @@ FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
 """Fields that configs written before them lack, each with the value that reproduces how
 those runs behaved (not necessarily today's default): old runs and shipped agents keep
 loading, and resume exactly as they were."""
+
+
+class Removed(NamedTuple):
+    """A field that was taken out of the config, and how old configs that hold it load."""
+
+    neutral: Any
+    """The value at which the field changed nothing (its default while it existed)."""
+    why: str
+    """What it was and the evidence it lost, for the error that refuses it."""
+    only_with: tuple[str, str] | None = None
+    """The removed switch it only mattered with: while that is at its neutral value,
+    this field did nothing whatever its value, so any value of it loads."""
+
+
+_MUNCHAUSEN = "Munchausen DQN measured no better than the defaults on 1-1, see docs/time-to-solve.md"
+_PER_ENV = "per-env exploration floors (Ape-X) measured no better than the defaults on 1-3, see docs/world-1.md"
+FIELDS_REMOVED: dict[tuple[str, str], Removed] = {
+    ("agent", "munchausen_alpha"): Removed(0.0, _MUNCHAUSEN),
+    ("agent", "munchausen_tau"): Removed(0.03, _MUNCHAUSEN, ("agent", "munchausen_alpha")),
+    ("agent", "munchausen_clip"): Removed(-1.0, _MUNCHAUSEN, ("agent", "munchausen_alpha")),
+    ("agent", "augment_shift"): Removed(
+        0, "DrQ's random shift had no flag on 1-1 by 91k steps, see docs/time-to-solve.md"),
+    ("agent", "epsilon_per_env_base"): Removed(0.0, _PER_ENV),
+    ("agent", "epsilon_per_env_alpha"): Removed(7.0, _PER_ENV, ("agent", "epsilon_per_env_base")),
+}
+"""Fields removed because they lost when measured and no shipped agent or preset used them
+(issue 37). Configs written while they existed hold them: at the neutral value they are
+dropped on loading, so those runs and the shipped agents load and resume exactly; at any
+other value the config describes a run this version cannot repeat, and loading refuses it
+naming the field. ``--set`` and presets may not name them at all."""
+
+
+def _drop_removed(section_name: str, values: dict[str, Any]) -> None:
+    """Take the removed fields out of one section of a stored config, in place; ConfigError
+    naming the first one whose value made a difference."""
+    def neutral(key: tuple[str, str]) -> bool:
+        return key[1] not in values or values[key[1]] == FIELDS_REMOVED[key].neutral
+
+    for (section, name), removed in FIELDS_REMOVED.items():
+        if section != section_name or neutral((section, name)):
+            continue
+        if removed.only_with is not None and neutral(removed.only_with):
+            continue
+        raise ConfigError(f"{section}.{name} = {values[name]!r} is no longer supported: the field was removed "
+                          f"({removed.why}); a config loads only with it at {removed.neutral!r}")
+    for section, name in FIELDS_REMOVED:
+        if section == section_name:
+            values.pop(name, None)
 
 
 def from_dict(data: dict[str, Any]) -> Config:
@@ -210,6 +254,7 @@ def from_dict(data: dict[str, Any]) -> Config:
             raise ConfigError(f"config is missing section {section_name!r}")
         cls = type(getattr(Config(), section_name))
         values = dict(data[section_name])
+        _drop_removed(section_name, values)
         for (section, name), before in FIELDS_ADDED_LATER.items():
             if section == section_name:
                 values.setdefault(name, before)

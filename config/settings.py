@@ -98,15 +98,6 @@ class AgentConfig:
                         choices=NETWORKS)
     dueling: bool = spec(True, "Dueling head (value + advantage - mean advantage) instead of a linear Q head.")
     double: bool = spec(True, "Double DQN: the online net selects the next action, the target net evaluates it.")
-    munchausen_alpha: float = spec(0.0, "Munchausen DQN (Vieillard et al. 2020): weight of the bonus "
-                                         "alpha * tau * clip(log pi(a|s), munchausen_clip, 0) added to the reward, "
-                                         "with pi = softmax(Q_target / tau) and a soft bootstrap "
-                                         "sum pi(a'|s') (Q_target(s', a') - tau log pi(a'|s')) instead of the "
-                                         "(Double) max; 0 = off, the paper's value is 0.9.", low=0.0, high=1.0)
-    munchausen_tau: float = spec(0.03, "Munchausen DQN's entropy temperature tau (only with munchausen_alpha > 0).",
-                                 low=0.0, low_open=True, high=100.0)
-    munchausen_clip: float = spec(-1.0, "Munchausen DQN's lower clip l0 of log pi(a|s) (only with "
-                                        "munchausen_alpha > 0).", low=-1000.0, high=0.0)
     gamma: float = spec(0.95, "Discount factor per agent step.", low=0.0, high=1.0)
     n_step: int = spec(10, "Length of the multi-step return.", low=1, high=20)
     learning_rate: float = spec(2.5e-4, "Adam learning rate (at the first update).", low=0.0, low_open=True, high=1.0)
@@ -134,20 +125,10 @@ class AgentConfig:
                              low=0.0, low_open=True, high=1.0)
     train_freq: int = spec(4, "One update per this many agent steps (summed over envs).", low=1, high=1000)
     learning_starts: int = spec(10_000, "Agent steps collected before the first update.", low=0, high=100_000_000)
-    augment_shift: int = spec(0, "DrQ random shift: replayed obs and next_obs each moved by up to this many pixels "
-                                 "(edge-padded crop) in every learning step (0 = off).", low=0, high=16)
     epsilon_start: float = spec(1.0, "Exploration rate at step 0.", low=0.0, high=1.0)
     epsilon_end: float = spec(0.05, "Exploration floor.", low=0.0, high=1.0)
     epsilon_decay_steps: int = spec(20_000, "Agent steps over which epsilon falls linearly to its floor.",
                                     low=1, high=1_000_000_000)
-    epsilon_per_env_base: float = spec(
-        0.0, "Per-env exploration floors, as in Ape-X (Horgan et al. 2018): when > 0, env i of the N envs decays "
-             "to its own floor base ** (1 + epsilon_per_env_alpha * i / (N - 1)) instead of epsilon_end (one env: "
-             "base). With Ape-X's 0.4 and 7 and 4 envs the floors are 0.4, 0.047, 0.0055 and 0.00066: one env keeps "
-             "exploring far from the greedy path while the others follow it closely. 0 = off: every env ends at "
-             "epsilon_end.", low=0.0, high=1.0)
-    epsilon_per_env_alpha: float = spec(7.0, "How far apart the per-env floors of epsilon_per_env_base are (Ape-X: 7).",
-                                        low=0.0, high=100.0)
 
 
 @dataclass(frozen=True)

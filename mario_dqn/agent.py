@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from config.settings import AgentConfig
-from mario_dqn.augment import random_shift
 from mario_dqn.batch import Batch
 from mario_dqn.tf_import import import_tensorflow
 from mario_dqn.training_state import StateMismatch, TrainingState
@@ -36,7 +35,7 @@ import keras  # noqa: E402
 from mario_dqn.network import build_q_network  # noqa: E402
 
 class DQNAgent:
-    """Double/dueling n-step DQN (or Munchausen DQN) with a periodically synced target network.
+    """Double/dueling n-step DQN with a periodically synced target network.
 
     ``network`` lets tests inject a tiny model; otherwise ``config.network``'s torso is
     built by :func:`mario_dqn.network.build_q_network`. The target network is always a
@@ -65,9 +64,6 @@ class DQNAgent:
         self.config = config
         self.rng = np.random.default_rng(seed)
         """Exploration randomness; its state is part of :meth:`training_state`."""
-        self.augment_rng = np.random.default_rng([seed, 1])
-        """The shifts of ``config.augment_shift`` (its own stream: turning augmentation on
-        leaves exploration's draws as they were); saved like :attr:`rng`."""
         self.updates = 0
         """Learning steps taken; the target is synced when it reaches a multiple of C."""
 
@@ -144,25 +140,12 @@ class DQNAgent:
         Double DQN picks a* with the online net and evaluates it with the target net,
         which curbs the max operator's upward bias; vanilla DQN takes max_a Q_target.
         A terminated window arrives with discount 0, so its bootstrap term vanishes.
-
-        With ``munchausen_alpha`` > 0 it is Munchausen DQN's target instead: the policy
-        is pi = softmax(Q_target / tau); the reward gets the bonus alpha * tau *
-        clip(log pi(a|s), l0, 0) of the action taken (the paper shows it acts as an
-        implicit KL penalty between successive policies), and the bootstrap is the soft value
-        sum_a' pi(a'|s') (Q_target(s', a') - tau log pi(a'|s')). With n-step windows the
-        bonus is that of the window's first action only; ``obs`` and ``action`` are used
-        for nothing else.
+        ``obs`` and ``action`` are unused: the signature is the batch's, which the
+        compiled step shares.
         """
         cfg = self.config
         next_q_target = self.target(next_obs, training=False)
-        if cfg.munchausen_alpha > 0:
-            tau = cfg.munchausen_tau
-            next_log_pi = tf.nn.log_softmax(next_q_target / tau, axis=1)
-            next_value = tf.reduce_sum(tf.exp(next_log_pi) * (next_q_target - tau * next_log_pi), axis=1)
-            log_pi = tf.nn.log_softmax(self.target(obs, training=False) / tau, axis=1)
-            log_pi_taken = tf.gather(log_pi, action, axis=1, batch_dims=1)
-            reward = reward + cfg.munchausen_alpha * tau * tf.clip_by_value(log_pi_taken, cfg.munchausen_clip, 0.0)
-        elif cfg.double:
+        if cfg.double:
             next_action = tf.argmax(self.online(next_obs, training=False), axis=1, output_type=tf.int32)
             next_value = tf.gather(next_q_target, next_action, axis=1, batch_dims=1)
         else:
@@ -223,15 +206,11 @@ class DQNAgent:
         Returns ``loss`` and ``mean_q`` (mean Q(s, a) of the batch, before the update)
         and ``grad_norm`` (global gradient norm before clipping) as floats, and
         ``td_errors`` = y - Q(s, a) per sample as a numpy (B,) array, from which a
-        prioritized memory takes its new priorities. With ``config.augment_shift`` > 0
-        the step sees obs and next_obs randomly shifted (:func:`mario_dqn.augment.random_shift`).
+        prioritized memory takes its new priorities.
         """
         if self.config.learning_rate_decay_steps > 0:
             self.optimizer.learning_rate.assign(self.learning_rate_at(self.updates))
-        shift = self.config.augment_shift
-        obs = random_shift(batch.obs, shift, self.augment_rng)
-        next_obs = random_shift(batch.next_obs, shift, self.augment_rng)
-        out = self._train_fn(obs, batch.action, batch.reward, next_obs, batch.discount, batch.weight)
+        out = self._train_fn(batch.obs, batch.action, batch.reward, batch.next_obs, batch.discount, batch.weight)
         self.updates += 1
         if self.updates % self.config.target_update_period == 0:
             self.sync_target()
@@ -281,7 +260,7 @@ class DQNAgent:
     def act(self, obs: np.ndarray, epsilon: float | np.ndarray, rng: np.random.Generator | None = None, *,
             policy: bool = False) -> np.ndarray:
         """Epsilon-greedy actions (N,) int64 for a batch of observations, one per env;
-        ``epsilon`` is one rate for all or one per observation (per-env floors).
+        ``epsilon`` is one rate for all or one per observation.
 
         Both random draws are made for every call whatever epsilon is, so the
         generator advances identically and a resumed run stays in step with an
@@ -311,8 +290,7 @@ class DQNAgent:
             online=self.online.get_weights(),
             target=self.target.get_weights(),
             optimizer=[np.asarray(v) for v in self.optimizer.variables],
-            counters={"updates": self.updates, "rng": self.rng.bit_generator.state,
-                      "augment_rng": self.augment_rng.bit_generator.state},
+            counters={"updates": self.updates, "rng": self.rng.bit_generator.state},
             average=[] if self.average is None else self.average.get_weights(),
         )
 
@@ -333,8 +311,8 @@ class DQNAgent:
             variable.assign(value)
         self.updates = int(state.counters["updates"])
         self.rng.bit_generator.state = state.counters["rng"]
-        if "augment_rng" in state.counters:  # absent from checkpoints written before augmentation existed
-            self.augment_rng.bit_generator.state = state.counters["augment_rng"]
+        # Checkpoints of 2026-11-28 to issue 37 also hold "augment_rng", the generator of the
+        # retired DrQ shift; it drew nothing at the only augment_shift they load with (0).
 
     def load_policy(self, online: list[np.ndarray]) -> None:
         """Act with ``online`` weights (every network of the agent gets them); for playing

@@ -30,7 +30,7 @@ from mario_dqn.environment import final_observations, make_vector_env, taken_act
 from mario_dqn.evaluation import EVAL_SEED_OFFSET, EvaluationStopped, evaluate, evaluate_each_stage
 from mario_dqn.metrics_log import MalformedMetrics, MetricsLog
 from mario_dqn.replay import make_replay
-from mario_dqn.schedules import linear_schedule, per_env_floors
+from mario_dqn.schedules import linear_schedule
 from mario_dqn.signals import StopRequest
 
 RECENT_EPISODES = 20
@@ -80,15 +80,6 @@ class Counters:
         self.recent_returns = [*self.recent_returns, episode_return][-RECENT_EPISODES:]
 
 
-def exploration_floors(config: C.Config) -> np.ndarray:
-    """The rate each env's epsilon decays to: epsilon_end for every env, or with
-    ``epsilon_per_env_base`` each env's own Ape-X floor."""
-    a, n = config.agent, config.runner.num_envs
-    if a.epsilon_per_env_base > 0:
-        return per_env_floors(a.epsilon_per_env_base, a.epsilon_per_env_alpha, n)
-    return np.full(n, a.epsilon_end)
-
-
 class Trainer:
     """Owns one run directory and trains it up to ``config.runner.total_steps``."""
 
@@ -110,8 +101,6 @@ class Trainer:
         self.agent = build_agent(config, int(self.envs.single_action_space.n))
         self.replay = make_replay(config.replay, config.agent, config.env, n, config.runner.seed)
         self.step = 0
-        self.epsilon_floors = exploration_floors(config)
-        """Each env's final exploration rate (see :meth:`epsilon`)."""
         self.counters = Counters()
         self.ep_return = np.zeros(n, np.float64)
         """Return so far of each env's running episode."""
@@ -162,11 +151,11 @@ class Trainer:
     # -------------------------------------------------------------- the loop
 
     def epsilon(self) -> np.ndarray:
-        """Each env's exploration rate now, from epsilon_start down to its floor
-        (:func:`exploration_floors`, fixed for the run)."""
+        """Each env's exploration rate now (the same for all): epsilon_start falling
+        linearly to epsilon_end over epsilon_decay_steps."""
         a = self.config.agent
-        fraction = linear_schedule(self.step, 0.0, 1.0, a.epsilon_decay_steps)
-        return a.epsilon_start + fraction * (self.epsilon_floors - a.epsilon_start)
+        rate = linear_schedule(self.step, a.epsilon_start, a.epsilon_end, a.epsilon_decay_steps)
+        return np.full(self.config.runner.num_envs, rate)
 
     def _updates_due(self) -> int:
         a = self.config.agent

@@ -22,7 +22,7 @@ from config.settings import AgentConfig
 from mario_dqn.agent import DQNAgent
 from mario_dqn.batch import Batch
 from mario_dqn.network import DuelingCombine, build_q_network, min_frame_size
-from mario_dqn.schedules import linear_schedule, per_env_floors
+from mario_dqn.schedules import linear_schedule
 from mario_dqn.training_state import StateMismatch
 
 TINY_SHAPE = (2, 2, 1)
@@ -115,41 +115,6 @@ def test_vanilla_dqn_target_takes_target_max() -> None:
     agent = tiny_agent(ONLINE, TARGET, double=False)
     expected = [1.0 + 0.9 * 5.0, -0.5, 2.0 + 0.729 * 6.0]
     np.testing.assert_allclose(agent.td_target(TD_BATCH), expected, rtol=1e-6)
-
-
-def _log_softmax(q: np.ndarray, tau: float) -> np.ndarray:
-    z = q / tau - (q / tau).max(axis=1, keepdims=True)  # shifted so exp cannot overflow
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
-def test_munchausen_target_adds_the_clipped_log_policy_bonus_and_bootstraps_softly() -> None:
-    """Vieillard et al. 2020, eq. (2), written out in numpy on the target net's Q-values:
-    y = r + alpha tau clip(log pi(a|s), l0, 0) + discount sum_a' pi(a'|s') (q'(s',a') -
-    tau log pi(a'|s')), pi = softmax(q' / tau). The online net plays no part (no Double
-    selection), the bonus of an action the policy rates at log pi < l0 is clipped to l0,
-    and a terminated window keeps the bonus but loses the bootstrap."""
-    target = TARGET.copy()
-    target[2] = [2.0, 1.0, 0.0]   # e2: log pi(0) ~ -0.41 at tau 1 (no clip), log pi(2) ~ -2.41 (clipped)
-    target[3] = [0.0, 0.5, 0.0]   # e3
-    alpha, tau, l0 = 0.9, 1.0, -1.0
-    agent = tiny_agent(ONLINE, target, double=True, munchausen_alpha=alpha, munchausen_tau=tau, munchausen_clip=l0)
-    obs_rows, actions, next_rows = [2, 3, 2], [0, 1, 2], [0, 1, 1]
-    log_pi = _log_softmax(target[obs_rows], tau)[np.arange(3), actions]
-    next_log_pi = _log_softmax(target[next_rows], tau)
-    soft_value = (np.exp(next_log_pi) * (target[next_rows] - tau * next_log_pi)).sum(axis=1)
-    reward, discount = np.array([1.0, -0.5, 2.0]), np.array([0.9, 0.0, 0.729])
-    expected = reward + alpha * tau * np.clip(log_pi, l0, 0.0) + discount * soft_value
-    assert log_pi[0] > l0 > log_pi[2], "one bonus inside the clip, one clipped"
-    np.testing.assert_allclose(agent.td_target(TD_BATCH), expected, rtol=1e-5)
-    # the soft value lies between the policy's mean and max of q' (entropy term >= 0)
-    assert np.all(soft_value >= (np.exp(next_log_pi) * target[next_rows]).sum(axis=1))
-    # a hand-checked number: sample 1 is terminated, so y = -0.5 + 0.9 * log pi(1|e3)
-    pi = np.exp([0.0, 0.5, 0.0]) / np.exp([0.0, 0.5, 0.0]).sum()
-    assert agent.td_target(TD_BATCH)[1] == pytest.approx(-0.5 + 0.9 * np.log(pi[1]), rel=1e-5)
-    # as tau -> 0 with alpha = 0+ the soft value becomes the target max (vanilla DQN's)
-    cold = tiny_agent(ONLINE, TARGET, munchausen_alpha=1e-9, munchausen_tau=1e-3)
-    np.testing.assert_allclose(cold.td_target(TD_BATCH), tiny_agent(ONLINE, TARGET, double=False).td_target(TD_BATCH),
-                               rtol=1e-4, atol=1e-4)
 
 
 def test_termination_masks_bootstrap_but_truncation_does_not() -> None:
@@ -642,16 +607,6 @@ def test_injected_network_must_match_action_count() -> None:
 
 
 # --------------------------------------------------------------- schedules
-
-
-def test_per_env_floors_are_ape_x_s_rates() -> None:
-    # 0.4 ** (1 + 7 i / 3) by hand: exp(ln 0.4 * 10/3) = exp(-3.05430), exp(-5.19232), 0.4 ** 8 = 0.00065536
-    np.testing.assert_allclose(per_env_floors(0.4, 7.0, 4), [0.4, 0.047156, 0.0055591, 0.00065536], rtol=1e-4)
-    np.testing.assert_allclose(per_env_floors(0.4, 7.0, 2), [0.4, 0.4 ** 8])
-    assert per_env_floors(0.4, 7.0, 1).tolist() == [0.4]
-    assert per_env_floors(0.3, 0.0, 3).tolist() == [0.3, 0.3, 0.3]  # no spread: one rate for all
-    with pytest.raises(ValueError):
-        per_env_floors(0.4, 7.0, 0)
 
 
 def test_act_takes_one_epsilon_per_observation() -> None:

@@ -83,9 +83,6 @@ def test_bad_overrides_are_rejected_with_a_clear_message(override, message):
 def test_cross_field_rule():
     with pytest.raises(C.ConfigError, match="epsilon_end must be <= agent.epsilon_start"):
         C.apply_overrides(C.Config(), ["epsilon_start=0.1", "epsilon_end=0.2"])
-    with pytest.raises(C.ConfigError, match="epsilon_per_env_base must be <= agent.epsilon_start"):
-        C.apply_overrides(C.Config(), ["epsilon_start=0.3", "epsilon_per_env_base=0.4"])
-    C.apply_overrides(C.Config(), ["epsilon_start=0.4", "epsilon_per_env_base=0.4"])
 
 
 def test_json_round_trip_is_lossless():
@@ -254,3 +251,84 @@ def test_a_malformed_preset_is_named(tmp_path, monkeypatch):
     with pytest.raises(C.ConfigError, match="broken.json is unreadable"):
         presets.load("broken")
     assert presets.available() == ["bad", "broken"]
+
+
+# --------------------------------------------------------------------------- retired fields
+
+RETIRED = {"munchausen_alpha": 0.0, "munchausen_tau": 0.03, "munchausen_clip": -1.0, "augment_shift": 0,
+           "epsilon_per_env_base": 0.0, "epsilon_per_env_alpha": 7.0}
+"""The agent fields retired in issue 37 and their neutral values."""
+
+
+def test_the_retired_fields_are_gone_and_listed():
+    from config.overrides import FIELDS_REMOVED
+
+    assert {name for (section, name) in FIELDS_REMOVED if section == "agent"} == set(RETIRED)
+    assert {name: removed.neutral for (_, name), removed in FIELDS_REMOVED.items()} == RETIRED
+    assert not set(RETIRED) & {f.name for f in dataclasses.fields(C.AgentConfig)}
+    assert not set(RETIRED) & set(C.to_dict(C.Config())["agent"])
+
+
+@pytest.mark.parametrize("shipped", ["world-1", "world-1-1", "world-1-2", "world-1-3", "world-1-4"])
+def test_a_config_with_retired_fields_at_neutral_loads_as_the_new_one(shipped):
+    """The shipped agents' config.json files were written with the retired fields, at their
+    neutral values: they load, and equal the same file without them."""
+    data = json.loads((ROOT / "save" / "pretrained" / shipped / "config.json").read_text())
+    held = {name: data["agent"][name] for name in RETIRED if name in data["agent"]}
+    assert held and held == {name: RETIRED[name] for name in held}, "the file holds retired fields, at neutral"
+    without = json.loads(json.dumps(data))
+    for name in held:
+        del without["agent"][name]
+    assert C.from_dict(data) == C.from_dict(without)
+    assert not set(RETIRED) & set(C.to_dict(C.from_dict(data))["agent"]), "written back without them"
+
+
+@pytest.mark.parametrize("values, named", [
+    ({"munchausen_alpha": 0.9}, "agent.munchausen_alpha = 0.9"),
+    ({"munchausen_alpha": 0.9, "munchausen_tau": 0.1}, "agent.munchausen_alpha = 0.9"),
+    ({"augment_shift": 4}, "agent.augment_shift = 4"),
+    ({"epsilon_per_env_base": 0.4}, "agent.epsilon_per_env_base = 0.4"),
+])
+def test_a_config_with_a_retired_field_in_use_is_refused_naming_it(values, named):
+    data = C.to_dict(C.Config())
+    data["agent"].update({**RETIRED, **values})
+    with pytest.raises(C.ConfigError) as err:
+        C.from_dict(data)
+    message = str(err.value)
+    assert message.startswith(named) and "removed" in message and "\n" not in message
+    assert "docs/" in message, "it says where the evidence is"
+
+
+def test_a_retired_field_that_only_mattered_with_one_off_loads_at_any_value():
+    """munchausen_tau/clip did nothing without munchausen_alpha, epsilon_per_env_alpha nothing
+    without epsilon_per_env_base: a run that set them alone behaved like the defaults."""
+    data = C.to_dict(C.Config())
+    data["agent"].update({**RETIRED, "munchausen_tau": 0.5, "munchausen_clip": -3.0, "epsilon_per_env_alpha": 2.0})
+    assert C.from_dict(data) == C.Config()
+
+
+@pytest.mark.parametrize("key", ["agent.munchausen_alpha", "munchausen_alpha", "agent.augment_shift",
+                                 "epsilon_per_env_base", "agent.epsilon_per_env_alpha"])
+def test_set_refuses_a_retired_field_even_at_its_neutral_value(key):
+    name = key.split(".")[-1]
+    with pytest.raises(C.ConfigError) as err:
+        C.apply_overrides(C.Config(), [f"{key}={RETIRED[name]}"])
+    assert str(err.value).startswith(f"config key agent.{name} was removed: ") and "docs/" in str(err.value)
+
+
+def test_a_preset_may_not_name_a_retired_field(tmp_path, monkeypatch):
+    """Presets go through --set's parser: naming a retired field is refused, even at its
+    neutral value (the shipped w11-a preset listed two; they were taken out)."""
+    from config import presets
+
+    monkeypatch.setattr(presets, "PRESET_DIR", tmp_path)
+    (tmp_path / "old.json").write_text(json.dumps({"doc": "x", "set": {"agent.augment_shift": 0}}))
+    with pytest.raises(C.ConfigError, match="config key agent.augment_shift was removed"):
+        C.apply_overrides(C.Config(), presets.load("old")[1])
+
+
+def test_the_cli_refuses_a_retired_field_in_one_line(tmp_path):
+    refused = _main("train", "--save-dir", str(tmp_path), "--set", "munchausen_alpha=0.9")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: config key agent.munchausen_alpha was removed")
+    assert refused.stderr.count("\n") == 1 and not any(tmp_path.iterdir())

@@ -96,7 +96,7 @@ def crash_after(run: Path, crashed: Path, straight: Path, step: int) -> Path:
 def as_old_format(run: Path, copy: Path) -> Path:
     """A copy of ``run`` whose newest checkpoint is as the code before 2026-11-28 wrote it:
     no online.npz (the weights only in model.keras), the dueling head as the custom
-    DuelingCombine layer, and no wall_s, eval_pending or augment_rng in state.json."""
+    DuelingCombine layer, and no wall_s or eval_pending in state.json."""
     import keras
 
     from mario_dqn.checkpoint import latest_checkpoint
@@ -112,8 +112,31 @@ def as_old_format(run: Path, copy: Path) -> Path:
     state = json.loads((newest / "state.json").read_text())
     for key in ("wall_s", "eval_pending"):
         del state[key]
-    del state["agent"]["augment_rng"]
     (newest / "state.json").write_text(json.dumps(state))
+    return copy
+
+
+RETIRED_AT_NEUTRAL = {"munchausen_alpha": 0.0, "munchausen_tau": 0.03, "munchausen_clip": -1.0,
+                      "augment_shift": 0, "epsilon_per_env_base": 0.0, "epsilon_per_env_alpha": 7.0}
+"""The agent fields retired in issue 37, at the values every config.json of the time held."""
+
+
+def with_retired_fields(run: Path, copy: Path) -> Path:
+    """A copy of ``run`` as the code before issue 37 wrote it: every config.json with the
+    retired fields at their neutral values, the newest state.json with the retired DrQ
+    shift's generator (``augment_rng``, seeded [seed, 1], never drawn from at shift 0)."""
+    from mario_dqn.checkpoint import latest_checkpoint
+
+    shutil.copytree(run, copy)
+    for path in [copy / "config.json", *(copy / "checkpoints").glob("*/config.json")]:
+        config = json.loads(path.read_text())
+        config["agent"].update(RETIRED_AT_NEUTRAL)
+        path.write_text(json.dumps(config, indent=2, sort_keys=True))
+    state_path = latest_checkpoint(copy / "checkpoints") / "state.json"
+    state = json.loads(state_path.read_text())
+    seed = json.loads((copy / "config.json").read_text())["runner"]["seed"]
+    state["agent"]["augment_rng"] = np.random.default_rng([seed, 1]).bit_generator.state
+    state_path.write_text(json.dumps(state))
     return copy
 
 
@@ -157,6 +180,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
             (root / "crashed1.stderr").write_text(again.stderr)
             paths["oldformat1"] = as_old_format(root / "resumed1", root / "oldformat1")
             again = cli("train", "--resume", str(root / "oldformat1"), "--steps", "300", "--no-progress")
+            assert again.returncode == 0, again.stderr[-2000:]
+            paths["retired1"] = with_retired_fields(root / "resumed1", root / "retired1")
+            again = cli("train", "--resume", str(root / "retired1"), "--steps", "300", "--no-progress")
             assert again.returncode == 0, again.stderr[-2000:]
         second = cli("train", "--resume", str(root / f"resumed{envs}"), "--steps", "300", "--no-progress")
         assert second.returncode == 0, second.stderr[-2000:]
@@ -232,6 +258,17 @@ def test_a_checkpoint_of_the_old_format_resumes_exactly(runs):
     assert (newest / "online.npz").is_file(), "saved again in today's format"
     ca = assert_same_checkpoints(runs["straight1"] / "checkpoints" / "step-000000000300", newest)
     assert ca.state["agent"]["updates"] > 0
+
+
+def test_a_run_written_before_fields_were_retired_resumes_exactly(runs):
+    """A run whose config.json and checkpoint hold the fields retired in issue 37 (at the
+    neutral values every such run had) resumes to the numbers of a run never stopped."""
+    run = runs["retired1"]
+    assert json.loads((run / "config.json").read_text())["agent"]["munchausen_alpha"] == 0.0, "written the old way"
+    assert metrics_rows(run) == metrics_rows(runs["straight1"])
+    newest = run / "checkpoints" / "step-000000000300"
+    ca = assert_same_checkpoints(runs["straight1"] / "checkpoints" / "step-000000000300", newest)
+    assert ca.state["agent"]["updates"] > 0 and "augment_rng" not in ca.state["agent"]
 
 
 def test_tensorboard_shows_each_row_once_after_resuming_from_an_older_checkpoint(runs):
@@ -578,40 +615,22 @@ def test_a_run_of_several_stages_evaluates_each_stage_too(tmp_path, monkeypatch)
         assert float(row["flag_rate"]) == trained["flag_rate"]
 
 
-def test_each_env_decays_to_its_own_ape_x_floor():
-    """agent.epsilon_per_env_base: every env starts at epsilon_start and falls to its own
-    floor (0.4 ** (1 + 7 i / 3) for 4 envs); off, every env falls to epsilon_end."""
+def test_every_env_decays_to_epsilon_end():
+    """One rate for all envs: epsilon_start at step 0, falling linearly to epsilon_end
+    (the per-env Ape-X floors were retired in issue 37)."""
     from types import SimpleNamespace
 
     import config as C
-    from mario_dqn.runner import Trainer, exploration_floors
+    from mario_dqn.runner import Trainer
 
     def at(step: int, config: C.Config) -> np.ndarray:
-        return Trainer.epsilon(SimpleNamespace(config=config, step=step, epsilon_floors=exploration_floors(config)))
+        return Trainer.epsilon(SimpleNamespace(config=config, step=step))
 
-    apex = C.apply_overrides(C.Config(), ["num_envs=4", "epsilon_decay_steps=100", "epsilon_per_env_base=0.4"])
-    assert at(0, apex).tolist() == [1.0] * 4
-    np.testing.assert_allclose(at(100, apex), [0.4, 0.047156, 0.0055591, 0.00065536], rtol=1e-4)
-    np.testing.assert_allclose(at(10_000, apex), at(100, apex))
-    np.testing.assert_allclose(at(50, apex), (1.0 + at(100, apex)) / 2)
-    off = C.apply_overrides(C.Config(), ["num_envs=4", "epsilon_decay_steps=100"])
-    np.testing.assert_allclose(at(100, off), [0.05] * 4)
-
-
-def test_per_env_epsilons_reach_the_episodes_in_metrics(tmp_path):
-    """Through the CLI, 4 envs with Ape-X floors: after the decay, the epsilon logged with
-    each training episode is the floor of the env it ran in, and the envs differ."""
-    done = cli("train", "--steps", "400", "--envs", "4", "--save-dir", str(tmp_path), "--name", "apex", *TINY,
-               "--set", "max_episode_steps=30", "--set", "epsilon_decay_steps=40", "--set", "epsilon_per_env_base=0.4")
-    assert done.returncode == 0, done.stderr[-2000:]
-    from mario_dqn.schedules import per_env_floors
-
-    floors = per_env_floors(0.4, 7.0, 4)
-    logged = [float(row["epsilon"]) for row in metrics_rows(tmp_path / "apex")
-              if row["kind"] == "episode" and int(row["step"]) > 40]
-    assert logged, "episodes must end after the decay"
-    assert all(np.isclose(floors, value, atol=1e-6).any() for value in logged), logged
-    assert len({round(value, 6) for value in logged}) >= 2
+    config = C.apply_overrides(C.Config(), ["num_envs=4", "epsilon_decay_steps=100"])
+    assert at(0, config).tolist() == [1.0] * 4
+    np.testing.assert_allclose(at(100, config), [0.05] * 4)
+    np.testing.assert_allclose(at(10_000, config), at(100, config))
+    np.testing.assert_allclose(at(50, config), [(1.0 + 0.05) / 2] * 4)
 
 
 @pytest.mark.parametrize("probability, guided, explore, noops, midway",
