@@ -4,9 +4,15 @@ Each trial starts `main.py train` (tiny config, a checkpoint every 50 agent step
 keeping 2) in its own process group and kills the whole group with SIGKILL, the way
 a power cut or the OOM killer would end it:
   random        at a random time after launch (which may fall before the first
-                checkpoint, during one, during pruning, or anywhere in the loop);
-  during-write  as soon as the 2nd or 3rd checkpoint's `.tmp-*` directory appears,
-                plus a random 0-150 ms, so the kill lands inside the write.
+                checkpoint, during one, during pruning, or anywhere in the loop), or with
+                ``from_checkpoint`` a random time after the first complete checkpoint;
+  during-write  a random 0-150 ms after the 2nd or 3rd checkpoint's `.tmp-*` directory
+                appears, while it is still there (when a write ends before its delay, the
+                next one is tried with half the delay), so the kill lands inside the write.
+Each trial records the newest complete checkpoint just before the kill and whether the
+kill landed inside a write: the writer's `.tmp-*` directory is still there after the
+SIGKILL (the writer renames it only once the checkpoint is whole, and a killed writer
+cleans nothing up).
 After the kill, the newest complete checkpoint must load with `load_checkpoint`, and
 `train --resume RUN --steps N` (N = that checkpoint's step + 100) must exit 0 with
 `checkpoints/latest` and the final state.json at step N, no `.tmp-*` leftovers, no
@@ -78,6 +84,9 @@ class Trial:
     mode: str
     killed_at_s: float = 0.0
     killed_mid_write: bool = False
+    """The kill left a checkpoint write's ``.tmp-*`` directory: it landed inside the write."""
+    checkpoint_before_kill: str | None = None
+    """The newest complete checkpoint just before the kill (None: there was none yet)."""
     checkpoint: str | None = None
     resumed_to: int | None = None
     survived: bool = False
@@ -107,30 +116,64 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def _newest(checkpoints: Path) -> str | None:
+    from mario_dqn import checkpoint as ckpt
+
+    newest = ckpt.latest_checkpoint(checkpoints) if checkpoints.is_dir() else None
+    return newest.name if newest is not None else None
+
+
+@dataclass
+class Kill:
+    """What :func:`_kill` saw: seconds since launch, the newest complete checkpoint just
+    before the kill, whether the kill left a write's ``.tmp-*`` directory, a note when no
+    kill of the mode happened."""
+
+    at_s: float
+    before: str | None = None
+    mid_write: bool = False
+    note: str = ""
+
+
+def _kill_now(proc: subprocess.Popen, checkpoints: Path, started: float) -> Kill:
+    before = _newest(checkpoints)
+    _kill_group(proc)
+    return Kill(time.monotonic() - started, before, bool(_tmp_dirs(checkpoints)))
+
+
 def _kill(proc: subprocess.Popen, run: Path, mode: str, rng: random.Random, window: tuple[float, float],
-          deadline_s: float) -> tuple[float, bool, str]:
-    """Wait for the moment of ``mode``, kill; return (seconds since launch, mid-write, note)."""
+          deadline_s: float, from_checkpoint: bool = False) -> Kill:
+    """Wait for the moment of ``mode`` and kill (see the module docstring)."""
     started = time.monotonic()
     checkpoints = run / "checkpoints"
+
+    def alive() -> bool:
+        return time.monotonic() - started < deadline_s and proc.poll() is None
+
     if mode == "random":
-        time.sleep(rng.uniform(*window))
+        while from_checkpoint and alive() and _newest(checkpoints) is None:
+            time.sleep(0.01)
+        if alive():
+            time.sleep(rng.uniform(*window))
         if proc.poll() is not None:
-            return time.monotonic() - started, False, f"trainer exited by itself (code {proc.returncode})"
-        _kill_group(proc)
-        return time.monotonic() - started, False, ""
+            return Kill(time.monotonic() - started, note=f"trainer exited by itself (code {proc.returncode})")
+        return _kill_now(proc, checkpoints, started)
     target = rng.choice((2, 3))  # a write with an earlier complete checkpoint beside it
+    delay = rng.uniform(0.0, 0.15)
     seen: set[str] = set()
-    while time.monotonic() - started < deadline_s and proc.poll() is None:
-        for tmp in _tmp_dirs(checkpoints):
-            seen.add(tmp.name)
-        if len(seen) >= target:
-            time.sleep(rng.uniform(0.0, 0.15))
-            _kill_group(proc)
-            mid = bool(_tmp_dirs(checkpoints))
-            return time.monotonic() - started, mid, ""
-        time.sleep(0.005)
+    while alive():
+        fresh = [tmp for tmp in _tmp_dirs(checkpoints) if tmp.name not in seen]
+        seen.update(tmp.name for tmp in fresh)
+        if fresh and len(seen) >= target:
+            due = time.monotonic() + delay
+            while time.monotonic() < due and fresh[0].exists():
+                time.sleep(0.002)
+            if fresh[0].exists():
+                return _kill_now(proc, checkpoints, started)
+            delay /= 2  # that write ended first: the next one, sooner
+        time.sleep(0.002)
     _kill_group(proc)
-    return time.monotonic() - started, False, f"no checkpoint write seen in {deadline_s:.0f}s"
+    return Kill(time.monotonic() - started, note=f"no checkpoint write caught in {deadline_s:.0f}s")
 
 
 def _check_resumed(run: Path, target: int) -> str:
@@ -162,7 +205,8 @@ def _check_resumed(run: Path, target: int) -> str:
 
 
 def run_trial(root: Path, index: int, mode: str, rng: random.Random,
-              window: tuple[float, float] = (2.0, 18.0), timeout: float = 300) -> Trial:
+              window: tuple[float, float] = (2.0, 18.0), timeout: float = 300,
+              from_checkpoint: bool = False) -> Trial:
     """One kill-and-resume trial in ``root``/trialNN; see the module docstring."""
     from mario_dqn import checkpoint as ckpt
 
@@ -176,7 +220,9 @@ def run_trial(root: Path, index: int, mode: str, rng: random.Random,
              "--set", f"keep_checkpoints={KEEP}", *TINY],
             cwd=ROOT, env=cli_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            trial.killed_at_s, trial.killed_mid_write, trial.note = _kill(proc, run, mode, rng, window, timeout)
+            kill = _kill(proc, run, mode, rng, window, timeout, from_checkpoint)
+            trial.killed_at_s, trial.killed_mid_write, trial.note = kill.at_s, kill.mid_write, kill.note
+            trial.checkpoint_before_kill = kill.before
         finally:
             if proc.poll() is None:
                 _kill_group(proc)
@@ -219,12 +265,14 @@ def schedule(trials: int) -> list[str]:
 
 def run_trials(trials: int, root: Path, seed: int = 0, modes: list[str] | None = None,
                window: tuple[float, float] = (2.0, 18.0), keep_runs: bool = False,
-               log: Callable[[str], None] = print) -> list[Trial]:
+               log: Callable[[str], None] = print, from_checkpoint: bool = False) -> list[Trial]:
+    """``trials`` trials (``modes``, default :func:`schedule`); ``from_checkpoint``: a
+    random kill's ``window`` starts once the run has a complete checkpoint."""
     rng = random.Random(seed)
     results = []
     for index, mode in enumerate(modes or schedule(trials)):
         try:
-            trial = run_trial(root, index, mode, rng, window)
+            trial = run_trial(root, index, mode, rng, window, from_checkpoint=from_checkpoint)
         except subprocess.TimeoutExpired as err:
             trial = Trial(index, mode, note=f"timed out: {' '.join(map(str, err.cmd[2:]))}")
         results.append(trial)
