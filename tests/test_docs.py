@@ -18,8 +18,10 @@ README_MAX_LINES = 300
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)          # code blocks: commands, not references
 CODE_SPAN = re.compile(r"`([^`]+)`")
 # a repository path with a folder and a file extension: `config/presets/any-stage.json`;
-# placeholders (`save/runs/<name>/`) and commands (anything with a space) are not paths
+# placeholders (`save/runs/<name>/`, `logs/TRIAL.log`: three capitals in a row, the rule of
+# the before-stop hook) and commands (anything with a space) are not paths
 FILE_PATH = re.compile(r"[A-Za-z0-9_.\-]*/[A-Za-z0-9_.\-/]*\.[A-Za-z0-9]+")
+PLACEHOLDER = re.compile(r"[A-Z]{3,}")
 MD_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 HTML_LINK = re.compile(r"""(?:src|href)=["']([^"']+)["']""")
 
@@ -36,7 +38,7 @@ def missing_paths(text: str, folder: Path) -> list[str]:
     prose = FENCE.sub("", text)
     missing = set()
     for span in CODE_SPAN.findall(prose):
-        if FILE_PATH.fullmatch(span) and not (ROOT / span).exists():
+        if FILE_PATH.fullmatch(span) and not PLACEHOLDER.search(span) and not (ROOT / span).exists():
             missing.add(span)
     for target in MD_LINK.findall(prose) + HTML_LINK.findall(prose):
         if _is_external(target):
@@ -50,7 +52,7 @@ def missing_paths(text: str, folder: Path) -> list[str]:
 def test_the_checker_reports_made_up_paths():
     text = ("See `mario_dqn/no_such_module.py`, [notes](docs/no-such-page.md#why), "
             '<img src="save/pretrained/nowhere.gif"> and `config/settings.py`.\n'
-            "A placeholder `save/runs/<name>/config.json`, a command `python main.py train`,\n"
+            "Placeholders `save/runs/<name>/config.json`, `logs/TRIAL.log`, a command `python main.py train`,\n"
             "[the web](https://example.org/a.md), [a section](#layout).\n"
             "```bash\ncat `x/not-a-reference.py`\n```\n")
     assert missing_paths(text, ROOT) == ["docs/no-such-page.md#why", "mario_dqn/no_such_module.py",
