@@ -75,3 +75,13 @@ def test_readme_is_short_and_links_every_page_of_docs():
     assert {f"docs/{page.name}" for page in DOCS} <= linked
     for command in ("make train", "make test"):   # the whole set-up on a fresh machine
         assert command in text
+
+
+def test_readme_layout_lists_only_modules_the_package_has():
+    """The package list in README's Layout names modules without backticks, so the path
+    check above does not see them; a module moved or removed must leave the list too."""
+    text = README.read_text()
+    layout = text[text.index("The package `mario_dqn/`"):]
+    listed = set(re.findall(r"\b([a-z_]+\.py)\b", layout.split("\n## ", 1)[0]))
+    assert len(listed) > 10
+    assert sorted(name for name in listed if not (ROOT / "mario_dqn" / name).exists()) == []
