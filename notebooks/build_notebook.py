@@ -1,11 +1,20 @@
 """Build notebooks/mario_dqn.ipynb from the cells below (kept as code so diffs stay reviewable).
 
-Run: .venv/bin/python notebooks/build_notebook.py
+The notebook is stored with its outputs (the figures and tables of its small real run), so
+a reader on a code forge sees the frames, the curves and the agent's view without running
+it; --execute runs it top to bottom in a fresh kernel, in the repository root, and stores them.
+
+Run: .venv/bin/python notebooks/build_notebook.py --execute   (a few minutes: it trains TRAIN_STEPS steps)
 """
 
+import argparse
+import os
 from pathlib import Path
 
 import nbformat as nbf
+
+NOTEBOOK = Path(__file__).with_name("mario_dqn.ipynb")
+ROOT = Path(__file__).resolve().parent.parent
 
 cells = []
 
@@ -26,20 +35,21 @@ environment and its preprocessing, the action sets, the Q-network and the Double
 target, the replay memory, a short training run with its learning curves, a
 recorded episode, and what the network sees and values in it. Run it top to bottom;
 `TRAIN_STEPS` keeps the training run short (the test suite makes it tiny through the
-`MARIO_DQN_NB_STEPS` variable).
+`MARIO_DQN_NB_STEPS` variable). It imports the installed project (`make` installs it into
+`.venv`); the outputs stored with it are those of one such run.
 """)
 code("""
-import os, sys, tempfile
+import os, tempfile
 from pathlib import Path
-
-ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-sys.path.insert(0, str(ROOT))
 
 TRAIN_STEPS = int(os.environ.get("MARIO_DQN_NB_STEPS", 3000))   # agent steps of the demo run
 RUN_ROOT = Path(os.environ.get("MARIO_DQN_NB_RUNS", tempfile.mkdtemp(prefix="mario-dqn-nb-")))
 
 import numpy as np
 import matplotlib.pyplot as plt
+%matplotlib inline
+%config InlineBackend.figure_formats = ["png"]
+plt.rcParams["figure.dpi"] = 50   # figures are stored in the notebook: small PNGs
 import config as C
 from mario_dqn.environment import make_env, action_meanings, ACTIONS
 print("training steps for the demo run:", TRAIN_STEPS, "| runs go to", RUN_ROOT)
@@ -139,7 +149,13 @@ for ax, key in zip(axes, ["return", "x_pos", "epsilon", "loss"]):
     ax.set_title(key); ax.set_xlabel("agent steps")
 plt.show()
 """)
-md("## 6. Load the checkpoint and watch an episode")
+md("""
+## 6. Load the checkpoint and watch an episode
+
+A few thousand steps teach little: the greedy agent of this short run may well stand
+still (the shipped agents in `save/pretrained/` trained for 150k-550k steps;
+`python main.py play --stage 1-1` shows one).
+""")
 code("""
 from IPython.display import Video, display
 from mario_dqn import checkpoint as ckpt
@@ -152,7 +168,14 @@ recorder = EpisodeVideos(run_dir / "videos", "notebook", fps=15)
 outcome = evaluate(player, loaded.config, episodes=1, seed=0, on_frame=recorder.on_frame)
 recorder.close()
 print(outcome["per_episode"][0])
-display(Video(str(recorder.paths[0]), embed=True, width=256))
+display(Video(str(recorder.paths[0]), embed=True, width=256))   # plays here; a code forge shows the frames below
+import imageio.v2 as imageio
+frames = imageio.mimread(recorder.paths[0], memtest=False)
+picks = np.linspace(0, len(frames) - 1, 6).astype(int)
+fig, axes = plt.subplots(1, 6, figsize=(18, 3.2))
+for ax, i in zip(axes, picks):
+    ax.imshow(frames[i]); ax.set_title(f"frame {i} of {len(frames)}"); ax.axis("off")
+plt.show()
 """)
 md("""
 ## 7. What the agent sees and values
@@ -175,8 +198,33 @@ plt.show()
 print(f"step {view.step}, x_pos {view.x_pos}: Q-values {np.round(view.q_values, 3)}")
 """)
 
-nb = nbf.v4.new_notebook()
-nb["cells"] = cells
-nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nbf.write(nb, Path(__file__).with_name("mario_dqn.ipynb"))
-print("wrote", Path(__file__).with_name("mario_dqn.ipynb"))
+
+
+def build() -> nbf.NotebookNode:
+    nb = nbf.v4.new_notebook()
+    nb["cells"] = cells
+    nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def execute(nb: nbf.NotebookNode) -> None:
+    """Run ``nb`` top to bottom in a fresh kernel whose working directory is the repository
+    root (what a reader who opens it there gets), keeping its outputs."""
+    import nbclient
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    nbclient.NotebookClient(nb, timeout=1800, kernel_name="python3",
+                            resources={"metadata": {"path": str(ROOT)}}).execute()
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)  # timestamps: noise in every diff
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--execute", action="store_true", help="run it and store its outputs")
+    args = parser.parse_args()
+    notebook = build()
+    if args.execute:
+        execute(notebook)
+    nbf.write(notebook, NOTEBOOK)
+    print("wrote", NOTEBOOK, f"({NOTEBOOK.stat().st_size / 1e6:.2f} MB)")
