@@ -1,83 +1,46 @@
-"""mario-dqn command line: train, evaluate, play and inspect the configuration.
+"""mario-dqn command line: train, evaluate, play, distill, campaign and inspect the configuration.
 
-Every user mistake ends with one line on stderr and exit code 2, never a traceback,
-and never touches an existing run. A write that fails while training (disk full, an
+This module parses options, calls the package and maps its errors: every user mistake
+ends with one line on stderr (``error: ...``) and exit code 2, never a traceback, and
+never touches an existing run. A write that fails while training (disk full, an
 unwritable directory) stops the run with one line and exit code 1; the checkpoints
-written before it stay whole, and --resume continues from the newest.
+written before it stay whole, and --resume continues from the newest. The work itself
+(run directories, evaluation, play sessions, shipped agents) is the package's.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 import config as C
+from mario_dqn import run_dir as RD
+from mario_dqn import shipped
+from mario_dqn.checkpoint import CheckpointError
+from mario_dqn.distill import DistillError, DistillSettings
+from mario_dqn.errors import MarioDQNError, one_line
 
 DEFAULTS = C.Config()
+DISTILL = DistillSettings()
+"""The distill command's defaults: its settings object's, never numbers repeated here."""
 
 
 class UserError(click.ClickException):
-    """One line, exit code 2 (click's convention for usage errors); :func:`main` prints it."""
+    """A refusal of the command line itself (options that do not go together): one line, exit 2."""
 
     exit_code = 2
 
 
-class RunError(UserError):
-    """Training stopped on an I/O failure (disk full, unwritable directory): one line,
-    exit code 1, because the command was right and the machine was not."""
-
-    exit_code = 1
-
-
-def _one_line(message: str) -> str:
-    """Errors are promised to be one line; messages that quote an OS or numpy error
-    could carry a newline."""
-    return " ".join(message.split())
-
-
-def _write_failure(run_dir: Path, err: BaseException) -> str | None:
-    """What failed, as one line, when ``err`` is a failed write while training; else None.
-
-    OSErrors come from checkpoints (CheckpointWriteError, which names the checkpoint) and
-    metrics.csv; TensorBoard's writer raises TensorFlow's own errors instead (a full disk
-    is a ResourceExhaustedError naming the events file), recognised by naming the run.
-    """
-    from mario_dqn import checkpoint as ckpt
-
-    if isinstance(err, ckpt.CheckpointWriteError):
-        return str(err)
-    if isinstance(err, OSError):
-        return f"cannot write {err.filename or run_dir}: {err.strerror or err}"
-    tf_errors = sys.modules.get("tensorflow.python.framework.errors_impl")
-    if tf_errors is not None and isinstance(err, tf_errors.OpError) and str(run_dir) in str(err.message):
-        text = re.sub(r"\{\{.*?\}\}", "", str(err.message))  # drop TF's {{function_node ...}} prefix
-        return f"cannot write {_one_line(text)}"
-    return None
-
-
-def _io_failure(run_dir: Path, what: str) -> RunError:
-    """The one line a user needs after a failed write: what failed, what is still safe,
-    and how to continue once the disk has room again."""
-    from mario_dqn import checkpoint as ckpt
-
-    intact = ckpt.latest_checkpoint(run_dir / "checkpoints")
-    if intact is None:
-        return RunError(f"{what}; training stopped before its first checkpoint")
-    return RunError(f"{what}; training stopped, {intact.name} is intact: free space and run "
-                    f"'train --resume {run_dir}'")
-
+PACKAGE_ERRORS = (MarioDQNError, C.ConfigError, CheckpointError, DistillError)
+"""The errors a user can cause, as the package and config raise them: one line each;
+exit code 2 unless the error carries its own (a failed write while training: 1)."""
 
 AT_LEAST_ONE = click.IntRange(min=1)
-
-NES_FPS = 60
-"""Frames per second of the NES: a recorded video at NES_FPS / frame_skip plays at game speed."""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -92,88 +55,24 @@ def cli() -> None:
     """
 
 
-def _train_error(err: Exception, run_dir: Path | None, restoring: Path | None) -> click.ClickException | None:
-    """The one line (and exit code) for what stopped ``train``, or None for a bug.
-
-    A refusal of the command (UserError), a bad checkpoint or config (exit 2), a state.json
-    that this version cannot restore (``restoring`` names it while a resume restores), and a
-    failed write while training (disk full, unwritable: exit 1, see :func:`_io_failure`).
-    """
-    from mario_dqn import checkpoint as ckpt
-
-    if isinstance(err, click.ClickException):
-        return err
-    if isinstance(err, (ckpt.CheckpointError, C.ConfigError)):
-        return UserError(str(err))
-    what = _write_failure(run_dir, err) if run_dir is not None else None
-    if what is not None:
-        return _io_failure(run_dir, what)
-    if restoring is not None and isinstance(err, (KeyError, TypeError, ValueError)):  # a field missing or mistyped
-        return UserError(f"{restoring} does not match this version of mario-dqn ({type(err).__name__}: {err})")
-    return None
-
-
-def _resume_point(resume: Path, steps: int | None) -> tuple[C.Config, Any]:
-    """(config, checkpoint) to continue ``resume`` from, ``--steps`` applied; refused, before
-    TensorFlow loads where it can be, when there is nothing to continue."""
-    from mario_dqn import checkpoint as ckpt
-
-    config = ckpt.read_run_config(resume)
-    if steps is not None:
-        config = C.replace(config, {"runner": {"total_steps": steps}})
-    path = ckpt.latest_checkpoint(resume / "checkpoints")
-    if path is None:
-        raise ckpt.CheckpointError(f"{resume} holds no complete checkpoint to resume from")
-    done_step = ckpt.read_state(path / "state.json")["step"]
-    if config.runner.total_steps <= done_step:
-        # Resuming would only rewrite the newest checkpoint; say so (before loading the model).
-        raise UserError(f"{resume} is already at step {done_step:,} of {config.runner.total_steps:,}; "
-                        f"pass --steps N with N > {done_step} to train further")
-    return config, ckpt.load_checkpoint(path)
-
-
-def _new_run_dir(config: C.Config, name: str | None, force: bool) -> Path:
-    """Create the new run's directory with its config.json (replacing a run of that name
-    only with ``force``, and only if it is a mario-dqn run)."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    name = name or f"world-{config.env.stages[0]}-{stamp}"
-    if "/" in name or name in (".", ".."):
-        raise UserError(f"bad run name {name!r}: use a plain directory name")
-    run_dir = Path(config.paths.save_dir) / name
-    if run_dir.exists() or run_dir.is_symlink():
-        if not force:
-            raise UserError(f"run {run_dir} already exists; use --resume {run_dir} or --force to replace it")
-        # --force deletes a directory tree: only one that is a mario-dqn run (or empty).
-        if run_dir.is_symlink() or not run_dir.is_dir() or (
-                any(run_dir.iterdir()) and not (run_dir / "config.json").is_file()):
-            raise UserError(f"refusing to replace {run_dir} with --force: it is not a mario-dqn run "
-                            f"(no config.json)")
-        try:
-            shutil.rmtree(run_dir)
-        except OSError as err:
-            raise RunError(f"cannot remove {err.filename or run_dir}: {err.strerror or err}") from None
+def _check_stage(text: str | None) -> str | None:
+    """A stage option's value as 'W-S', or a one-line refusal."""
+    if text is None:
+        return None
     try:
-        (run_dir / "videos").mkdir(parents=True)
-    except OSError as err:
-        raise UserError(f"cannot create {run_dir}: {err.strerror or err}") from None
-    try:
-        (run_dir / "config.json").write_text(C.to_json(config))
-    except OSError as err:
-        shutil.rmtree(run_dir, ignore_errors=True)  # nothing in it yet but what we just made
-        raise RunError(f"cannot write {run_dir / 'config.json'}: {err.strerror or err}") from None
-    return run_dir
+        world, stage = C.parse_stage(text)
+    except C.ConfigError as err:
+        raise UserError(f"--stage: {err}") from None
+    return f"{world}-{stage}"
 
 
 def _preset_overrides(preset: str | None) -> list[str]:
-    """The ``key=value`` items of ``preset`` (none without one), or a one-line UserError."""
+    """The ``key=value`` items of ``preset`` (none without one)."""
     if preset is None:
         return []
     from config import presets
 
-    try:
-        return presets.load(preset)[1]
-    except C.ConfigError as err:
-        raise UserError(str(err)) from None
+    return presets.load(preset)[1]
 
 
 def _resolve_train_config(world: int | None, stage: int | None, stages: str | None, steps: int | None,
@@ -191,10 +90,7 @@ def _resolve_train_config(world: int | None, stage: int | None, stages: str | No
                        ("paths.save_dir", save_dir)):
         if value is not None:
             items.append(f"{key}={value}")
-    try:
-        return C.apply_overrides(DEFAULTS, items)
-    except C.ConfigError as err:
-        raise UserError(str(err)) from None
+    return C.apply_overrides(DEFAULTS, items)
 
 
 @cli.command()
@@ -233,7 +129,7 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
     run_dir, trainer, restoring = resume, None, None
     try:
         if resume is not None:
-            config, checkpoint = _resume_point(resume, steps)
+            config, checkpoint = RD.resume_point(resume, steps)
             from mario_dqn.runner import Trainer
 
             click.echo(f"resuming {resume} from {checkpoint.path.name} (step {checkpoint.state['step']:,})")
@@ -243,7 +139,7 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
             restoring = None
         else:
             config = _resolve_train_config(world, stage, stages, steps, envs, seed, save_dir, overrides, preset)
-            run_dir = _new_run_dir(config, name, force)
+            run_dir = RD.new_run_dir(config, name, force)
             from mario_dqn.runner import Trainer
 
             click.echo(f"run directory: {run_dir}")
@@ -252,8 +148,8 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
     except Exception as err:
         if trainer is not None:
             trainer.envs.close()  # the env processes started; a refusal must not leave them behind
-        mapped = _train_error(err, run_dir, restoring)
-        if mapped is None:  # a bug: keep its traceback
+        mapped = None if isinstance(err, click.ClickException) else RD.training_failure(err, run_dir, restoring)
+        if mapped is None or mapped is err:  # a refusal as it is, or a bug with its traceback
             raise
         raise mapped from None
     if result["stopped_by"]:  # the trainer has said where it stopped, in one line
@@ -264,24 +160,17 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
                f"best x_pos {result['best_x']}; checkpoint {result['checkpoint']}")
 
 
-def _load_for_play(path: Path, stage: str | None = None) -> tuple[Any, Any]:
-    """(config, agent) from a run dir or checkpoint: the saved config, never today's
-    defaults; ``stage`` ('W-S') replaces its stages (the wrapper stack stays the same)."""
-    from mario_dqn import checkpoint as ckpt
+def _end_stopped(played: Any, quiet: bool = False) -> None:
+    """After a stopped play session: what finished, then one line on stderr, and the
+    signal's exit code (SIGINT: 130), or 0 for a closed window (what the user asked)."""
+    from mario_dqn.play_session import episode_line
+    from mario_dqn.signals import exit_code
 
-    try:
-        policy = ckpt.load_policy(path)  # a wrong path is refused before TensorFlow starts
-        from mario_dqn.environment import ACTIONS
-        from mario_dqn.build import build_agent
-
-        agent = build_agent(policy.config, len(ACTIONS[policy.config.env.action_set]))
-        ckpt.restore_policy(policy, agent)
-    except ckpt.CheckpointError as err:
-        raise UserError(str(err)) from None
-    config = policy.config
-    if stage is not None:
-        config = C.replace(config, {"env": {"stages": (stage,)}})
-    return config, agent
+    if not quiet:
+        for i, row in enumerate(played.rows):
+            click.echo(episode_line(i, row, played.videos[i] if played.videos else None))
+    click.echo(played.stop_line(), err=True)
+    sys.exit(exit_code(played.stopped_by) if played.stopped_by else 0)
 
 
 @cli.command()
@@ -297,159 +186,22 @@ def _load_for_play(path: Path, stage: str | None = None) -> tuple[Any, Any]:
 def evaluate(path, episodes, seed, epsilon, as_json, only_stage):
     """Evaluate a run or checkpoint on fixed seeds: mean return, x_pos and flag rate
     (pooled, and per stage when there are several)."""
+    from mario_dqn.play_session import episode_line, play_episodes, summary_lines
     from mario_dqn.signals import StopRequest
 
     stage = _check_stage(only_stage)
     with StopRequest(finishing="stopping") as stop:  # from the start: a Ctrl-C while loading counts too
-        config, agent = _load_for_play(path, stage)
-        result = _play_episodes(agent, config, episodes, seed, epsilon, None, stop, quiet=as_json)
+        config, agent = shipped.load_for_play(path, stage)
+        played = play_episodes(agent, config, episodes, seed, epsilon, stop)
+    if played.stopped:
+        _end_stopped(played, quiet=as_json)
     if as_json:
-        click.echo(json.dumps(result.to_json()))
+        click.echo(json.dumps(played.evaluation.to_json()))
         return
-    for i, row in enumerate(result["per_episode"]):
-        click.echo(_episode_line(i, row))
-    if len(result["per_stage"]) > 1:
-        for name, part in result["per_stage"].items():
-            click.echo(f"stage {name}: {part['episodes']} episodes, mean return {part['mean_return']:.2f}, "
-                       f"mean x_pos {part['mean_x_pos']:.0f}, flag rate {part['flag_rate']:.0%}")
-    click.echo(f"mean return {result['mean_return']:.2f}, mean x_pos {result['mean_x_pos']:.0f}, "
-               f"max x_pos {result['max_x_pos']}, flag rate {result['flag_rate']:.0%}")
-
-
-def _check_stage(text: str | None) -> str | None:
-    """A --stage value as 'W-S', or a one-line refusal."""
-    if text is None:
-        return None
-    try:
-        world, stage = C.parse_stage(text)
-    except C.ConfigError as err:
-        raise UserError(f"--stage: {err}") from None
-    return f"{world}-{stage}"
-
-
-def _episode_line(i: int, row: dict[str, Any]) -> str:
-    return (f"episode {i}: stage {row['stage']} return {row['return']:.2f} x_pos {row['x_pos']} "
-            f"flag {'yes' if row['flag'] else 'no'}")
-
-
-def _play_sinks(recorder: Any, window: Any) -> tuple[Any, Any]:
-    """(on_frame, on_step) for ``runner.evaluate``: the window gets every game frame; a
-    plain recorder (EpisodeVideos) the frames too, an explaining one (ExplainVideos) each
-    state with what the network saw and valued."""
-    frame_sinks = [sink.on_frame for sink in (window, recorder) if hasattr(sink, "on_frame")]
-    on_step = getattr(recorder, "on_step", None)
-    if not frame_sinks:
-        return None, on_step
-    if len(frame_sinks) == 1:
-        return frame_sinks[0], on_step
-
-    def on_frame(episode: int, frame: Any) -> None:
-        for sink in frame_sinks:
-            sink(episode, frame)
-
-    return on_frame, on_step
-
-
-def _play_episodes(agent: Any, config: C.Config, episodes: int, seed: int, epsilon: float, recorder: Any,
-                   stop: Any, quiet: bool = False, window: Any = None) -> dict[str, Any]:
-    """``runner.evaluate`` for play/evaluate, stopping cleanly on SIGINT/SIGTERM/SIGHUP
-    and, with ``window`` (play --window), when the user closes the window.
-
-    A stop ends the episode in progress between two steps; the video being written is
-    closed, so it is a playable mp4 of the episode up to that point, and the window
-    closes. What finished is printed, then one line, and the exit code is the signal's
-    (SIGINT: 130), or 0 for a closed window: ending play that way is what the user asked.
-    ``stop`` is the command's active :class:`~mario_dqn.signals.StopRequest`, entered
-    before the model loads, so a signal that arrives while it loads stops play before
-    its first step instead of being lost in TensorFlow's start-up.
-    """
-    from mario_dqn.evaluation import EvaluationStopped
-    from mario_dqn.evaluation import evaluate as run_eval
-    from mario_dqn.signals import exit_code
-
-    on_frame, on_step = _play_sinks(recorder, window)
-    try:
-        return run_eval(agent, config, episodes, seed, epsilon, on_frame,
-                        stop=lambda: stop.name is not None or (window is not None and window.closed),
-                        on_step=on_step)
-    except EvaluationStopped as stopped:
-        done = stopped.episodes
-    finally:
-        if recorder:
-            recorder.close()
-        if window is not None:
-            window.close()
-    for i, row in enumerate(done):
-        if not quiet:
-            click.echo(_episode_line(i, row) + (f" video {recorder.paths[i]}" if recorder else ""))
-    reason = f"stopped by {stop.name}" if stop.name else "window closed"
-    where = f"{reason} during episode {len(done)} ({len(done)} of {episodes} finished)"
-    if recorder and len(recorder.paths) > len(done):
-        where += f"; its video up to there: {recorder.paths[len(done)]}"
-    click.echo(where, err=True)
-    sys.exit(exit_code(stop.name) if stop.name else 0)
-
-
-SHIPPED = Path(__file__).resolve().parent / "save" / "pretrained"
-"""Shipped agents, found from wherever `python main.py play` is run: ``world-W-S`` for one
-stage, ``world-W`` for one agent of a whole world."""
-PRETRAINED = SHIPPED / "world-1-1"
-"""What ``play`` plays without PATH or --stage."""
-
-
-def _shown(path: Path) -> str:
-    """``path`` as a record keeps it: relative to the repository when inside it (a shipped
-    agent's record then reads the same on every clone), else as given."""
-    try:
-        return str(path.resolve().relative_to(SHIPPED.parent.parent))
-    except ValueError:
-        return str(path)
-
-
-def _shipped_agent(stage: str | None) -> Path:
-    """The shipped agent for ``stage`` (its own, else its world's), or the 1-1 agent."""
-    if stage is None:
-        candidates = [PRETRAINED]
-    else:
-        candidates = [SHIPPED / f"world-{stage}", SHIPPED / f"world-{stage.split('-')[0]}"]
-    for candidate in candidates:
-        if candidate.exists():
-            return candidate
-    what = f"for stage {stage}" if stage else f"at {PRETRAINED}"
-    raise UserError(f"no shipped agent {what} yet; pass a run directory or checkpoint")
-
-
-def _open_window(path: Path) -> Any:
-    """The play window, opened hidden now so that a machine without a display is refused
-    in one line before TensorFlow and the model load (see mario_dqn.window)."""
-    from mario_dqn.window import NES_HEIGHT, NES_WIDTH, GameWindow, WindowError
-
-    try:
-        return GameWindow(f"mario-dqn: {path.resolve().name}", NES_WIDTH, NES_HEIGHT)
-    except WindowError as err:
-        raise UserError(str(err)) from None
-
-
-def _recorder(path: Path, config: C.Config, video_dir: Path | None, explain: bool) -> Any:
-    """Where ``play --record`` writes: one mp4 per episode of the game, or with ``explain``
-    of the game, the network's input and its Q-values side by side."""
-    from mario_dqn import checkpoint as ckpt
-    from mario_dqn.video import EpisodeVideos
-
-    checkpoint_dir = ckpt.resolve(path)
-    run_dir = checkpoint_dir.parent.parent if checkpoint_dir.parent.name == "checkpoints" else checkpoint_dir
-    target = video_dir or run_dir / "videos"
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create {target}: {err.strerror}") from None
-    fps = NES_FPS / config.env.frame_skip
-    if explain:
-        from mario_dqn.environment import action_meanings
-        from mario_dqn.explain import ExplainVideos
-
-        return ExplainVideos(target, checkpoint_dir.name, fps, action_meanings(config.env))
-    return EpisodeVideos(target, checkpoint_dir.name, fps)
+    for i, row in enumerate(played.rows):
+        click.echo(episode_line(i, row))
+    for line in summary_lines(played.evaluation):
+        click.echo(line)
 
 
 @cli.command()
@@ -491,29 +243,26 @@ def play(path, episodes, seed, epsilon, record, video_dir, explain, window, spee
         raise UserError("--speed only applies with --window")
     stage = _check_stage(only_stage)
     if path is None:
-        path = _shipped_agent(stage)
+        path = shipped.shipped_agent(stage)
+    from mario_dqn import play_session as P
     from mario_dqn.signals import StopRequest
 
-    viewer = _open_window(path) if window else None
+    viewer = P.open_window(path) if window else None  # no display: refused before the model loads
     # Active from here on: a Ctrl-C while the model loads stops play before its first step.
     with StopRequest(finishing="closing the video file" if record else "stopping") as stop:
         try:
-            config, agent = _load_for_play(path, stage)
+            config, agent = shipped.load_for_play(path, stage)
             if viewer is not None:
-                from mario_dqn.window import frame_interval_s
-
-                viewer.set_interval(frame_interval_s(config.env.frame_skip, 1.0 if speed is None else speed,
-                                                     NES_FPS))
-            recorder = _recorder(path, config, video_dir, explain) if record else None
-            result = _play_episodes(agent, config, episodes, seed, epsilon, recorder, stop, window=viewer)
+                P.set_speed(viewer, config, speed)
+            recorder = P.recorder(path, config, video_dir, explain) if record else None
+            played = P.play_episodes(agent, config, episodes, seed, epsilon, stop, recorder, viewer)
         finally:
             if viewer is not None:
                 viewer.close()
-    for i, row in enumerate(result["per_episode"]):
-        line = _episode_line(i, row)
-        if recorder:
-            line += f" video {recorder.paths[i]}"
-        click.echo(line)
+    if played.stopped:
+        _end_stopped(played)
+    for i, row in enumerate(played.rows):
+        click.echo(P.episode_line(i, row, played.videos[i] if played.videos else None))
 
 
 def _teacher_paths(stages: str, teachers: tuple[str, ...]) -> dict[str, Path]:
@@ -531,12 +280,7 @@ def _teacher_paths(stages: str, teachers: tuple[str, ...]) -> dict[str, Path]:
         if stage not in names:
             raise UserError(f"--teacher {text!r}: stage {stage} is not one of --stages {','.join(names)}")
         given[stage] = Path(path)
-    paths = {}
-    for stage in names:
-        paths[stage] = given.get(stage, SHIPPED / f"world-{stage}")
-        if not paths[stage].exists():
-            raise UserError(f"no teacher for stage {stage}: {paths[stage]} does not exist; pass --teacher {stage}=PATH")
-    return paths
+    return shipped.teacher_paths(names, given)
 
 
 @cli.command()
@@ -546,24 +290,25 @@ def _teacher_paths(stages: str, teachers: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--teacher", "teachers", multiple=True, metavar="W-S=PATH",
               help="The teacher of one stage: a run directory, checkpoint or shipped agent (repeatable). "
                    "Default: the stage's shipped agent, save/pretrained/world-W-S.")
-@click.option("--rounds", type=AT_LEAST_ONE, default=5, show_default=True,
+@click.option("--rounds", type=AT_LEAST_ONE, default=DISTILL.rounds, show_default=True,
               help="Rounds of play-then-train: the teachers play the first, the student the others.")
-@click.option("--episodes", type=AT_LEAST_ONE, default=30, show_default=True,
+@click.option("--episodes", type=AT_LEAST_ONE, default=DISTILL.episodes, show_default=True,
               help="Episodes played per stage and round for states: the first half greedy, the rest "
                    "with --epsilon.")
-@click.option("--epochs", type=AT_LEAST_ONE, default=3, show_default=True,
+@click.option("--epochs", type=AT_LEAST_ONE, default=DISTILL.epochs, show_default=True,
               help="Passes over all states gathered so far, per round.")
-@click.option("--epsilon", type=click.FloatRange(0.0, 1.0), default=0.05, show_default=True,
+@click.option("--epsilon", type=click.FloatRange(0.0, 1.0), default=DISTILL.epsilon, show_default=True,
               help="Exploration of the second half of the episodes played for states.")
-@click.option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=0.01, show_default=True,
-              help="T of softmax(Q / T) on both sides of the loss (Rusu et al. 2016).")
-@click.option("--learning-rate", type=click.FloatRange(min=0.0, min_open=True), default=3e-4,
+@click.option("--temperature", type=click.FloatRange(min=0.0, min_open=True), default=DISTILL.temperature,
+              show_default=True, help="T of softmax(Q / T) on both sides of the loss (Rusu et al. 2016).")
+@click.option("--learning-rate", type=click.FloatRange(min=0.0, min_open=True), default=DISTILL.learning_rate,
               show_default=True, help="Adam's step size for the student.")
-@click.option("--eval-episodes", type=click.IntRange(min=0), default=5, show_default=True,
+@click.option("--eval-episodes", type=click.IntRange(min=0), default=DISTILL.eval_episodes, show_default=True,
               help="Greedy episodes per stage after each round; the round that does best there "
                    "(its worst stage first) is the student written. 0 = none: the last round.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the student's weights and shuffling.")
-@click.option("--workers", type=AT_LEAST_ONE, default=2, show_default=True,
+@click.option("--seed", type=int, default=DISTILL.seed, show_default=True,
+              help="Seed of the student's weights and shuffling.")
+@click.option("--workers", type=AT_LEAST_ONE, default=DISTILL.workers, show_default=True,
               help="Processes playing the episodes for states at once (the emulator is most of the time).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -590,7 +335,7 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
                                  temperature=temperature, learning_rate=learning_rate,
                                  eval_episodes=eval_episodes, seed=seed, workers=workers)
     with StopRequest(finishing="stopping") as stop:
-        loaded = {stage: _load_for_play(path, stage) for stage, path in paths.items()}
+        loaded = {stage: shipped.load_for_play(path, stage) for stage, path in paths.items()}
         bar = None
 
         def progress(batches: int) -> Any:
@@ -607,8 +352,6 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
         try:
             student, config, record = D.distill(loaded, settings, log=click.echo,
                                                 stop=lambda: stop.name is not None, progress=progress)
-        except D.DistillError as err:
-            raise UserError(str(err)) from None
         except (EvaluationStopped, D.DistillStopped):
             click.echo(f"stopped by {stop.name}; {out} not written", err=True)
             sys.exit(exit_code(stop.name))
@@ -617,7 +360,7 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
                 bar.close()
         if out.exists():
             shutil.rmtree(out)
-        D.save_student(out, student, config, record, {stage: _shown(path) for stage, path in paths.items()})
+        D.save_student(out, student, config, record, {stage: shipped.shown(path) for stage, path in paths.items()})
     click.echo(f"wrote {out} ({record['wall_s'] / 60:.1f} min); per stage: "
                f"python main.py evaluate {out} --stage {next(iter(paths))} --episodes 20")
 
@@ -713,16 +456,21 @@ def campaign(stages, seeds, grid, preset, overrides, steps, envs, name, save_dir
 
 
 def main() -> None:
+    """The ``mario-dqn`` command: click's parsing, then every error a user can cause as
+    one ``error:`` line and its exit code (2; a failed write while training: 1)."""
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as err:  # usage errors and UserError: one line, exit 2 (RunError: 1)
-        click.echo(f"error: {_one_line(err.format_message())}", err=True)
-        sys.exit(err.exit_code if isinstance(err, RunError) else 2)
+    except click.ClickException as err:  # usage errors and UserError: one line, exit 2
+        click.echo(f"error: {one_line(err.format_message())}", err=True)
+        sys.exit(2)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
+    except PACKAGE_ERRORS as err:
+        click.echo(f"error: {one_line(str(err))}", err=True)
+        sys.exit(getattr(err, "exit_code", 2))
 
 
 if __name__ == "__main__":

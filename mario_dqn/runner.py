@@ -30,6 +30,7 @@ from mario_dqn.environment import final_observations, make_vector_env, taken_act
 from mario_dqn.evaluation import EVAL_SEED_OFFSET, EvaluationStopped, evaluate, evaluate_each_stage
 from mario_dqn.metrics_log import MalformedMetrics, MetricsLog
 from mario_dqn.replay import make_replay
+from mario_dqn.run_dir import checkpoints_dir, models_dir
 from mario_dqn.schedules import linear_schedule
 from mario_dqn.signals import StopRequest
 
@@ -87,7 +88,7 @@ class Trainer:
                  log: Callable[[str], None] = print) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.ckpt_dir = checkpoints_dir(self.run_dir)
         self.progress = progress
         self.log = log
         self.metrics = MetricsLog(self.run_dir)
@@ -220,7 +221,7 @@ class Trainer:
         ckpt.write_latest_pointer(self.ckpt_dir, path)
         ckpt.prune(self.ckpt_dir, self.config.runner.keep_checkpoints)
         if self.config.runner.keep_models:
-            ckpt.keep_model(self.run_dir / ckpt.MODELS_DIR, self.step, self.agent,
+            ckpt.keep_model(models_dir(self.run_dir), self.step, self.agent,
                             {"wall_s": state["wall_s"], "episodes": self.counters.episodes,
                              "flags": self.counters.flags})
         self.metrics.flush()

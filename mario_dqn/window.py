@@ -33,6 +33,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mario_dqn import signals
+from mario_dqn.errors import UserInputError
 
 NES_WIDTH, NES_HEIGHT = 256, 240
 """The NES screen, the size of every frame ``evaluate`` renders."""
@@ -53,7 +54,7 @@ CLOSE_TIMEOUT_S = 10.0
 """How long the window process may take to close its window and exit when asked."""
 
 
-class WindowError(Exception):
+class WindowError(UserInputError):
     """The window cannot be opened here (no display, one that cannot be reached, no
     OpenGL); the message is one line and says what to do instead."""
 

@@ -128,7 +128,8 @@ print("Double-DQN n-step targets of one real batch:", np.round(y, 3))
 """)
 md("## 5. A short training run and its learning curves")
 code("""
-from mario_dqn.runner import Trainer, write_config
+from mario_dqn.run_dir import write_config
+from mario_dqn.runner import Trainer
 cfg = C.apply_overrides(C.Config(), [f"total_steps={TRAIN_STEPS}", "learning_starts=200", "capacity=5000",
                                      f"eval_every={max(TRAIN_STEPS // 2, 1)}", "eval_episodes=1",
                                      "max_episode_steps=300", f"checkpoint_every={TRAIN_STEPS}"])

@@ -1,0 +1,72 @@
+"""The agents shipped in save/pretrained/, and loading any agent to play it.
+
+``world-W-S`` holds one stage's agent, ``world-W`` one agent of a whole world. They are
+found from the repository, wherever a command is run from; records name them relative
+to it (:func:`shown`), so a shipped agent's record reads the same on every clone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import config as C
+from mario_dqn import checkpoint as ckpt
+from mario_dqn.errors import UserInputError
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The repository (the package's parent directory)."""
+SHIPPED = ROOT / "save" / "pretrained"
+"""Shipped agents: ``world-W-S`` for one stage, ``world-W`` for one agent of a whole world."""
+PRETRAINED = SHIPPED / "world-1-1"
+"""What ``play`` plays without PATH or --stage."""
+
+
+def shown(path: Path) -> str:
+    """``path`` as a record keeps it: relative to the repository when inside it, else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def shipped_agent(stage: str | None = None) -> Path:
+    """The shipped agent for ``stage`` ('W-S': its own, else its world's), or the 1-1 agent."""
+    if stage is None:
+        candidates = [PRETRAINED]
+    else:
+        candidates = [SHIPPED / f"world-{stage}", SHIPPED / f"world-{stage.split('-')[0]}"]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    what = f"for stage {stage}" if stage else f"at {PRETRAINED}"
+    raise UserInputError(f"no shipped agent {what} yet; pass a run directory or checkpoint")
+
+
+def teacher_paths(stages: Sequence[str], given: dict[str, Path]) -> dict[str, Path]:
+    """Each of ``stages`` ('W-S') and its teacher: ``given``'s, else the stage's shipped agent."""
+    paths = {}
+    for stage in stages:
+        paths[stage] = Path(given.get(stage, SHIPPED / f"world-{stage}"))
+        if not paths[stage].exists():
+            raise UserInputError(f"no teacher for stage {stage}: {paths[stage]} does not exist; "
+                                 f"pass --teacher {stage}=PATH")
+    return paths
+
+
+def load_for_play(path: Path, stage: str | None = None) -> tuple[C.Config, Any]:
+    """(config, agent) from a run directory, checkpoint or agent directory: the saved
+    config, never today's defaults; ``stage`` ('W-S') replaces its stages (the wrapper
+    stack stays the one it was trained with). A wrong path is refused (CheckpointError)
+    before TensorFlow starts."""
+    policy = ckpt.load_policy(Path(path))
+    from mario_dqn.build import build_agent  # TensorFlow: only once the files are known to be there
+    from mario_dqn.environment import ACTIONS
+
+    agent = build_agent(policy.config, len(ACTIONS[policy.config.env.action_set]))
+    ckpt.restore_policy(policy, agent)
+    config = policy.config
+    if stage is not None:
+        config = C.replace(config, {"env": {"stages": (stage,)}})
+    return config, agent
