@@ -35,7 +35,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import config as C
 from mario_dqn import checkpoint as ckpt
@@ -47,10 +47,15 @@ line per attempt (node, host, worker and trainer pids), what the table's nodes c
 OBJECT_STORE_BYTES = 100 * 1024**2
 """A small object store: trials pass only small dicts through Ray, and a small /dev/shm
 (containers, CI) would otherwise push Ray's default (30% of memory) to /tmp."""
-POLL_S = 1.0
+POLL_S = 0.25
 """How often a trial's task looks at its trainer and at the stop flag."""
 MAIN_PY = Path(__file__).resolve().parents[1] / "main.py"
 PLAN_VERSION = 1
+STOP_FILE = "STOP"
+"""Written in the campaign directory when the driver is stopped; each trial's task looks
+for it every POLL_S and stops its trainer with SIGINT (the trainer writes its checkpoint).
+A file, not a Ray actor: the trials already share this directory, an actor costs a worker
+process, and asking one that was still starting blocked a task long enough to miss the stop."""
 STOPPED_CODES = {130, 143, 129}
 """Exit codes of a trainer stopped by SIGINT, SIGTERM, SIGHUP (it wrote its checkpoint)."""
 
@@ -269,21 +274,35 @@ def trial_finished(campaign_dir: Path, trial: Trial, plan: Plan) -> bool:
     return step is not None and step >= trial.steps and not needs_measuring(run_dir, plan)
 
 
-def _libc_prctl() -> Callable[..., int]:
-    return ctypes.CDLL(None, use_errno=True).prctl
-
-
 PR_SET_PDEATHSIG = 1
 
 
-def _dies_with(parent: int, prctl: Callable[..., int]) -> Callable[[], None]:
+def _libc() -> Any:
+    """libc's prctl and signal, loaded before the fork (the child only calls them)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.signal.argtypes, libc.signal.restype = [ctypes.c_int, ctypes.c_void_p], ctypes.c_void_p
+    return libc
+
+
+def _dies_with(parent: int, libc: Any) -> Callable[[], None]:
     """A ``preexec_fn``: the child gets SIGKILL when the process that started it dies (the
-    Ray worker, with its node); if that happened already, it exits at once."""
+    Ray worker, with its node); if that happened already, it exits at once.
+
+    It also gives the child back the stop signals: a Ray worker runs with SIGINT ignored
+    and blocked, and both are inherited through fork and exec, so the trainer would never
+    see the SIGINT that asks it to stop with its checkpoint (nor Python's KeyboardInterrupt
+    while it starts). ``signal.signal`` may not be called here (the fork may come from a
+    thread that is not Python's main one), so libc's is.
+    """
+    from mario_dqn.signals import STOP_SIGNALS
 
     def setup() -> None:
-        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
         if os.getppid() != parent:
             os._exit(1)
+        for sig in STOP_SIGNALS:
+            libc.signal(int(sig), 0)  # SIG_DFL; Python installs its own SIGINT handler over it
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     return setup
 
@@ -300,21 +319,20 @@ def child_env(cpus: float, gpus: float) -> dict[str, str]:
     return env
 
 
-def _ask_stop(stopper: Any) -> str | None:
-    import ray
-
+def _ask_stop(campaign_dir: Path) -> str | None:
+    """The signal that stopped the driver, if it asked the trials to stop (see STOP_FILE)."""
     try:
-        return ray.get(stopper.requested.remote(), timeout=30)
-    except ray.exceptions.RayError:  # the driver is gone: its job ends, and this worker with it
+        return (campaign_dir / STOP_FILE).read_text().strip() or None
+    except OSError:
         return None
 
 
-def _run_child(argv: list[str], env: dict[str, str], log: Any, stopper: Any, attempts: Path,
+def _run_child(argv: list[str], env: dict[str, str], log: Any, campaign_dir: Path, attempts: Path,
                record: dict[str, Any]) -> tuple[int, str | None]:
     """Run one child to its end; forward a stop request to it as SIGINT. (exit code, stop)."""
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                             cwd=MAIN_PY.parent, start_new_session=True,
-                            preexec_fn=_dies_with(os.getpid(), _libc_prctl()))
+                            preexec_fn=_dies_with(os.getpid(), _libc()))
     with open(attempts, "a") as handle:
         handle.write(json.dumps({**record, "child": proc.pid, "args": argv[1:], "started": time.time()}) + "\n")
     stopped = None
@@ -325,13 +343,12 @@ def _run_child(argv: list[str], env: dict[str, str], log: Any, stopper: Any, att
         except subprocess.TimeoutExpired:
             pass
         if stopped is None:
-            stopped = _ask_stop(stopper)
+            stopped = _ask_stop(campaign_dir)
             if stopped is not None:
                 proc.send_signal(signal.SIGINT)  # the trainer finishes its step and writes its checkpoint
 
 
-def run_trial(campaign_dir: str, trial: dict[str, Any], plan_json: str, cpus: float, gpus: float,
-              stopper: Any) -> dict[str, Any]:
+def run_trial(campaign_dir: str, trial: dict[str, Any], plan_json: str, cpus: float, gpus: float) -> dict[str, Any]:
     """A trial's Ray task: train (or resume) the run to its steps, then measure its kept
     models. Run again by Ray when its worker or node dies; it picks up from the files."""
     import ray
@@ -346,8 +363,8 @@ def run_trial(campaign_dir: str, trial: dict[str, Any], plan_json: str, cpus: fl
     result = {"name": t.name, "code": 0, "stopped_by": None, **record}
     with open(root / LOG_DIR / f"{t.name}.log", "a") as log:
         for _ in range(plan.max_retries + 1):  # a trainer killed from outside is resumed this many times
-            if _ask_stop(stopper) is not None:  # queued when the driver was stopped: do not start
-                result["stopped_by"] = _ask_stop(stopper)
+            result["stopped_by"] = _ask_stop(root)
+            if result["stopped_by"] is not None:  # queued when the driver was stopped: do not start
                 return result
             step = trained_step(run_dir)
             if step is not None and step >= t.steps:
@@ -356,7 +373,7 @@ def run_trial(campaign_dir: str, trial: dict[str, Any], plan_json: str, cpus: fl
                 args = ["train", "--resume", str(run_dir), "--steps", str(t.steps), "--no-progress"]
             else:  # never started, or stopped before its first checkpoint: start afresh
                 args = plan.train_args(t, root) + (["--force"] if run_dir.exists() else [])
-            code, stopped = _run_child([sys.executable, str(MAIN_PY), *args], env, log, stopper, attempts, record)
+            code, stopped = _run_child([sys.executable, str(MAIN_PY), *args], env, log, root, attempts, record)
             result.update(code=code, stopped_by=stopped)
             if stopped is not None or code >= 0:
                 break
@@ -364,22 +381,9 @@ def run_trial(campaign_dir: str, trial: dict[str, Any], plan_json: str, cpus: fl
                 and needs_measuring(run_dir, plan):
             argv = [sys.executable, "-m", "mario_dqn.time_to_solve", str(run_dir), "--episodes",
                     str(plan.solve_episodes), "--jobs", str(max(1, int(cpus))), "--quiet"]
-            code, stopped = _run_child(argv, env, log, stopper, attempts, record)
+            code, stopped = _run_child(argv, env, log, root, attempts, record)
             result.update(code=code, stopped_by=stopped, measured=code == 0)
     return result
-
-
-class StopFlag:
-    """The driver's stop request, asked for by every trial's task (a Ray actor)."""
-
-    def __init__(self) -> None:
-        self.name: str | None = None
-
-    def request(self, name: str) -> None:
-        self.name = self.name or name
-
-    def requested(self) -> str | None:
-        return self.name
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -404,8 +408,8 @@ def connect(address: str | None) -> None:
         _check_answers(address)
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR,
                                "configure_logging": True}
-    if address is None:
-        options.update(num_cpus=os.cpu_count() or 1, include_dashboard=False,
+    if address is None:  # "local": a new Ray even where RAY_ADDRESS names a running one
+        options.update(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
                        object_store_memory=OBJECT_STORE_BYTES)
     else:
         options["address"] = address
@@ -418,7 +422,7 @@ def connect(address: str | None) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterable[None]:
+def _quiet_stderr() -> Iterator[None]:
     """Ray's start-up prints a few lines on fd 2 (from its C++ side too); a campaign's
     output is its own lines. Errors still surface as exceptions."""
     sys.stderr.flush()
@@ -506,11 +510,8 @@ def _run_trials(plan: Plan, campaign_dir: Path, cpus: float, gpus: float, stop: 
                 log: Callable[[str], None], progress_every: float) -> dict[str, dict[str, Any]]:
     """Submit the unfinished trials and wait for them, printing progress; their results by name."""
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    here = ray.get_runtime_context().get_node_id()  # the flag lives beside the driver: it outlives other nodes
-    stopper = ray.remote(StopFlag).options(
-        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
+    (campaign_dir / STOP_FILE).unlink(missing_ok=True)  # a stop of an earlier driver of this campaign
     task = ray.remote(run_trial).options(num_cpus=cpus, num_gpus=gpus, max_retries=plan.max_retries,
                                          retry_exceptions=False)
     plan_json = plan.to_json(campaign_dir)
@@ -520,8 +521,7 @@ def _run_trials(plan: Plan, campaign_dir: Path, cpus: float, gpus: float, stop: 
         if trial_finished(campaign_dir, trial, plan):
             results[trial.name] = {"name": trial.name, "code": 0, "stopped_by": None, "earlier": True}
         else:
-            pending[task.remote(str(campaign_dir), dataclasses.asdict(trial), plan_json, cpus, gpus,
-                                stopper)] = trial
+            pending[task.remote(str(campaign_dir), dataclasses.asdict(trial), plan_json, cpus, gpus)] = trial
     log(f"campaign {campaign_dir}: {len(plan.trials)} trials, {len(pending)} to run, {cpus:g} CPUs"
         + (f" and {gpus:g} GPUs" if gpus else "") + " each")
     asked, last, shown = False, time.monotonic(), {}
@@ -537,7 +537,9 @@ def _run_trials(plan: Plan, campaign_dir: Path, cpus: float, gpus: float, stop: 
             if stop.name is None:
                 log(_finished_line(trial, results[trial.name]))
         if stop.name is not None and not asked:
-            stopper.request.remote(stop.name)
+            tmp = campaign_dir / f"{STOP_FILE}.tmp"
+            tmp.write_text(stop.name)
+            tmp.replace(campaign_dir / STOP_FILE)
             asked = True
         if stop.name is None and time.monotonic() - last >= progress_every:
             last = time.monotonic()
