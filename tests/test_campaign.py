@@ -258,3 +258,35 @@ def test_a_group_sigint_stops_the_campaign_and_resume_finishes_only_the_rest(tmp
     rows = json.loads((campaign_dir / "results.json").read_text())
     assert [(row["trial"], row["status"], row["steps"]) for row in rows] == [("1-1-s0", "done", steps),
                                                                              ("1-1-s1", "done", steps)]
+
+
+def test_the_table_reads_marks_and_the_best_model_from_the_harness_cache(tmp_path):
+    """A trial's row from the files a run leaves, without training: config.json, a
+    checkpoint's state.json, kept models and the time-to-solve cache, metrics.csv."""
+    import config as C
+    from mario_dqn.campaign_table import trial_row
+
+    made = plan("1-1", "0")
+    trial = made.trials[0]
+    run = tmp_path / trial.name
+    (run / "models").mkdir(parents=True)
+    (run / "config.json").write_text(C.to_json(C.apply_overrides(C.Config(), ["env.stages=1-1"])))
+    cache = {}
+    for step, wall, rate in ((100, 360.0, 0.25), (200, 720.0, 0.6), (300, 1080.0, 0.85), (400, 1440.0, 0.85)):
+        (run / "models" / f"step-{step:012d}.json").write_text(json.dumps({"step": step, "wall_s": wall}))
+        (run / "models" / f"step-{step:012d}.weights.h5").write_bytes(b"")
+        cache[str(step)] = {"flag_rate": rate, "mean_x_pos": 1000.0 + step}
+    (run / "time_to_solve.json").write_text(json.dumps({"seed=0,episodes=2,epsilon=0.0": cache}))
+    (run / "metrics.csv").write_text("kind,step,episode,flag,x_pos,wall_s\nepisode,150,1,1,3161,540.0\n")
+    row = trial_row(tmp_path, trial, 2, None)
+    assert (row["first_flag_step"], row["first_flag_h"]) == (150, 0.15)
+    assert (row["steps_50"], row["hours_50"], row["steps_80"], row["hours_80"]) == (200, 0.2, 300, 0.3)
+    assert row["best_flag_rate"] == 0.85 and row["best_model"] == f"{trial.name}/models/step-{400:012d}.weights.h5"
+    assert row["status"] == "not started" and row["steps"] == 0  # no checkpoint written
+    assert K.progress_line(tmp_path, trial) == f"trial {trial.name}: step 150/{STEPS}, flags 1, best x 3161"
+
+
+def test_resume_of_a_directory_that_is_no_campaign_is_one_error_line(tmp_path):
+    done = cli("--resume", str(tmp_path))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert done.stderr.startswith(f"error: {tmp_path} is not a campaign"), done.stderr
