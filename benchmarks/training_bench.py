@@ -112,7 +112,7 @@ def worker_update(threads: int, reps: int, iters: int, sets: list[str]) -> dict[
 def worker_acting(num_envs: int, reps: int, steps: int, sets: list[str]) -> dict[str, float]:
     """Agent steps/s of epsilon-greedy acting through the real AsyncVectorEnv, no learning."""
     from mario_dqn.environment import make_vector_env
-    from mario_dqn.runner import build_agent
+    from mario_dqn.build import build_agent
 
     config = bench_config(sets)
     venv = make_vector_env(config.env, num_envs, asynchronous=True)

@@ -102,7 +102,7 @@ def _start_worker(run_dir: str, episodes: int, seed: int, epsilon: float) -> Non
     os.nice(10)  # beside a training run, this must be the one that waits
     from mario_dqn import checkpoint as ckpt
     from mario_dqn.environment import ACTIONS
-    from mario_dqn.runner import build_agent
+    from mario_dqn.build import build_agent
 
     config = ckpt.read_run_config(Path(run_dir))
     _WORKER.update(config=config, agent=build_agent(config, len(ACTIONS[config.env.action_set])),
@@ -112,7 +112,7 @@ def _start_worker(run_dir: str, episodes: int, seed: int, epsilon: float) -> Non
 def _evaluate_model(weights: str, stage: str) -> dict[str, float]:
     """Flag rate and mean x_pos of one kept model on ``stage`` over the protocol's fixed seeds."""
     import config as C
-    from mario_dqn.runner import evaluate
+    from mario_dqn.evaluation import evaluate
 
     agent, (episodes, seed, epsilon) = _WORKER["agent"], _WORKER["protocol"]
     agent.load_weights_file(weights)

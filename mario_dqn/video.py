@@ -11,7 +11,7 @@ class EpisodeVideos:
     """Collect full-resolution RGB frames per episode and write one mp4 per episode.
 
     Frames are streamed to the encoder as they arrive (an episode can be thousands
-    of frames); ``on_frame`` has the signature ``mario_dqn.runner.evaluate`` expects.
+    of frames); ``on_frame`` has the signature ``mario_dqn.evaluation.evaluate`` expects.
     """
 
     def __init__(self, directory: Path, prefix: str, fps: float) -> None:

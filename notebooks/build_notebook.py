@@ -160,7 +160,8 @@ still (the shipped agents in `save/pretrained/` trained for 150k-550k steps;
 code("""
 from IPython.display import Video, display
 from mario_dqn import checkpoint as ckpt
-from mario_dqn.runner import build_agent, evaluate
+from mario_dqn.build import build_agent
+from mario_dqn.evaluation import evaluate
 from mario_dqn.video import EpisodeVideos
 loaded = ckpt.load_checkpoint(run_dir)
 player = build_agent(loaded.config, len(ACTIONS[loaded.config.env.action_set]))

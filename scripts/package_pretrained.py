@@ -95,7 +95,7 @@ def ship_kept_model(run: Path, step: int, out: Path) -> dict:
     episodes, flags, wall_s at that step)."""
     from mario_dqn import checkpoint as ckpt
     from mario_dqn.environment import ACTIONS
-    from mario_dqn.runner import build_agent
+    from mario_dqn.build import build_agent
 
     weights, info = find_kept_model(run, step)
     config = ckpt.read_run_config(run)
@@ -242,7 +242,7 @@ def stage_series(rows: list[dict[str, str]], stages: list[str]) -> dict[str, dic
     """Per stage of a run over several stages: its training episodes from the stage start
     (``step``, ``x_pos``; one restarted along an earlier episode would draw where that one
     led, not where the agent got) and its own evaluation rows (``eval_step``, ``eval_flag_rate``:
-    ``runner.eval_episodes`` episodes on that stage each time, see runner.evaluate_each_stage;
+    ``runner.eval_episodes`` episodes on that stage each time, see evaluation.evaluate_each_stage;
     runs before it split those episodes over the stages by seed, one or two per stage)."""
     series = {stage: {"step": [], "x_pos": [], "eval_step": [], "eval_flag_rate": []} for stage in stages}
     for row in rows:
