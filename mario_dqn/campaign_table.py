@@ -18,7 +18,7 @@ from mario_dqn import checkpoint as ckpt
 from mario_dqn.time_to_solve import MARKS, first_at, first_training_flag, measured_rows
 
 if TYPE_CHECKING:
-    from mario_dqn.campaign import Plan, Trial
+    from mario_dqn.campaign_plan import Plan, Trial
 
 COLUMNS = ("trial", "stage", "seed", "overrides", "status", "steps", "wall_h", "first_flag_step", "first_flag_h",
            "steps_50", "hours_50", "steps_80", "hours_80", "best_flag_rate", "best_model", "nodes")
