@@ -1,0 +1,72 @@
+"""Every shipped per-stage agent's "reproduce" command in README resolves to the
+configuration its run was trained with (its frozen config.json), apart from how long
+the run is: a user who copies the command trains the same recipe, seed included.
+
+The commands are read from README's table of shipped agents, so a preset or a default
+that changes under a shipped agent, or a README row that drifts from it, fails here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+import config as C
+import main
+from mario_dqn import checkpoint as ckpt
+
+ROOT = Path(__file__).resolve().parent.parent
+PRETRAINED = ROOT / "save" / "pretrained"
+RUN_LENGTH = {("runner", "total_steps")}
+"""How long a run is asked to train: the shipped model is picked from its kept models,
+so the reproduce command need not name the length its run happened to be given."""
+
+
+def readme_commands() -> dict[str, str]:
+    """agent directory name -> the ``python main.py train ...`` command of its README row."""
+    rows = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        agent = re.match(r"\| `save/pretrained/([\w-]+)` \|", line)
+        command = re.search(r"`(python main\.py train[^`]*)`", line)
+        if agent and command:
+            rows[agent.group(1)] = command.group(1)
+    return rows
+
+
+def resolve(command: str) -> C.Config:
+    """The config ``train`` would run with for ``command``, without training."""
+    args = shlex.split(command)[3:]  # after "python main.py train"
+    params = main.train.make_context("train", args).params
+    return main._resolve_train_config(params["world"], params["stage"], params["stages"], params["steps"],
+                                      params["envs"], params["seed"], params["save_dir"], params["overrides"],
+                                      params["preset"])
+
+
+def differences(a: C.Config, b: C.Config) -> list[tuple[str, str, object, object]]:
+    left, right = dataclasses.asdict(a), dataclasses.asdict(b)
+    return [(section, key, left[section][key], right[section][key]) for section in left for key in left[section]
+            if left[section][key] != right[section][key] and (section, key) not in RUN_LENGTH
+            and section != "paths"]
+
+
+def test_readme_names_a_train_command_for_every_per_stage_agent():
+    per_stage = sorted(p.name for p in PRETRAINED.iterdir() if re.fullmatch(r"world-\d-\d", p.name))
+    assert per_stage, "no shipped per-stage agents found"
+    assert sorted(set(per_stage) & set(readme_commands())) == per_stage
+
+
+@pytest.mark.parametrize("agent", sorted(readme_commands()))
+def test_reproduce_command_resolves_to_the_frozen_config(agent):
+    frozen = ckpt.read_run_config(PRETRAINED / agent)
+    assert differences(resolve(readme_commands()[agent]), frozen) == []
+
+
+def test_the_comparison_sees_a_changed_recipe():
+    """The check is not vacuous: dropping the override the 1-1 row needs is caught."""
+    frozen = ckpt.read_run_config(PRETRAINED / "world-1-1")
+    command = readme_commands()["world-1-1"].replace(" --set env.end_on_ceiling=false", "")
+    assert ("env", "end_on_ceiling", True, False) in differences(resolve(command), frozen)
