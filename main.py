@@ -22,7 +22,7 @@ import config as C
 from mario_dqn import run_dir as RD
 from mario_dqn import shipped
 from mario_dqn.checkpoint import CheckpointError
-from mario_dqn.distill import DistillError, DistillSettings
+from mario_dqn.distill_settings import DistillError, DistillSettings
 from mario_dqn.errors import MarioDQNError, one_line
 
 DEFAULTS = C.Config()

@@ -33,6 +33,7 @@ from typing import Any, Callable
 import numpy as np
 
 import config as C
+from mario_dqn.distill_settings import DistillError, DistillSettings
 from mario_dqn.evaluation import EVAL_SEED_OFFSET, EvaluationStopped, evaluate, evaluate_each_stage
 
 COLLECT_SEED = 2_000_000
@@ -46,41 +47,6 @@ student sees and takes (the training-only fields, no-op starts and restarts, may
 
 SHARED_AGENT_FIELDS = ("network", "dueling")
 """Network settings every teacher must share: the student is built like them."""
-
-
-@dataclass(frozen=True)
-class DistillSettings:
-    """How a student is distilled (the ``distill`` command's options)."""
-
-    rounds: int = 5
-    """Rounds of play-then-train; round 1 plays the teachers, later ones the student
-    (the student's own mistakes on 1-3 were still being corrected in round 4 of 5 of the
-    first World 1 distillations)."""
-    episodes: int = 30
-    """Episodes played per stage and round."""
-    epochs: int = 3
-    """Passes over all the states gathered so far, per round."""
-    batch_size: int = 64
-    learning_rate: float = 3e-4
-    """Adam's step size; 1e-4 with 3 epochs left the loss falling between rounds
-    (underfit: 0.71, 0.45, 0.34), 3e-4 reached 0.27 by round 3."""
-    temperature: float = 0.01
-    """T of softmax(Q / T) for teacher and student (Rusu et al.'s value)."""
-    epsilon: float = 0.05
-    """Exploration of the second half of the episodes played for states, which leave the
-    player's own path a little; the first half is greedy, so the whole route is covered
-    even by a teacher that rarely gets to the end while it explores."""
-    eval_episodes: int = 5
-    """Greedy episodes per stage after each round (training's evaluation seeds); the
-    student kept is the round that did best there (:func:`round_score`). 0 = none, and
-    the last round is kept."""
-    seed: int = 0
-    workers: int = 2
-    """Processes that play the episodes for states at once (1: in this process)."""
-
-
-class DistillError(ValueError):
-    """Teachers that cannot teach one student (different actions or networks)."""
 
 
 class DistillStopped(Exception):

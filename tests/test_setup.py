@@ -170,3 +170,13 @@ def test_no_source_file_edits_sys_path():
                 offenders += [f"{path.relative_to(ROOT)}:{number}"
                               for number, line in enumerate(path.read_text().splitlines(), 1) if edit.search(line)]
     assert not offenders, offenders
+
+
+def test_the_command_line_starts_without_the_emulator_tensorflow_or_ray():
+    """``main.py --help``, ``config`` and the option defaults load none of the heavy
+    libraries: each command imports what it needs when it runs (distill's defaults come
+    from the leaf mario_dqn.distill_settings, not from the distillation module)."""
+    heavy = ("gymnasium", "nes_py", "tensorflow", "keras", "ray", "cv2")
+    code = f"import sys, main; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
