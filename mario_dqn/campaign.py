@@ -317,6 +317,7 @@ def run(plan: Plan, campaign_dir: Path, *, address: str | None = None, resume: b
     from mario_dqn.campaign_table import write_table
     from mario_dqn.signals import StopRequest
 
+    campaign_dir = Path(os.path.abspath(campaign_dir))  # the trials' tasks and trainers have other cwds
     try:
         connect(address)
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from pathlib import Path
 from typing import Sequence
@@ -48,9 +49,11 @@ class Plan:
     """Episodes per kept model for the time-to-solve columns (0: not measured)."""
 
     def train_args(self, trial: Trial, campaign_dir: Path) -> list[str]:
-        """The ``main.py`` arguments of ``trial``'s first start."""
+        """The ``main.py`` arguments of ``trial``'s first start. ``--save-dir`` is absolute:
+        the trainer runs with the repository as its cwd, and a Ray worker's cwd is not the
+        driver's, so a relative one would put the run where the driver never looks."""
         world, stage = trial.stage.split("-")
-        args = ["train", "--name", trial.name, "--save-dir", str(campaign_dir), "--world", world, "--stage", stage,
+        args = ["train", "--name", trial.name, "--save-dir", os.path.abspath(campaign_dir), "--world", world, "--stage", stage,
                 "--seed", str(trial.seed), "--steps", str(trial.steps), "--envs", str(trial.envs), "--no-progress"]
         if self.preset is not None:
             args += ["--preset", self.preset]

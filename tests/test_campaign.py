@@ -223,6 +223,17 @@ def test_the_plan_round_trips_and_names_every_combination(tmp_path):
     assert args[-4:] == ["--set", "agent.n_step=3", "--set", "agent.gamma=0.9"]  # after the campaign's --set
 
 
+def test_a_relative_campaign_dir_trains_at_its_absolute_path(tmp_path, monkeypatch):
+    """The trainer's cwd is the repository and a Ray worker's is its own: a relative
+    --save-dir would train where the driver never reads."""
+    monkeypatch.chdir(tmp_path)
+    made = plan("1-1", "0")
+    args = made.train_args(made.trials[0], Path("save/runs/c"))
+    assert args[args.index("--save-dir") + 1] == str(tmp_path / "save/runs/c")
+    saved = json.loads(made.to_json(Path("c")))
+    assert saved["trials"][0]["args"][4] == str(tmp_path / "c")
+
+
 @pytest.mark.slow
 def test_a_group_sigint_stops_the_campaign_and_resume_finishes_only_the_rest(tmp_path):
     """The CLI on its own local Ray (one trial at a time on 2 cores), stopped while its
