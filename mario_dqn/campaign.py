@@ -90,6 +90,20 @@ def trained_step(run_dir: Path) -> int | None:
         return None
 
 
+def next_train_args(campaign_dir: Path, trial: Trial, plan: Plan) -> list[str] | None:
+    """The ``main.py`` arguments that take the trial on: None when it is trained to its
+    steps; ``train --resume`` when it has any complete checkpoint (an unreadable newest one
+    included: resume reports it, and ``--force`` would delete the older checkpoints and kept
+    models); a fresh ``train`` only when it never wrote one."""
+    run_dir = campaign_dir / trial.name
+    if ckpt.latest_checkpoint(run_dir / "checkpoints") is None:  # never started, or stopped before its first
+        return plan.train_args(trial, campaign_dir) + (["--force"] if run_dir.exists() else [])
+    step = trained_step(run_dir)
+    if step is not None and step >= trial.steps:
+        return None
+    return ["train", "--resume", str(run_dir), "--steps", str(trial.steps), "--no-progress"]
+
+
 def needs_measuring(run_dir: Path, plan: Plan) -> bool:
     """Whether kept models of a trained trial wait for their time-to-solve evaluation."""
     if plan.solve_episodes <= 0:
@@ -200,13 +214,9 @@ def run_trial(campaign_dir: str, trial: dict[str, Any], plan_json: str, cpus: fl
             result["stopped_by"] = _ask_stop(root)
             if result["stopped_by"] is not None:  # queued when the driver was stopped: do not start
                 return result
-            step = trained_step(run_dir)
-            if step is not None and step >= t.steps:
+            args = next_train_args(root, t, plan)
+            if args is None:
                 break
-            if step is not None:
-                args = ["train", "--resume", str(run_dir), "--steps", str(t.steps), "--no-progress"]
-            else:  # never started, or stopped before its first checkpoint: start afresh
-                args = plan.train_args(t, root) + (["--force"] if run_dir.exists() else [])
             code, stopped = _run_child([sys.executable, str(MAIN_PY), *args], env, log, root, attempts, record)
             result.update(code=code, stopped_by=stopped)
             if stopped is not None or code >= 0:

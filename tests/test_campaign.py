@@ -297,6 +297,31 @@ def test_the_table_reads_marks_and_the_best_model_from_the_harness_cache(tmp_pat
     assert K.progress_line(tmp_path, trial) == f"trial {trial.name}: step 150/{STEPS}, flags 1, best x 3161"
 
 
+def test_a_retry_resumes_a_run_whose_newest_checkpoint_is_unreadable_never_forces_it(tmp_path):
+    """--force would delete the run's older checkpoints and kept models: any complete
+    checkpoint means resume (which reports a bad one itself)."""
+    from mario_dqn.checkpoint import MARKER, STATE_FORMAT_VERSION, step_name
+
+    def state(step: int) -> str:
+        return json.dumps({"format_version": STATE_FORMAT_VERSION, "step": step, "agent": {}})
+
+    made = plan("1-1", "0")
+    trial = made.trials[0]
+    assert K.next_train_args(tmp_path, trial, made)[:3] == ["train", "--name", trial.name]  # no run yet
+    checkpoints = tmp_path / trial.name / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    assert "--force" in K.next_train_args(tmp_path, trial, made)  # a run dir without a checkpoint
+    for step, text in ((100, state(100)), (150, "{not json")):
+        (checkpoints / step_name(step)).mkdir()
+        (checkpoints / step_name(step) / "state.json").write_text(text)
+        (checkpoints / step_name(step) / MARKER).write_text("")
+    assert K.trained_step(tmp_path / trial.name) is None  # the newest is unreadable
+    args = K.next_train_args(tmp_path, trial, made)
+    assert args[:3] == ["train", "--resume", str(tmp_path / trial.name)] and "--force" not in args
+    (checkpoints / step_name(150) / "state.json").write_text(state(STEPS))
+    assert K.next_train_args(tmp_path, trial, made) is None  # trained to its steps
+
+
 def test_resume_of_a_directory_that_is_no_campaign_is_one_error_line(tmp_path):
     done = cli("--resume", str(tmp_path))
     assert done.returncode == 2 and done.stderr.count("\n") == 1
