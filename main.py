@@ -441,6 +441,10 @@ def campaign(stages, seeds, grid, preset, overrides, steps, envs, name, save_dir
                      progress_every=progress_every)
     except K.CampaignError as err:
         raise UserError(str(err)) from None
+    except OSError as err:  # the campaign's own files (campaign.json, STOP, the table): a failed write, exit 1
+        click.echo(f"error: {one_line(f'cannot write {err.filename or resume}: {err.strerror or err}')}; the "
+                   "trials' runs keep their checkpoints: 'campaign --resume DIR' continues", err=True)
+        sys.exit(1)
     except K.CampaignStopped as stopped:
         click.echo(str(stopped), err=True)
         from mario_dqn.signals import exit_code

@@ -66,6 +66,42 @@ class CampaignStopped(Exception):
         self.signal_name = signal_name
 
 
+LOCK_FILE = "campaign.lock"
+"""``<campaign>/campaign.lock``: flock'ed by the campaign's driver while it runs, so a second
+driver (``--resume`` while the first still runs) cannot start the same trials, whose two
+trainers would write one run directory."""
+
+
+@contextlib.contextmanager
+def campaign_lock(campaign_dir: Path) -> Iterator[None]:
+    """Hold the campaign's lock (see LOCK_FILE); CampaignError if another process holds it.
+    The kernel lets go of it when the driver dies, however it dies."""
+    import fcntl
+
+    try:
+        handle = open(campaign_dir / LOCK_FILE, "a")
+    except OSError as err:
+        raise CampaignError(f"cannot lock campaign {campaign_dir} ({err.strerror or err})") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CampaignError(f"campaign {campaign_dir} is running in another process") from None
+        yield
+
+
+def create_campaign_dir(campaign_dir: Path) -> None:
+    """Create a new campaign's directory: one that appeared since it was checked (another
+    driver of that name), or cannot be made, is refused as the check would have."""
+    try:
+        campaign_dir.mkdir(parents=True)
+    except FileExistsError:
+        raise CampaignError(f"{campaign_dir} already exists; use --resume {campaign_dir} to finish it") from None
+    except OSError as err:
+        raise CampaignError(f"cannot create the campaign directory {campaign_dir} "
+                            f"({err.strerror or err})") from None
+
+
 def new_campaign_dir(save_dir: Path, name: str | None) -> Path:
     """Where a new campaign goes (refused if it exists); not created yet."""
     name = name or f"campaign-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -260,7 +296,7 @@ def connect(address: str | None) -> None:
     try:
         with _quiet_stderr():
             ray.init(**options)
-    except (ConnectionError, RuntimeError, ValueError) as err:
+    except Exception as err:  # ConnectionError, TimeoutError, RuntimeError, ValueError, Ray's own: one line
         raise CampaignError(f"cannot {'start Ray' if address is None else f'join the Ray cluster at {address}'}: "
                             f"{' '.join(str(err).split())[:300]}") from None
 
@@ -321,29 +357,34 @@ def run(plan: Plan, campaign_dir: Path, *, address: str | None = None, resume: b
         log: Callable[[str], None] = print, progress_every: float = 60.0) -> list[dict[str, Any]]:
     """Run the trials of ``plan`` not finished yet in ``campaign_dir``; return the results
     table (also written there). Raises CampaignError before any trial starts, and
-    CampaignStopped when a stop signal ended it (the trials stopped with checkpoints)."""
+    CampaignStopped when a stop signal ended it (the trials stopped with checkpoints); an
+    OSError is a failed write of the campaign's own files (its trials' runs stay whole)."""
     import ray
 
     from mario_dqn.campaign_table import write_table
     from mario_dqn.signals import StopRequest
 
     campaign_dir = Path(os.path.abspath(campaign_dir))  # the trials' tasks and trainers have other cwds
-    try:
-        connect(address)
-    except KeyboardInterrupt:
-        raise CampaignStopped("SIGINT", "stopped by SIGINT before any trial started") from None
-    try:
-        cpus, gpus = trial_resources(plan)
-        # ray.init installed its own SIGTERM handler: ours is installed after it, so it wins.
-        with StopRequest(finishing="stopping the trials with their checkpoints") as stop:
-            if not resume:
-                campaign_dir.mkdir(parents=True)
-                (campaign_dir / PLAN_FILE).write_text(plan.to_json(campaign_dir))
-            results = _run_trials(plan, campaign_dir, cpus, gpus, stop, log, progress_every)
-    finally:
-        with _quiet_stderr():
-            ray.shutdown()
-    table = write_table(campaign_dir, plan, results)
+    with contextlib.ExitStack() as held:  # the campaign's lock, until its table is written
+        if resume:  # before Ray starts: a second driver is refused at once
+            held.enter_context(campaign_lock(campaign_dir))
+        try:
+            connect(address)
+        except KeyboardInterrupt:
+            raise CampaignStopped("SIGINT", "stopped by SIGINT before any trial started") from None
+        try:
+            cpus, gpus = trial_resources(plan)
+            # ray.init installed its own SIGTERM handler: ours is installed after it, so it wins.
+            with StopRequest(finishing="stopping the trials with their checkpoints") as stop:
+                if not resume:
+                    create_campaign_dir(campaign_dir)
+                    held.enter_context(campaign_lock(campaign_dir))
+                    (campaign_dir / PLAN_FILE).write_text(plan.to_json(campaign_dir))
+                results = _run_trials(plan, campaign_dir, cpus, gpus, stop, log, progress_every)
+        finally:
+            with _quiet_stderr():
+                ray.shutdown()
+        table = write_table(campaign_dir, plan, results)
     if stop.name is not None:
         done = sum(trial_finished(campaign_dir, t, plan) for t in plan.trials)
         raise CampaignStopped(stop.name, f"stopped by {stop.name}: {done} of {len(plan.trials)} trials finished; "

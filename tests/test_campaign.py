@@ -322,6 +322,38 @@ def test_a_retry_resumes_a_run_whose_newest_checkpoint_is_unreadable_never_force
     assert K.next_train_args(tmp_path, trial, made) is None  # trained to its steps
 
 
+def test_a_second_driver_of_a_running_campaign_is_one_error_line(tmp_path):
+    """Two drivers would start the same trials, and two trainers would write one run."""
+    import fcntl
+
+    (tmp_path / K.PLAN_FILE).write_text(plan("1-1", "0").to_json(tmp_path))
+    with open(tmp_path / K.LOCK_FILE, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the first driver's
+        done = cli("--resume", str(tmp_path))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr == f"error: campaign {tmp_path} is running in another process\n"
+    with K.campaign_lock(tmp_path):  # let go of: the next driver takes it
+        pass
+
+
+def test_a_campaign_dir_that_cannot_be_made_and_a_ray_that_fails_are_campaign_errors(tmp_path, monkeypatch):
+    import ray
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(K.CampaignError, match="cannot create the campaign directory"):
+        K.create_campaign_dir(tmp_path / "file" / "c")
+    (tmp_path / "c").mkdir()
+    with pytest.raises(K.CampaignError, match="already exists; use --resume"):
+        K.create_campaign_dir(tmp_path / "c")
+
+    def times_out(**options) -> None:
+        raise TimeoutError("timed out waiting for the GCS")
+
+    monkeypatch.setattr(ray, "init", times_out)
+    with pytest.raises(K.CampaignError, match="cannot join the Ray cluster at auto: timed out waiting for the GCS"):
+        K.connect("auto")
+
+
 def test_resume_of_a_directory_that_is_no_campaign_is_one_error_line(tmp_path):
     done = cli("--resume", str(tmp_path))
     assert done.returncode == 2 and done.stderr.count("\n") == 1
