@@ -385,6 +385,9 @@ def show_config(preset, list_presets):
         click.echo(f"{key} = {shown}\n    {doc}")
 
 
+from mario_dqn.campaign_plan import plan_default  # noqa: E402 (a leaf module, config only: no Ray; the defaults' owner)
+
+
 @cli.command()
 @click.option("--stages", help="Stages of the trials, e.g. 2-1,2-2 (each trial trains on one).")
 @click.option("--seeds", default="0", show_default=True, help="Seeds of the trials, e.g. 0,1.")
@@ -405,9 +408,10 @@ def show_config(preset, list_presets):
               help="GPUs a trial asks for (its learner uses it); trials without one see no GPU. Default: 0.")
 @click.option("--max-retries", type=click.IntRange(min=0),
               help="Restarts of a trial whose worker, node or trainer died, from its newest checkpoint. "
-                   "Default: 3.")
-@click.option("--solve-episodes", type=click.IntRange(min=0), default=20, show_default=True,
-              help="Episodes per kept model for the table's time-to-solve columns (0: not measured).")
+                   f"Default: {plan_default('max_retries')}; with --resume it replaces the saved value.")
+@click.option("--solve-episodes", type=click.IntRange(min=0),
+              help="Episodes per kept model for the table's time-to-solve columns (0: not measured). "
+                   f"Default: {plan_default('solve_episodes')}; with --resume it replaces the saved value.")
 @click.option("--progress-every", type=click.FloatRange(min=0.0), default=60.0, show_default=True,
               help="Seconds between progress lines of the running trials.")
 @click.option("--resume", type=click.Path(file_okay=False, path_type=Path),
@@ -426,16 +430,16 @@ def campaign(stages, seeds, grid, preset, overrides, steps, envs, name, save_dir
     try:
         if resume is not None:
             if stages or grid or preset or overrides or steps or envs or name or save_dir or seeds != "0":
-                raise UserError("--resume finishes a campaign with its saved plan; only --address and the "
-                                "per-trial resources may change")
-            plan, campaign_dir = K.load_plan(resume, max_retries, cpus_per_trial, gpus_per_trial), resume
+                raise UserError("--resume finishes a campaign with its saved plan; only --address, the "
+                                "per-trial resources, --max-retries and --solve-episodes may change")
+            plan = K.load_plan(resume, max_retries, cpus_per_trial, gpus_per_trial, solve_episodes)
+            campaign_dir = resume
         else:
             if not stages:
                 raise UserError("name the stages of the trials, e.g. --stages 2-1,2-2")
             plan, first = K.make_plan(stages, seeds, grid, steps=steps, envs=envs, preset=preset, sets=overrides,
                                       cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial or 0.0,
-                                      max_retries=3 if max_retries is None else max_retries,
-                                      solve_episodes=solve_episodes)
+                                      max_retries=max_retries, solve_episodes=solve_episodes)
             campaign_dir = K.new_campaign_dir(Path(save_dir or first.paths.save_dir), name)
         rows = K.run(plan, campaign_dir, address=address, resume=resume is not None, log=click.echo,
                      progress_every=progress_every)

@@ -10,7 +10,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import config as C
 
@@ -77,6 +77,13 @@ class Plan:
         return cls(trials=trials, **{**data, "sets": tuple(data.get("sets", ()))})
 
 
+def plan_default(name: str) -> Any:
+    """The default of :class:`Plan`'s field ``name``: the one place its value is written
+    (the command line's help and ``make_plan`` read it here)."""
+    field, = (field for field in dataclasses.fields(Plan) if field.name == name)
+    return field.default
+
+
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -120,11 +127,12 @@ def _trial_name(stage: str, seed: int, overrides: tuple[str, ...]) -> str:
 
 def make_plan(stages: str, seeds: str, grid: Sequence[str] = (), *, steps: int | None = None,
               envs: int | None = None, preset: str | None = None, sets: Sequence[str] = (),
-              cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0, max_retries: int = 3,
-              solve_episodes: int = 20) -> tuple[Plan, C.Config]:
+              cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0, max_retries: int | None = None,
+              solve_episodes: int | None = None) -> tuple[Plan, C.Config]:
     """The campaign's trials, every one's config resolved and validated as ``train`` would
     (defaults, preset, ``--set``, grid, then the named options), so a bad stage, key or
-    value is refused before Ray starts. Returns the plan and the first trial's config."""
+    value is refused before Ray starts. Returns the plan and the first trial's config.
+    ``max_retries`` and ``solve_episodes``: None is :class:`Plan`'s default."""
     from config import presets
 
     try:
@@ -162,15 +170,18 @@ def make_plan(stages: str, seeds: str, grid: Sequence[str] = (), *, steps: int |
     if len({t.name for t in trials}) != len(trials):
         raise CampaignError("two trials would share a name: grid values differ only in characters "
                             "a directory name cannot hold")
-    plan = Plan(tuple(trials), preset, tuple(sets), cpus_per_trial, gpus_per_trial, max_retries, solve_episodes)
+    given = {"max_retries": max_retries, "solve_episodes": solve_episodes}
+    plan = Plan(tuple(trials), preset, tuple(sets), cpus_per_trial, gpus_per_trial,
+                **{key: value for key, value in given.items() if value is not None})
     assert first is not None
     return plan, first
 
 
 def load_plan(campaign_dir: Path, max_retries: int | None = None, cpus_per_trial: float | None = None,
-              gpus_per_trial: float | None = None) -> Plan:
-    """The plan saved in ``campaign_dir``; the per-trial resources and retries given (not
-    None) replace the saved ones, as the cluster it finishes on may differ."""
+              gpus_per_trial: float | None = None, solve_episodes: int | None = None) -> Plan:
+    """The plan saved in ``campaign_dir``; the per-trial resources, retries and time-to-solve
+    episodes given (not None) replace the saved ones, as the cluster it finishes on may differ
+    (and measuring is no part of a trial's training)."""
     path = campaign_dir / PLAN_FILE
     try:
         plan = Plan.from_json(path.read_text())
@@ -179,5 +190,6 @@ def load_plan(campaign_dir: Path, max_retries: int | None = None, cpus_per_trial
                             f"({err.strerror or err})") from None
     except (ValueError, KeyError, TypeError) as err:
         raise CampaignError(f"{path} is not a campaign plan of this version ({type(err).__name__}: {err})") from None
-    changes = {"max_retries": max_retries, "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial}
+    changes = {"max_retries": max_retries, "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
+               "solve_episodes": solve_episodes}
     return dataclasses.replace(plan, **{key: value for key, value in changes.items() if value is not None})

@@ -354,6 +354,20 @@ def test_a_campaign_dir_that_cannot_be_made_and_a_ray_that_fails_are_campaign_er
         K.connect("auto")
 
 
+def test_resume_replaces_the_saved_solve_episodes_and_the_defaults_are_the_plans(tmp_path):
+    import dataclasses
+
+    defaults = {field.name: field.default for field in dataclasses.fields(K.Plan)}
+    made, _ = K.make_plan("1-1", "0", steps=STEPS)
+    assert (made.max_retries, made.solve_episodes) == (defaults["max_retries"], defaults["solve_episodes"])
+    (tmp_path / K.PLAN_FILE).write_text(made.to_json(tmp_path))
+    assert K.load_plan(tmp_path).solve_episodes == defaults["solve_episodes"]
+    assert K.load_plan(tmp_path, solve_episodes=0).solve_episodes == 0  # once silently ignored
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "campaign", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert f"Default: {defaults['solve_episodes']}; with --resume it replaces" in " ".join(done.stdout.split())
+
+
 def test_resume_of_a_directory_that_is_no_campaign_is_one_error_line(tmp_path):
     done = cli("--resume", str(tmp_path))
     assert done.returncode == 2 and done.stderr.count("\n") == 1
