@@ -54,8 +54,6 @@ STOP_FILE = "STOP"
 for it every POLL_S and stops its trainer with SIGINT (the trainer writes its checkpoint).
 A file, not a Ray actor: the trials already share this directory, an actor costs a worker
 process, and asking one that was still starting blocked a task long enough to miss the stop."""
-STOPPED_CODES = {130, 143, 129}
-"""Exit codes of a trainer stopped by SIGINT, SIGTERM, SIGHUP (it wrote its checkpoint)."""
 
 
 class CampaignStopped(Exception):
@@ -193,12 +191,16 @@ def _dies_with(parent: int, libc: Any) -> Callable[[], None]:
 
 def child_env(cpus: float, gpus: float) -> dict[str, str]:
     """The trainer's environment: TensorFlow's thread pools sized to the trial's CPUs, and
-    no GPU unless the trial asked for one (Ray sets CUDA_VISIBLE_DEVICES for those)."""
+    no GPU unless the trial asked for one (Ray sets CUDA_VISIBLE_DEVICES for those). A
+    trial with a GPU lets TensorFlow's memory grow as it needs: by default TensorFlow takes
+    the whole GPU, and trials asking for a fraction of one share it."""
     env = dict(os.environ)
     threads = str(max(1, int(cpus)))
     env.update(TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads, OMP_NUM_THREADS=threads)
     if gpus <= 0:
         env["CUDA_VISIBLE_DEVICES"] = ""
+    else:
+        env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     return env
 

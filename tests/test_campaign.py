@@ -210,6 +210,7 @@ def test_a_cpu_only_trial_sees_no_gpu_and_sizes_tensorflow_to_its_cpus():
     assert env["CUDA_VISIBLE_DEVICES"] == ""
     assert env["TF_NUM_INTRAOP_THREADS"] == env["TF_NUM_INTEROP_THREADS"] == env["OMP_NUM_THREADS"] == "3"
     assert K.child_env(2, 1).get("CUDA_VISIBLE_DEVICES") == os.environ.get("CUDA_VISIBLE_DEVICES")
+    assert K.child_env(2, 0.5)["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"  # a fraction of a GPU: not all of its memory
 
 
 def test_the_plan_round_trips_and_names_every_combination(tmp_path):
