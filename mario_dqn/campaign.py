@@ -37,12 +37,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from mario_dqn import checkpoint as ckpt
-from mario_dqn.campaign_plan import PLAN_FILE, CampaignError, Plan, Trial
+from mario_dqn import run_dir as RD
+from mario_dqn.campaign_plan import LOG_DIR, PLAN_FILE, CampaignError, Plan, Trial
 from mario_dqn.campaign_plan import load_plan as load_plan, make_plan as make_plan  # the campaign API, in one place
 
-LOG_DIR = "logs"
-"""``<campaign>/logs/<trial>.log``: the trial's train output; ``<trial>.attempts.jsonl``: one
-line per attempt (node, host, worker and trainer pids), what the table's nodes column reads."""
 OBJECT_STORE_BYTES = 100 * 1024**2
 """A small object store: trials pass only small dicts through Ray, and a small /dev/shm
 (containers, CI) would otherwise push Ray's default (30% of memory) to /tmp."""
@@ -115,7 +113,7 @@ def new_campaign_dir(save_dir: Path, name: str | None) -> Path:
 
 def trained_step(run_dir: Path) -> int | None:
     """The step of the run's newest complete checkpoint, or None."""
-    path = ckpt.latest_checkpoint(run_dir / "checkpoints")
+    path = ckpt.latest_checkpoint(RD.checkpoints_dir(run_dir))
     if path is None:
         return None
     try:
@@ -130,7 +128,7 @@ def next_train_args(campaign_dir: Path, trial: Trial, plan: Plan) -> list[str] |
     included: resume reports it, and ``--force`` would delete the older checkpoints and kept
     models); a fresh ``train`` only when it never wrote one."""
     run_dir = campaign_dir / trial.name
-    if ckpt.latest_checkpoint(run_dir / "checkpoints") is None:  # never started, or stopped before its first
+    if ckpt.latest_checkpoint(RD.checkpoints_dir(run_dir)) is None:  # never started, or stopped before its first
         return plan.train_args(trial, campaign_dir) + (["--force"] if run_dir.exists() else [])
     step = trained_step(run_dir)
     if step is not None and step >= trial.steps:
@@ -342,7 +340,7 @@ def progress_line(campaign_dir: Path, trial: Trial) -> str | None:
     before it has one."""
     import csv
 
-    path = campaign_dir / trial.name / "metrics.csv"
+    path = RD.metrics_path(campaign_dir / trial.name)
     if not path.exists():
         return None
     step, flags, best = 0, 0, 0

@@ -16,6 +16,9 @@ import config as C
 
 PLAN_FILE = "campaign.json"
 PLAN_VERSION = 1
+LOG_DIR = "logs"
+"""``<campaign>/logs/<trial>.log``: the trial's train output; ``<trial>.attempts.jsonl``: one
+line per attempt (node, host, worker and trainer pids), what the table's nodes column reads."""
 
 class CampaignError(Exception):
     """A campaign that cannot start (bad input, no cluster): one line, before any trial."""

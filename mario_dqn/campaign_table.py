@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mario_dqn import checkpoint as ckpt
+from mario_dqn import run_dir as RD
+from mario_dqn.campaign_plan import LOG_DIR
 from mario_dqn.time_to_solve import MARKS, first_at, first_training_flag, measured_rows
 
 if TYPE_CHECKING:
@@ -35,7 +37,7 @@ def _h(seconds: float | None) -> float | None:
 
 
 def _nodes(campaign_dir: Path, name: str) -> list[str]:
-    path = campaign_dir / "logs" / f"{name}.attempts.jsonl"
+    path = campaign_dir / LOG_DIR / f"{name}.attempts.jsonl"
     nodes: list[str] = []
     if path.exists():
         for line in path.read_text().splitlines():
@@ -51,7 +53,7 @@ def trial_row(campaign_dir: Path, trial: Trial, episodes: int, result: dict[str,
     row: dict[str, Any] = {"trial": trial.name, "stage": trial.stage, "seed": trial.seed,
                            "overrides": " ".join(trial.overrides)}
     row.update({key: None for key in COLUMNS if key not in row})
-    latest = ckpt.latest_checkpoint(run_dir / "checkpoints")
+    latest = ckpt.latest_checkpoint(RD.checkpoints_dir(run_dir))
     state = ckpt.read_state(latest / "state.json") if latest is not None else {}
     row["steps"], row["wall_h"] = state.get("step", 0), _h(state.get("wall_s"))
     if result is not None and (result.get("error") or result.get("code") not in (0, None)) \
@@ -64,7 +66,7 @@ def trial_row(campaign_dir: Path, trial: Trial, episodes: int, result: dict[str,
     flag = first_training_flag(run_dir)
     if flag is not None:
         row["first_flag_step"], row["first_flag_h"] = flag[0], _h(flag[1])
-    if episodes > 0 and (run_dir / "config.json").exists():
+    if episodes > 0 and RD.config_path(run_dir).exists():
         rows = measured_rows(run_dir, trial.stage, episodes)
         for mark in MARKS:
             hit = first_at(rows, mark)
@@ -74,8 +76,8 @@ def trial_row(campaign_dir: Path, trial: Trial, episodes: int, result: dict[str,
             best = max(rows, key=lambda r: (r["flag_rate"], r["mean_x_pos"], -r["step"]))
             row["best_flag_rate"] = best["flag_rate"]
             row["best_model"] = str(Path(best["weights"]).relative_to(campaign_dir))
-    if row["best_model"] is None and (run_dir / "checkpoints" / "best").is_dir():
-        row["best_model"] = f"{trial.name}/checkpoints/best"  # the run's own pick, by evaluation return
+    if row["best_model"] is None and (RD.checkpoints_dir(run_dir) / "best").is_dir():
+        row["best_model"] = f"{trial.name}/{RD.CHECKPOINTS_DIR}/best"  # the run's own pick, by evaluation return
     row["nodes"] = " ".join(node[:8] for node in _nodes(campaign_dir, trial.name))
     return row
 
