@@ -11,7 +11,6 @@ written before it stay whole, and --resume continues from the newest. The work i
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -329,13 +328,14 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
     from mario_dqn.signals import StopRequest, exit_code
 
     paths = _teacher_paths(stages, teachers)
-    if out.exists() and not force:
-        raise UserError(f"{out} exists; pass --force to replace it")
+    D.check_out(out, force)
     settings = D.DistillSettings(rounds=rounds, episodes=episodes, epochs=epochs, epsilon=epsilon,
                                  temperature=temperature, learning_rate=learning_rate,
                                  eval_episodes=eval_episodes, seed=seed, workers=workers)
     with StopRequest(finishing="stopping") as stop:
         loaded = {stage: shipped.load_for_play(path, stage) for stage, path in paths.items()}
+        shown = {stage: shipped.shown(path) for stage, path in paths.items()}
+        sources = {stage: D.teacher_source(path, shown[stage]) for stage, path in paths.items()}  # what taught
         bar = None
 
         def progress(batches: int) -> Any:
@@ -358,9 +358,8 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
         finally:
             if bar is not None:
                 bar.close()
-        if out.exists():
-            shutil.rmtree(out)
-        D.save_student(out, student, config, record, {stage: shipped.shown(path) for stage, path in paths.items()})
+        D.replace_out(out)
+        D.save_student(out, student, config, record, shown, sources)
     click.echo(f"wrote {out} ({record['wall_s'] / 60:.1f} min); per stage: "
                f"python main.py evaluate {out} --stage {next(iter(paths))} --episodes 20")
 

@@ -385,6 +385,30 @@ def reproduce_command(out: str, record: dict[str, Any], teachers: dict[str, str]
     return " ".join(parts)
 
 
+def check_out(out: Path, force: bool) -> None:
+    """Refuse an OUT that exists unless ``force``, and with ``force`` one that is not an
+    agent directory (a file, or a directory with files but no ``model.keras``): --force
+    deletes a directory tree, so it only ever replaces a student. Checked before the
+    distillation starts, not after an hour of it."""
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not force:
+        raise DistillError(f"{out} exists; pass --force to replace it")
+    if out.is_symlink() or not out.is_dir() or (any(out.iterdir()) and not (out / "model.keras").is_file()):
+        raise DistillError(f"refusing to replace {out} with --force: it is not an agent directory (no model.keras)")
+
+
+def replace_out(out: Path) -> None:
+    """Remove the OUT that :func:`check_out` let ``--force`` replace, just before writing it."""
+    import shutil
+
+    if out.exists():
+        try:
+            shutil.rmtree(out)
+        except OSError as err:
+            raise DistillError(f"cannot remove {err.filename or out}: {err.strerror or err}") from None
+
+
 def save_student(directory: Path, student: Any, config: C.Config, record: dict[str, Any],
                  teachers: dict[str, str], sources: dict[str, dict[str, Any]] | None = None) -> Path:
     """Write the student as a shipped-agent directory (``checkpoint.save_policy``); its

@@ -117,6 +117,21 @@ def test_an_existing_out_is_kept_without_force(tmp_path):
     assert (out / "mine.txt").read_text() == "kept"
 
 
+def test_force_replaces_only_an_agent_directory(tmp_path):
+    """--force deletes a tree: a directory that holds files but no model.keras, or a file,
+    is refused before any distillation starts (one line, exit 2) and left as it was."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "mine.txt").write_text("kept")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("kept")
+    for out in (folder, a_file):
+        result = _main("distill", str(out), "--force")
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert "not an agent directory" in result.stderr, result.stderr
+    assert (folder / "mine.txt").read_text() == "kept" and a_file.read_text() == "kept"
+
+
 def test_distill_writes_an_agent_that_evaluate_plays_per_stage(tmp_path):
     out = tmp_path / "student"
     result = _main("distill", str(out), "--stages", "1-1,1-4", "--rounds", "2", "--episodes", "2", "--epochs", "1",
