@@ -48,8 +48,11 @@ def cli() -> None:
 
     \b
     python main.py train                     train on World 1-1 with the defaults
+    python main.py train --world 2 --stage 1 --preset any-stage
     python main.py train --resume RUN_DIR    continue a stopped run exactly
     python main.py evaluate RUN_DIR --json   greedy evaluation on fixed seeds
+    python main.py play --stage 1-3 --window watch the shipped 1-3 agent play
+    python main.py campaign --stages 2-1,2-2 --seeds 0,1   many runs, on Ray
     python main.py config                    every config key, its default and meaning
     """
 
@@ -92,7 +95,7 @@ def _resolve_train_config(world: int | None, stage: int | None, stages: str | No
     return C.apply_overrides(DEFAULTS, items)
 
 
-@cli.command()
+@cli.command(short_help="Train an agent on a stage (or several); resumable, Ctrl-C safe.")
 @click.option("--world", type=int, help="World 1-8 (with --stage). Default: 1.")
 @click.option("--stage", type=int, help="Stage 1-4 (with --world). Default: 1.")
 @click.option("--stages", help="Several stages, e.g. '1-1,1-2'; each episode samples one.")
@@ -172,7 +175,7 @@ def _end_stopped(played: Any, quiet: bool = False) -> None:
     sys.exit(exit_code(played.stopped_by) if played.stopped_by else 0)
 
 
-@cli.command()
+@cli.command(short_help="Flag rate, x_pos and return on fixed seeds (per stage too).")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--episodes", type=AT_LEAST_ONE, default=5, show_default=True, help="Episodes to play.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Episode i uses seed SEED+i.")
@@ -203,7 +206,7 @@ def evaluate(path, episodes, seed, epsilon, as_json, only_stage):
         click.echo(line)
 
 
-@cli.command()
+@cli.command(short_help="Watch an agent: a window, mp4s, or the network's view.")
 @click.argument("path", type=click.Path(path_type=Path), required=False)
 @click.option("--episodes", type=AT_LEAST_ONE, default=1, show_default=True, help="Episodes to play.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Episode i uses seed SEED+i.")
@@ -282,7 +285,7 @@ def _teacher_paths(stages: str, teachers: tuple[str, ...]) -> dict[str, Path]:
     return shipped.teacher_paths(names, given)
 
 
-@cli.command()
+@cli.command(short_help="One agent for several stages from one teacher per stage.")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--stages", default="1-1,1-2,1-3,1-4", show_default=True,
               help="The student's stages, each taught by its own teacher.")
@@ -364,7 +367,7 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
                f"python main.py evaluate {out} --stage {next(iter(paths))} --episodes 20")
 
 
-@cli.command("config")
+@cli.command("config", short_help="Every config key, its default and meaning; the presets.")
 @click.option("--preset", metavar="NAME", help="Show the values with this preset applied.")
 @click.option("--presets", "list_presets", is_flag=True, help="List the presets (config/presets/) and stop.")
 def show_config(preset, list_presets):
@@ -387,7 +390,7 @@ def show_config(preset, list_presets):
 from mario_dqn.campaign_plan import plan_default  # noqa: E402 (a leaf module, config only: no Ray; the defaults' owner)
 
 
-@cli.command()
+@cli.command(short_help="Many train runs (stages x seeds x a grid) on Ray.")
 @click.option("--stages", help="Stages of the trials, e.g. 2-1,2-2 (each trial trains on one).")
 @click.option("--seeds", default="0", show_default=True, help="Seeds of the trials, e.g. 0,1.")
 @click.option("--grid", multiple=True, metavar="KEY=V1,V2",
