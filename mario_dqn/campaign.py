@@ -10,7 +10,7 @@ keeps a CPU-only trial off any GPU (``CUDA_VISIBLE_DEVICES=""``: recent Ray no l
 hides GPUs from tasks that did not ask for one).
 
 Nothing is lost when a worker or a node dies: the child dies with its worker (Linux
-``PR_SET_PDEATHSIG``), so no orphan trainer keeps writing the run; Ray runs the task
+``PR_SET_PDEATHSIG``, set by mario_dqn.campaign_child after exec), so no orphan trainer keeps writing the run; Ray runs the task
 again (``max_retries``), and the new attempt continues with ``train --resume`` from the
 newest complete checkpoint. Resume is bitwise exact, so the trial ends where it would
 have without the failure. A trainer killed on its own (the OOM killer) is resumed the
@@ -22,7 +22,6 @@ Ray is imported here only: ``train``, ``play`` and ``evaluate`` never load it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import json
 import logging
@@ -154,39 +153,6 @@ def trial_finished(campaign_dir: Path, trial: Trial, plan: Plan) -> bool:
     return step is not None and step >= trial.steps and not needs_measuring(run_dir, plan)
 
 
-PR_SET_PDEATHSIG = 1
-
-
-def _libc() -> Any:
-    """libc's prctl and signal, loaded before the fork (the child only calls them)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.signal.argtypes, libc.signal.restype = [ctypes.c_int, ctypes.c_void_p], ctypes.c_void_p
-    return libc
-
-
-def _dies_with(parent: int, libc: Any) -> Callable[[], None]:
-    """A ``preexec_fn``: the child gets SIGKILL when the process that started it dies (the
-    Ray worker, with its node); if that happened already, it exits at once.
-
-    It also gives the child back the stop signals: a Ray worker runs with SIGINT ignored
-    and blocked, and both are inherited through fork and exec, so the trainer would never
-    see the SIGINT that asks it to stop with its checkpoint (nor Python's KeyboardInterrupt
-    while it starts). ``signal.signal`` may not be called here (the fork may come from a
-    thread that is not Python's main one), so libc's is.
-    """
-    from mario_dqn.signals import STOP_SIGNALS
-
-    def setup() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
-        if os.getppid() != parent:
-            os._exit(1)
-        for sig in STOP_SIGNALS:
-            libc.signal(int(sig), 0)  # SIG_DFL; Python installs its own SIGINT handler over it
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-
-    return setup
-
-
 def child_env(cpus: float, gpus: float) -> dict[str, str]:
     """The trainer's environment: TensorFlow's thread pools sized to the trial's CPUs, and
     no GPU unless the trial asked for one (Ray sets CUDA_VISIBLE_DEVICES for those). A
@@ -211,14 +177,16 @@ def _ask_stop(campaign_dir: Path) -> str | None:
         return None
 
 
-def _run_child(argv: list[str], env: dict[str, str], log: Any, campaign_dir: Path, attempts: Path,
+def _run_child(command: list[str], env: dict[str, str], log: Any, campaign_dir: Path, attempts: Path,
                record: dict[str, Any]) -> tuple[int, str | None]:
-    """Run one child to its end; forward a stop request to it as SIGINT. (exit code, stop)."""
+    """Run ``python COMMAND`` (``SCRIPT ARGS`` or ``-m MODULE ARGS``) to its end through
+    mario_dqn.campaign_child, which ties it to this worker and gives it back the stop
+    signals; forward a stop request to it as SIGINT. (exit code, stop)."""
+    argv = [sys.executable, "-m", "mario_dqn.campaign_child", str(os.getpid()), *command]
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                            cwd=MAIN_PY.parent, start_new_session=True,
-                            preexec_fn=_dies_with(os.getpid(), _libc()))
+                            cwd=MAIN_PY.parent, start_new_session=True)
     with open(attempts, "a") as handle:
-        handle.write(json.dumps({**record, "child": proc.pid, "args": argv[1:], "started": time.time()}) + "\n")
+        handle.write(json.dumps({**record, "child": proc.pid, "args": command, "started": time.time()}) + "\n")
     stopped = None
     while True:
         try:
@@ -253,15 +221,15 @@ def run_trial(campaign_dir: str, trial: dict[str, Any], plan_json: str, cpus: fl
             args = next_train_args(root, t, plan)
             if args is None:
                 break
-            code, stopped = _run_child([sys.executable, str(MAIN_PY), *args], env, log, root, attempts, record)
+            code, stopped = _run_child([str(MAIN_PY), *args], env, log, root, attempts, record)
             result.update(code=code, stopped_by=stopped)
             if stopped is not None or code >= 0:
                 break
         if result["code"] == 0 and result["stopped_by"] is None and trained_step(run_dir) is not None \
                 and needs_measuring(run_dir, plan):
-            argv = [sys.executable, "-m", "mario_dqn.time_to_solve", str(run_dir), "--episodes",
+            command = ["-m", "mario_dqn.time_to_solve", str(run_dir), "--episodes",
                     str(plan.solve_episodes), "--jobs", str(max(1, int(cpus))), "--quiet"]
-            code, stopped = _run_child(argv, env, log, root, attempts, record)
+            code, stopped = _run_child(command, env, log, root, attempts, record)
             result.update(code=code, stopped_by=stopped, measured=code == 0)
     return result
 

@@ -369,6 +369,26 @@ def test_resume_replaces_the_saved_solve_episodes_and_the_defaults_are_the_plans
     assert f"Default: {defaults['solve_episodes']}; with --resume it replaces" in " ".join(done.stdout.split())
 
 
+def test_the_child_bootstrap_gives_back_the_stop_signals_and_exits_when_its_parent_is_gone(tmp_path):
+    """A Ray worker runs with SIGINT ignored and blocked; the trainer must get it back."""
+    script = tmp_path / "show.py"
+    script.write_text("import signal, sys\n"
+                      "print(sys.argv[1:], signal.getsignal(signal.SIGINT) is signal.default_int_handler,\n"
+                      "      signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, signal.pthread_sigmask(signal.SIG_BLOCK, []))\n"
+                      "sys.exit(3)\n")
+    worker = ("import os, signal, subprocess, sys\n"
+              "signal.signal(signal.SIGINT, signal.SIG_IGN); signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])\n"
+              "parent = os.getpid() if sys.argv[1] == 'me' else 1\n"
+              "sys.exit(subprocess.run([sys.executable, '-m', 'mario_dqn.campaign_child', str(parent), sys.argv[2],"
+              " 'a', 'b']).returncode)\n")
+    done = subprocess.run([sys.executable, "-c", worker, "me", str(script)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert (done.returncode, done.stdout) == (3, "['a', 'b'] True True set()\n"), done.stderr
+    orphan = subprocess.run([sys.executable, "-c", worker, "other", str(script)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert (orphan.returncode, orphan.stdout) == (1, ""), orphan.stderr
+
+
 def test_resume_of_a_directory_that_is_no_campaign_is_one_error_line(tmp_path):
     done = cli("--resume", str(tmp_path))
     assert done.returncode == 2 and done.stderr.count("\n") == 1
