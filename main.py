@@ -20,6 +20,7 @@ import click
 import config as C
 from mario_dqn import run_dir as RD
 from mario_dqn import shipped
+from mario_dqn.campaign_plan import plan_default
 from mario_dqn.checkpoint import CheckpointError
 from mario_dqn.distill_settings import DistillError, DistillSettings
 from mario_dqn.errors import MarioDQNError, one_line
@@ -385,9 +386,6 @@ def show_config(preset, list_presets):
     for key, value, doc in C.field_docs(config):
         shown = ",".join(value) if isinstance(value, tuple) else value
         click.echo(f"{key} = {shown}\n    {doc}")
-
-
-from mario_dqn.campaign_plan import plan_default  # noqa: E402 (a leaf module, config only: no Ray; the defaults' owner)
 
 
 @cli.command(short_help="Many train runs (stages x seeds x a grid) on Ray.")
