@@ -331,12 +331,9 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
 
 
 def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file's bytes, read in chunks (a model file is ~7 MB)."""
-    digest = hashlib.sha256()
+    """The hex sha256 of a file's bytes (hashlib reads it in chunks)."""
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def teacher_source(path: Path, shown: str | None = None) -> dict[str, Any]:
