@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 import config as C
+from config import presets
 from mario_dqn import run_dir as RD
 from mario_dqn import shipped
 from mario_dqn.campaign_plan import plan_default
@@ -69,31 +70,17 @@ def _check_stage(text: str | None) -> str | None:
     return f"{world}-{stage}"
 
 
-def _preset_overrides(preset: str | None) -> list[str]:
-    """The ``key=value`` items of ``preset`` (none without one)."""
-    if preset is None:
-        return []
-    from config import presets
-
-    return presets.load(preset)[1]
-
-
 def _resolve_train_config(world: int | None, stage: int | None, stages: str | None, steps: int | None,
                           envs: int | None, seed: int | None, save_dir: str | None,
                           overrides: tuple[str, ...], preset: str | None = None) -> C.Config:
-    """The defaults, then the preset, then ``--set``, then the named options: later wins."""
+    """The defaults, then the preset, then ``--set``, then the named options: later wins
+    (config.presets.resolve, which the campaign's trials go through too)."""
     if stages and (world is not None or stage is not None):
         raise UserError("--stages cannot be combined with --world/--stage")
-    items = _preset_overrides(preset) + list(overrides)
-    if world is not None or stage is not None:
-        items.append(f"env.stages={world or 1}-{stage or 1}")
-    if stages:
-        items.append(f"env.stages={stages}")
-    for key, value in (("runner.total_steps", steps), ("runner.num_envs", envs), ("runner.seed", seed),
-                       ("paths.save_dir", save_dir)):
-        if value is not None:
-            items.append(f"{key}={value}")
-    return C.apply_overrides(DEFAULTS, items)
+    one = f"{world or 1}-{stage or 1}" if world is not None or stage is not None else None
+    return presets.resolve(preset, overrides, {"env.stages": stages or one, "runner.total_steps": steps,
+                                               "runner.num_envs": envs, "runner.seed": seed,
+                                               "paths.save_dir": save_dir})
 
 
 @cli.command(short_help="Train an agent on a stage (or several); resumable, Ctrl-C safe.")
@@ -373,14 +360,12 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
 @click.option("--presets", "list_presets", is_flag=True, help="List the presets (config/presets/) and stop.")
 def show_config(preset, list_presets):
     """List every config key with its default and what it means (for --set KEY=VALUE)."""
-    from config import presets
-
     if list_presets:
         for name in presets.available():
             click.echo(f"{name}\n    {presets.load(name)[0]}")
         return
     try:
-        config = C.apply_overrides(C.Config(), _preset_overrides(preset))
+        config = presets.resolve(preset)
     except C.ConfigError as err:
         raise UserError(f"preset {preset!r}: {err}") from None
     for key, value, doc in C.field_docs(config):

@@ -15,9 +15,11 @@ into ``key=value`` strings), so a preset can hold nothing ``--set`` could not.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from config.overrides import ConfigError
+from config.overrides import ConfigError, apply_overrides
+from config.settings import Config
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 """Where presets live: ``<PRESET_DIR>/<name>.json``."""
@@ -50,3 +52,14 @@ def load(name: str) -> tuple[str, list[str]]:
     if not isinstance(data, dict) or not isinstance(data.get("set"), dict) or not isinstance(data.get("doc"), str):
         raise ConfigError(f"preset {path} must be an object with 'doc' (a string) and 'set' (an object)")
     return data["doc"], [f"{key}={_text(value)}" for key, value in data["set"].items()]
+
+
+def resolve(preset: str | None = None, sets: Sequence[str] = (), named: Mapping[str, object] | None = None) -> Config:
+    """The config a run trains with: the defaults, then ``preset``'s items, then ``sets``
+    (``--set``, in order), then the options a command names (``named``: key -> value,
+    None skipped; the stage, seed, steps, envs): later wins. ``train`` and ``campaign``
+    both resolve through this one function, so a campaign's trial is configured exactly
+    as ``train`` would configure it."""
+    items = (load(preset)[1] if preset is not None else []) + list(sets)
+    items += [f"{key}={value}" for key, value in (named or {}).items() if value is not None]
+    return apply_overrides(Config(), items)

@@ -151,20 +151,19 @@ def make_plan(stages: str, seeds: str, grid: Sequence[str] = (), *, steps: int |
     for what, values in (("--stages", stage_names), ("--seeds", seed_values)):
         if len(set(values)) != len(values):
             raise CampaignError(f"{what}: a value is named twice")
-    try:
-        base = presets.load(preset)[1] if preset is not None else []
-    except C.ConfigError as err:
-        raise CampaignError(str(err)) from None
+    if preset is not None:  # an unknown preset is one error, not one per trial
+        try:
+            presets.load(preset)
+        except C.ConfigError as err:
+            raise CampaignError(str(err)) from None
     trials, first = [], None
     for stage in stage_names:
         for seed in seed_values:
             for combo in _product(_grid_axes(grid)):
                 name = _trial_name(stage, seed, combo)
-                items = [*base, *sets, *combo, f"env.stages={stage}", f"runner.seed={seed}"]
-                items += [f"runner.total_steps={steps}"] if steps is not None else []
-                items += [f"runner.num_envs={envs}"] if envs is not None else []
+                named = {"env.stages": stage, "runner.seed": seed, "runner.total_steps": steps, "runner.num_envs": envs}
                 try:
-                    resolved = C.apply_overrides(C.Config(), items)
+                    resolved = presets.resolve(preset, [*sets, *combo], named)  # as train resolves it
                 except C.ConfigError as err:
                     raise CampaignError(f"trial {name}: {err}") from None
                 first = first or resolved
