@@ -121,6 +121,14 @@ class AgentConfig:
            "initial weights, so for the first few horizons after learning starts it lags behind (early "
            "evaluations read low). 0 = off.",
         low=0, high=1_000_000_000)
+    target_epsilon: float = spec(
+        0.0, "Bootstrap on the epsilon-greedy policy's value instead of the greedy one's: the TD target's "
+             "next-state value is (1 - e) Q(s', a*) + e mean_a Q(s', a) (Expected SARSA's target for an "
+             "epsilon-greedy policy, van Seijen et al. 2009). Q-learning (0) values the path a perfect player "
+             "takes even where one random press is fatal; with e > 0 the greedy policy prefers the route that "
+             "survives a random press (Sutton and Barto's cliff walk), which evaluation with --epsilon measures. "
+             "0 = the greedy target.",
+        low=0.0, high=1.0)
     target_tau: float = spec(1.0, "Target update rate: 1.0 = hard copy, < 1 = Polyak averaging each period.",
                              low=0.0, low_open=True, high=1.0)
     train_freq: int = spec(4, "One update per this many agent steps (summed over envs).", low=1, high=1000)

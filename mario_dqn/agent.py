@@ -135,10 +135,13 @@ class DQNAgent:
 
     def _td_target_graph(self, obs: tf.Tensor, action: tf.Tensor, reward: tf.Tensor, next_obs: tf.Tensor,
                          discount: tf.Tensor) -> tf.Tensor:
-        """y = reward + discount * Q_target(s', a*), the one place the target is computed.
+        """y = reward + discount * V(s'), the one place the target is computed.
 
-        Double DQN picks a* with the online net and evaluates it with the target net,
-        which curbs the max operator's upward bias; vanilla DQN takes max_a Q_target.
+        V(s') = Q_target(s', a*): Double DQN picks a* with the online net and evaluates it
+        with the target net, which curbs the max operator's upward bias; vanilla DQN takes
+        max_a Q_target. With ``target_epsilon`` e > 0, V(s') is the value of acting
+        e-greedily from s', (1 - e) Q_target(s', a*) + e mean_a Q_target(s', a), so the
+        learned greedy policy is the best one that still survives random presses.
         A terminated window arrives with discount 0, so its bootstrap term vanishes.
         ``obs`` and ``action`` are unused: the signature is the batch's, which the
         compiled step shares.
@@ -150,6 +153,9 @@ class DQNAgent:
             next_value = tf.gather(next_q_target, next_action, axis=1, batch_dims=1)
         else:
             next_value = tf.reduce_max(next_q_target, axis=1)
+        if cfg.target_epsilon > 0.0:  # a Python branch: the default's graph is unchanged
+            next_value = ((1.0 - cfg.target_epsilon) * next_value
+                          + cfg.target_epsilon * tf.reduce_mean(next_q_target, axis=1))
         return tf.stop_gradient(reward + discount * next_value)
 
     def _train_graph(self, obs: tf.Tensor, action: tf.Tensor, reward: tf.Tensor, next_obs: tf.Tensor,

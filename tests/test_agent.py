@@ -117,6 +117,43 @@ def test_vanilla_dqn_target_takes_target_max() -> None:
     np.testing.assert_allclose(agent.td_target(TD_BATCH), expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("double, greedy_values", [(True, (2.0, 3.0)), (False, (5.0, 6.0))])
+def test_epsilon_target_bootstraps_on_the_epsilon_greedy_value(double: bool,
+                                                               greedy_values: tuple[float, float]) -> None:
+    """V(s') = 0.7 * Q_target(s', a*) + 0.3 * mean_a Q_target(s', a), with a* as the greedy target picks it.
+
+    Next states e0 and e1 have target rows [5, 2, 4] (mean 11/3) and [1, 6, 3] (mean 10/3).
+    """
+    agent = tiny_agent(ONLINE, TARGET, double=double, target_epsilon=0.3)
+    v0 = 0.7 * greedy_values[0] + 0.3 * 11.0 / 3.0
+    v1 = 0.7 * greedy_values[1] + 0.3 * 10.0 / 3.0
+    expected = [1.0 + 0.9 * v0, -0.5, 2.0 + 0.729 * v1]
+    np.testing.assert_allclose(agent.td_target(TD_BATCH), expected, rtol=1e-6)
+
+
+# The cliff: in A (e0) action 0 is safe (+0.8, the end) and actions 1 and 2 lead to B (e1),
+# where only action 0 pays (+1) and the others fall (-10). A perfect player takes the
+# detour (0.9 * 1 = 0.9 > 0.8); one who presses at random 30% of the time does not:
+# V_0.3(B) = 0.7 * 1 + 0.3 * (1 - 10 - 10) / 3 = -1.2, so Q(A, 1) = Q(A, 2) = 0.9 * -1.2 = -1.08.
+CLIFF = make_batch(onehot(0, 0, 0, 1, 1, 1), [0, 1, 2, 0, 1, 2], [0.8, 0.0, 0.0, 1.0, -10.0, -10.0],
+                   onehot(0, 1, 1, 0, 0, 0), [0.0, 0.9, 0.9, 0.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("target_epsilon, q_a, best_in_a", [(0.0, [0.8, 0.9, 0.9], 1), (0.3, [0.8, -1.08, -1.08], 0)])
+def test_epsilon_target_learns_the_route_that_survives_random_presses(target_epsilon: float, q_a: list[float],
+                                                                      best_in_a: int) -> None:
+    """Trained to its fixed point on every transition of the cliff, the greedy target learns the
+    risky detour and the epsilon target the safe step: the hand-computed Q-values of A and B."""
+    agent = tiny_agent(np.zeros((4, NUM_ACTIONS)), learning_rate=0.05, huber_delta=100.0,
+                       target_update_period=20, target_epsilon=target_epsilon)
+    for _ in range(1500):
+        agent.train_step(CLIFF)
+    q = agent.q_values(onehot(0, 1))
+    np.testing.assert_allclose(q[1], [1.0, -10.0, -10.0], atol=0.02)
+    np.testing.assert_allclose(q[0], q_a, atol=0.02)
+    assert int(np.argmax(q[0])) == best_in_a or (best_in_a == 1 and int(np.argmax(q[0])) in (1, 2))
+
+
 def test_termination_masks_bootstrap_but_truncation_does_not() -> None:
     agent = tiny_agent(ONLINE, TARGET)
     same_next = make_batch(onehot(2, 2), [0, 0], [0.25, 0.25], onehot(1, 1), [0.0, 0.9**2])
