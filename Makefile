@@ -2,6 +2,7 @@
 #   make train   create .venv (Python 3.13), install requirements and the project, train with defaults
 #   make test    create .venv, install requirements + test tools and the project, run the whole suite
 #   make bench   print throughput / memory figures (not part of the tests)
+#   make table   write README's stage table from the shipped agents' JSON (scripts/stage_table.py)
 # Pass PYTHON=/path/to/python3.13 to choose the interpreter; otherwise it is found
 # by scripts/find-python.sh (python3.13 on PATH, else pyenv's newest 3.13).
 
@@ -13,10 +14,10 @@ PROJECT_OK  := $(VENV)/.project-installed
 ARGS        ?=
 PYTEST_ARGS ?=
 
-.PHONY: train test bench venv clean-venv help
+.PHONY: train test bench table venv clean-venv help
 
 help:
-	@echo "make train | make test | make bench | make venv | make clean-venv"
+	@echo "make train | make test | make bench | make table | make venv | make clean-venv"
 
 # The interpreter is only looked up when the venv has to be (re)created.
 $(VPY):
@@ -51,6 +52,10 @@ test: $(DEV_OK) $(PROJECT_OK)
 
 bench: $(DEV_OK) $(PROJECT_OK)
 	$(VPY) benchmarks/run_all.py
+
+# Standard library only: the bare venv's interpreter is enough (no requirements installed).
+table: | $(VPY)
+	$(VPY) scripts/stage_table.py
 
 clean-venv:
 	rm -rf $(VENV)

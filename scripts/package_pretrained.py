@@ -4,6 +4,7 @@
     .venv/bin/python scripts/package_pretrained.py save/runs/NAME --model STEP   # a kept model
     .venv/bin/python scripts/package_pretrained.py save/runs/NAME --curve PNG    # only the learning curve
     .venv/bin/python scripts/package_pretrained.py STUDENT_DIR --out DIR        # an agent `main.py distill` wrote
+    ... --solved-step 450000 --reproduce "python main.py train --preset any-stage --world 2 --stage 1"
 
 The agent comes from a complete checkpoint (``--checkpoint``: a name under RUN/checkpoints)
 or from a model the run kept (``--model STEP``: RUN/models/step-STEP.weights.h5, with the
@@ -17,18 +18,24 @@ over several stages of one world), replacing what was there:
                        network, optimizer state or replay memory, which only training needs)
     results.json       `python main.py evaluate OUT --episodes 20 --seed 0 --json`, verbatim
     robustness.json    20 greedy episodes on seeds 1000-1019 (not the ones the checkpoint was
-                       picked with) and 20 with epsilon 0.05: flag rate, mean x_pos and return
-    stages.json        (several stages only) per stage, 20 greedy episodes on seeds 0-19 and 20
-                       on seeds 1000-1019, all on that stage (`evaluate --stage`)
+                       picked with), 20 with epsilon 0.05 on seeds 0-19 and 20 on seeds 1000-1019
+                       (issue 38's bar): flag rate, mean x_pos and return
+    stages.json        (several stages only) per stage, 20 greedy episodes on seeds 0-19, 20 on
+                       seeds 1000-1019 and 20 there with epsilon 0.05, all on that stage (`evaluate --stage`)
     episode.mp4        a greedy episode at full resolution: the first evaluation seed that reached
-                       the flag (seed 0 when none did)
+                       the flag (seed 0 when none did); World 1 only unless --extras
     episode.gif        the same episode, half size, every other frame (for the README)
-    explain.gif        the first 8 s of `play OUT --seed 1 --record --explain`, half size, every other frame
+    explain.gif        the first 8 s of `play OUT --seed 1 --record --explain`, half size, every
+                       other frame; World 1 only unless --extras (the others stay out of git's
+                       160 MB budget for save/pretrained/, issue 38)
     learning_curve.png x_pos and return against agent steps (wall hours on the top axis),
                        from the run's metrics.csv; for several stages, x_pos and the
                        evaluations' flag rate per stage; for a distilled agent, its flag rates
                        per stage and round of distillation
     training.json      where it came from: run, checkpoint, step, first flag step and wall time;
+                       with --solved-step, the step and wall time of the first model with >= 80%
+                       flags (`to_80`, as the time-to-solve harness found it); with --reproduce,
+                       the command that trains the run (tests/test_reproduce.py checks it);
                        for a distilled agent, its teachers (path, model sha256, run, checkpoint,
                        step), their training hours, the distillation's and the `distill`
                        command that makes it again
@@ -61,7 +68,8 @@ FLAGPOLE_X = {"1-1": 3161, "1-2": 3161, "1-3": 2425, "1-4": 2244}
 """The x_pos at which greedy episodes got the flag, per stage (read from `info` in probes of
 trained agents): drawn as a dashed line on the learning curves (1-1 and 1-2 share theirs). 1-4 ends at the axe,
 not a pole: its value is the lowest x_pos of w14-s0's training flags (they ended at 2244-2268).
-A stage not measured yet gets no line."""
+Another stage's line is the lowest x_pos of its run's training flags (:func:`flag_x`); none
+before its first flag."""
 
 HELD_OUT_SEED = 1000
 """First seed of the 20 "other" evaluation episodes (results.json and the time-to-solve
@@ -215,6 +223,33 @@ def _episodes_with_hours(rows: list[dict[str, str]]):
         yield row, round(seconds / 3600, 2)
 
 
+def hours_at_step(rows: list[dict[str, str]], step: int) -> float:
+    """Wall hours of training up to agent step ``step``: those of the last training episode
+    that ended by then (a kept model's step falls between episodes), as first_flag reads them."""
+    hours = 0.0
+    for row, at in _episodes_with_hours(rows):
+        if int(row["step"]) > step:
+            break
+        hours = at
+    return hours
+
+
+def solved_at(rows: list[dict[str, str]], run: str, step: int) -> dict:
+    """training.json's ``to_80``: the first model with >= 80% flags on seeds 0-19 (found by
+    benchmarks/time_to_solve.py, passed as --solved-step) and the wall hours to it."""
+    return {"step": step, "wall_hours": hours_at_step(rows, step), "source": f"{run}, time-to-solve harness"}
+
+
+def flag_x(rows: list[dict[str, str]], stage: str) -> int | None:
+    """Where ``stage``'s flag is: FLAGPOLE_X's figure, else the lowest x_pos of the stage's
+    training episodes that reached it (a stage outside World 1), else None (none yet)."""
+    if stage in FLAGPOLE_X:
+        return FLAGPOLE_X[stage]
+    xs = [int(float(row["x_pos"])) for row in rows if row["kind"] == "episode" and row["flag"] == "1"
+          and row.get("stage", stage) in (stage, "")]
+    return min(xs) if xs else None
+
+
 def first_flag(rows: list[dict[str, str]]) -> dict[str, float] | None:
     """Agent step, episode and wall-clock estimate of the first training episode that reached the flag
     from the stage start (one that began along an earlier episode, ``env.restart_from_best``, does not count)."""
@@ -289,8 +324,8 @@ def plot_stage_curves(rows: list[dict[str, str]], path: Path, stages: list[str])
         smooth = _smooth(part["x_pos"], 50)
         if len(smooth):
             axes[0].plot(part["step"][49:], smooth, color=colour, label=stage)
-        if stage in FLAGPOLE_X:
-            axes[0].axhline(FLAGPOLE_X[stage], ls="--", color=colour, lw=0.8)
+        if (x := flag_x(rows, stage)) is not None:
+            axes[0].axhline(x, ls="--", color=colour, lw=0.8)
         if part["eval_step"]:
             axes[1].plot(part["eval_step"], _trailing_mean(part["eval_flag_rate"], 3), "o-", ms=3, color=colour,
                          label=stage)
@@ -341,8 +376,8 @@ def plot_curve(rows: list[dict[str, str]], path: Path, stages: list[str]) -> Non
             top = ax.secondary_xaxis("top", functions=(lambda x: np.interp(x, steps, hours),
                                                        lambda h: np.interp(h, hours, steps)))
             top.set_xlabel("wall hours of training")
-    if stages[0] in FLAGPOLE_X:
-        axes[0].axhline(FLAGPOLE_X[stages[0]], ls="--", color="gray", lw=0.8)
+    if (x := flag_x(rows, stages[0])) is not None:
+        axes[0].axhline(x, ls="--", color="gray", lw=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -371,9 +406,19 @@ def play_to_gif(out: Path, seed: int, gif: str, *flags: str, seconds: float | No
     return done.stdout.strip()
 
 
-def record(out: Path, seed: int) -> dict:
-    """Play evaluation seed ``seed`` greedily from OUT and write episode.mp4 and episode.gif."""
-    return {"video_seed": seed, "play_output": play_to_gif(out, seed, "episode.gif", mp4="episode.mp4")}
+def record(out: Path, seed: int, mp4: bool = True) -> dict:
+    """Play evaluation seed ``seed`` greedily from OUT and write episode.gif (and episode.mp4)."""
+    return {"video_seed": seed,
+            "play_output": play_to_gif(out, seed, "episode.gif", mp4="episode.mp4" if mp4 else None)}
+
+
+def wants_extras(stages: list[str], extras: bool | None) -> bool:
+    """Whether to write episode.mp4 and explain.gif: as --extras/--no-extras says, else only
+    for an agent of World 1 (README shows its gifs; the 12 agents of Worlds 2-4 without them
+    keep save/pretrained/ under issue 38's 160 MB)."""
+    if extras is not None:
+        return extras
+    return all(stage.split("-")[0] == "1" for stage in stages)
 
 
 EXPLAIN_SEED, EXPLAIN_SECONDS = 1, 8
@@ -386,10 +431,12 @@ def record_explain(out: Path) -> None:
     play_to_gif(out, EXPLAIN_SEED, "explain.gif", "--explain", seconds=EXPLAIN_SECONDS)
 
 
-ROBUSTNESS = {"other_seeds_greedy": (HELD_OUT_SEED, 0.0), "epsilon_0.05": (0, 0.05)}
+ROBUSTNESS = {"other_seeds_greedy": (HELD_OUT_SEED, 0.0), "epsilon_0.05": (0, 0.05),
+              "epsilon_0.05_held_out": (HELD_OUT_SEED, 0.05)}
 """The checks beside results.json (20 episodes each, as (seed, epsilon)): greedy on seeds
 the checkpoint was not picked with, and the standard DQN evaluation's epsilon 0.05,
-which a policy that only replays one exact button sequence fails."""
+which a policy that only replays one exact button sequence fails, on both seed sets
+(issue 38's bar is >= 50% on seeds 1000-1019)."""
 
 
 def evaluate_summary(out: Path, seed: int, epsilon: float, stage: str | None = None) -> dict:
@@ -411,7 +458,8 @@ def stage_summaries(out: Path, stages: list[str]) -> dict:
     --stage``). results.json's 20 episodes let each seed pick its stage, so a stage gets
     only a few of them; issue 19's target for one World 1 agent is per stage."""
     return {stage: {"seeds_0_19": evaluate_summary(out, 0, 0.0, stage),
-                    "other_seeds_greedy": evaluate_summary(out, HELD_OUT_SEED, 0.0, stage)} for stage in stages}
+                    "other_seeds_greedy": evaluate_summary(out, HELD_OUT_SEED, 0.0, stage),
+                    "epsilon_0.05_held_out": evaluate_summary(out, HELD_OUT_SEED, 0.05, stage)} for stage in stages}
 
 
 def main() -> int:
@@ -426,6 +474,14 @@ def main() -> int:
     parser.add_argument("--curve", type=Path, metavar="PNG",
                         help="only draw the run's learning curve so far into PNG (per stage for several stages); "
                              "ship nothing (the other options are ignored)")
+    parser.add_argument("--solved-step", type=int, metavar="STEP",
+                        help="record STEP, and the wall hours to it from metrics.csv, as the first model with "
+                             ">= 80%% flags on seeds 0-19 (training.json's to_80; benchmarks/time_to_solve.py finds it)")
+    parser.add_argument("--reproduce", metavar="COMMAND",
+                        help="record the `python main.py train ...` command that trains this run (training.json; "
+                             "README's stage table shows it and tests/test_reproduce.py checks it)")
+    parser.add_argument("--extras", action=argparse.BooleanOptionalAction, default=None,
+                        help="write episode.mp4 and explain.gif (default: only for World 1's stages)")
     args = parser.parse_args()
     if args.curve is not None:
         stages = json.loads((args.run / "config.json").read_text())["env"]["stages"]
@@ -438,6 +494,10 @@ def main() -> int:
     if distilled is not None:
         if args.out.resolve() == args.run.resolve():
             print("error: --out must differ from the distilled agent's directory", file=sys.stderr)
+            return 2
+        if args.solved_step is not None or args.reproduce is not None:
+            print("error: --solved-step and --reproduce are for a trained run; a distilled agent records "
+                  "its own `distill` command", file=sys.stderr)
             return 2
     elif args.model is None:
         source = args.run / "checkpoints" / args.checkpoint
@@ -471,8 +531,10 @@ def main() -> int:
     if len(stages) > 1:
         (args.out / "stages.json").write_text(json.dumps(stage_summaries(args.out, stages), indent=1) + "\n")
     flags = [i for i, episode in enumerate(results["per_episode"]) if episode["flag"]]
-    played = record(args.out, flags[0] if flags else 0)  # `evaluate --seed 0` plays episode i with seed i
-    record_explain(args.out)
+    extras = wants_extras(list(stages), args.extras)
+    played = record(args.out, flags[0] if flags else 0, mp4=extras)  # `evaluate --seed 0` plays episode i with seed i
+    if extras:
+        record_explain(args.out)
     if distilled is not None:
         plot_distill_curve(distilled, args.out / "learning_curve.png")
         training = {"run": args.run.name, "checkpoint": origin, **distilled_training(distilled),
@@ -486,6 +548,10 @@ def main() -> int:
                 "episodes": state["episodes"], "training_flags": state["flags"],
                 "training_flags_from_stage_start": flags_from_stage_start(rows),
                 "first_flag": first_flag(rows), "training_wall_hours": training_hours(rows), **played}
+    if args.solved_step is not None:
+        training["to_80"] = solved_at(read_metrics(args.run), args.run.name, args.solved_step)
+    if args.reproduce is not None:
+        training["reproduce"] = args.reproduce
     (args.out / "training.json").write_text(json.dumps(training, indent=1) + "\n")
     print(json.dumps({k: results[k] for k in ("mean_return", "mean_x_pos", "max_x_pos", "flag_rate")}))
     print(json.dumps(training))

@@ -124,3 +124,60 @@ def test_a_distilled_agent_s_teachers_are_shipped_by_content_and_hours_follow_th
     assert package.distilled_training(record)["teacher_training_wall_hours"] == {"1-2": None}
     recorded = {**record, "teacher_sources": {"1-2": {**source, "training_wall_hours": 0.5}}}
     assert package.distilled_training(recorded)["teacher_training_wall_hours"] == {"1-2": 0.5}
+
+
+def test_the_80_percent_step_is_recorded_with_the_hours_to_it():
+    """--solved-step: the wall hours are those of the last training episode that ended by
+    that step (a kept model's step falls between episodes), as first_flag reads them."""
+    rows = [_episode(1000, 0, "360"), _episode(2000, 1, "1800"), _episode(3000, 1, "7200")]
+    assert package.hours_at_step(rows, 2500) == 0.5
+    assert package.hours_at_step(rows, 3000) == 2.0
+    assert package.hours_at_step(rows, 500) == 0.0
+    assert package.solved_at(rows, "w21-s0", 2500) == {"step": 2500, "wall_hours": 0.5,
+                                                       "source": "w21-s0, time-to-solve harness"}
+
+
+def test_a_stage_outside_world_1_draws_its_flag_where_its_training_flags_ended(tmp_path):
+    """FLAGPOLE_X knows World 1; another stage's line is its lowest training flag's x_pos,
+    and a stage with no flag yet is drawn without one."""
+    rows = [{**_episode(1000, 0, "10"), "stage": "2-1", "x_pos": "1500"},
+            {**_episode(2000, 1, "20"), "stage": "2-1", "x_pos": "3300"},
+            {**_episode(3000, 1, "30"), "stage": "2-1", "x_pos": "3290"},
+            {**_episode(3000, 1, "30"), "stage": "2-2", "x_pos": "9999"}]
+    assert package.flag_x(rows, "1-3") == 2425
+    assert package.flag_x(rows, "2-1") == 3290
+    assert package.flag_x(rows[:1], "2-1") is None
+    for stages, some in ((["2-1"], rows), (["2-3"], rows[:1]), (["2-1", "2-2"], rows)):
+        path = tmp_path / "curve.png"
+        package.plot_curve(some, path, stages)
+        assert path.stat().st_size > 10_000
+
+
+def test_only_world_1_ships_the_mp4_and_explain_gif_unless_asked():
+    assert package.wants_extras(["1-3"], None) and package.wants_extras(["1-1", "1-2", "1-3", "1-4"], None)
+    assert not package.wants_extras(["3-2"], None) and not package.wants_extras(["2-1", "2-2"], None)
+    assert package.wants_extras(["3-2"], True) and not package.wants_extras(["1-1"], False)
+
+
+def test_robustness_measures_epsilon_on_the_held_out_seeds():
+    """Issue 38's epsilon bar is on seeds 1000-1019: README's stage table reads this check."""
+    assert package.ROBUSTNESS["epsilon_0.05_held_out"] == (package.HELD_OUT_SEED, 0.05) == (1000, 0.05)
+    assert package.ROBUSTNESS["epsilon_0.05"] == (0, 0.05)
+
+
+def test_a_distilled_agent_refuses_the_options_of_a_trained_run(tmp_path, monkeypatch, capsys):
+    """--solved-step/--reproduce describe a training run; a distilled agent records its own
+    `distill` command, so they are refused in one line before anything is replaced."""
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / "COMPLETE").write_text("ok\n")
+    (student / "state.json").write_text(json.dumps({"step": 0, "distilled": {"teachers": {}}}))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep").write_text("shipped before")
+    monkeypatch.setattr(package.sys, "argv", ["package_pretrained.py", str(student), "--out", str(out),
+                                              "--solved-step", "1000"])
+    assert package.main() == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    assert (out / "keep").read_text() == "shipped before"

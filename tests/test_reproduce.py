@@ -1,14 +1,16 @@
-"""Every shipped per-stage agent's "reproduce" command in README resolves to the
-configuration its run was trained with (its frozen config.json), apart from how long
-the run is: a user who copies the command trains the same recipe, seed included.
+"""Every shipped per-stage agent's "reproduce" command resolves to the configuration its
+run was trained with (its frozen config.json), apart from how long the run is: a user who
+copies the command trains the same recipe, seed included.
 
-The commands are read from README's table of shipped agents, so a preset or a default
-that changes under a shipped agent, or a README row that drifts from it, fails here.
+The commands are read from each agent's training.json, which README's stage table shows
+(scripts/stage_table.py; tests/test_stage_table.py keeps the table equal to the records),
+so a preset or a default that changes under a shipped agent fails here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shlex
 from pathlib import Path
@@ -26,15 +28,18 @@ RUN_LENGTH = {("runner", "total_steps")}
 so the reproduce command need not name the length its run happened to be given."""
 
 
-def readme_commands() -> dict[str, str]:
-    """agent directory name -> the ``python main.py train ...`` command of its README row."""
-    rows = {}
-    for line in (ROOT / "README.md").read_text().splitlines():
-        agent = re.match(r"\| `save/pretrained/([\w-]+)` \|", line)
-        command = re.search(r"`(python main\.py train[^`]*)`", line)
-        if agent and command:
-            rows[agent.group(1)] = command.group(1)
-    return rows
+def per_stage_agents() -> list[str]:
+    return sorted(p.name for p in PRETRAINED.iterdir() if re.fullmatch(r"world-\d-\d", p.name))
+
+
+def recorded_commands() -> dict[str, str]:
+    """agent directory name -> the ``python main.py train ...`` command its training.json records."""
+    commands = {}
+    for agent in per_stage_agents():
+        command = json.loads((PRETRAINED / agent / "training.json").read_text()).get("reproduce")
+        if isinstance(command, str) and command.startswith("python main.py train"):
+            commands[agent] = command
+    return commands
 
 
 def resolve(command: str) -> C.Config:
@@ -53,20 +58,23 @@ def differences(a: C.Config, b: C.Config) -> list[tuple[str, str, object, object
             and section != "paths"]
 
 
-def test_readme_names_a_train_command_for_every_per_stage_agent():
-    per_stage = sorted(p.name for p in PRETRAINED.iterdir() if re.fullmatch(r"world-\d-\d", p.name))
+def test_every_per_stage_agent_records_a_train_command_and_readme_shows_it():
+    per_stage = per_stage_agents()
     assert per_stage, "no shipped per-stage agents found"
-    assert sorted(set(per_stage) & set(readme_commands())) == per_stage
+    assert sorted(recorded_commands()) == per_stage
+    readme = (ROOT / "README.md").read_text()
+    for agent, command in recorded_commands().items():
+        assert f"`{command}`" in readme, agent
 
 
-@pytest.mark.parametrize("agent", sorted(readme_commands()))
+@pytest.mark.parametrize("agent", sorted(recorded_commands()))
 def test_reproduce_command_resolves_to_the_frozen_config(agent):
     frozen = ckpt.read_run_config(PRETRAINED / agent)
-    assert differences(resolve(readme_commands()[agent]), frozen) == []
+    assert differences(resolve(recorded_commands()[agent]), frozen) == []
 
 
 def test_the_comparison_sees_a_changed_recipe():
     """The check is not vacuous: dropping the override the 1-1 row needs is caught."""
     frozen = ckpt.read_run_config(PRETRAINED / "world-1-1")
-    command = readme_commands()["world-1-1"].replace(" --set env.end_on_ceiling=false", "")
+    command = recorded_commands()["world-1-1"].replace(" --set env.end_on_ceiling=false", "")
     assert ("env", "end_on_ceiling", True, False) in differences(resolve(command), frozen)

@@ -1,0 +1,125 @@
+"""scripts/stage_table.py: README's stage table is the one the shipped agents' records give,
+and its cells are what hand-made records say (no TensorFlow: JSON and text only)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "stage_table.py"
+_spec = importlib.util.spec_from_file_location("stage_table", SCRIPT)
+table = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(table)
+
+
+def test_readme_s_stage_table_is_the_one_the_shipped_records_give():
+    """A shipped agent added or re-measured without `make table` fails here."""
+    readme = (ROOT / "README.md").read_text()
+    block = table.render()
+    assert block in readme, "README's stage table is stale: run `make table`"
+    assert table.replace_block(readme, block) == readme
+    rows = _rows(block)
+    assert list(rows)[:4] == ["1-1", "1-2", "1-3", "1-4"]
+    assert sorted(set(rows) & set(table.STAGES)) == sorted(table.STAGES)  # every stage of Worlds 1-4, shipped or not
+    for agent in sorted((ROOT / "save" / "pretrained").glob("world-?-?")):  # each shipped stage shows its agent
+        assert f"`save/pretrained/{agent.name}`" in rows[agent.name.removeprefix("world-")]
+
+
+def _write(folder: Path, name: str, record: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps(record))
+
+
+def _check(flag_rate: float) -> dict:
+    return {"command": "python main.py evaluate ...", "episodes": 20, "flag_rate": flag_rate}
+
+
+@pytest.fixture
+def shipped(tmp_path: Path) -> Path:
+    """A one-stage agent of 2-1 (below the epsilon bar), an agent of World 3's 3-1 and 3-2
+    (3-2 below the greedy bar on seeds 1000-1019), and a note for 4-4."""
+    shipped = tmp_path / "pretrained"
+    agent = shipped / "world-2-1"
+    _write(agent, "training.json", {"run": "w21-s0", "step": 1_250_000, "training_wall_hours": 2.5,
+                                    "first_flag": {"step": 70_228, "episode": 500, "wall_hours": 0.15},
+                                    "to_80": {"step": 900_000, "wall_hours": 1.8, "source": "w21-s0"},
+                                    "reproduce": "python main.py train --preset any-stage --world 2 --stage 1"})
+    _write(agent, "results.json", {"flag_rate": 0.95, "per_episode": []})
+    _write(agent, "robustness.json", {"other_seeds_greedy": _check(0.8), "epsilon_0.05": _check(0.6),
+                                      "epsilon_0.05_held_out": _check(0.45)})
+    world = shipped / "world-3"
+    _write(world, "training.json", {"run": "w3d", "distilled_from": {}, "distillation_wall_hours": 0.5,
+                                    "teacher_training_wall_hours": {"3-1": 1.25, "3-2": None, "3-3": 2.0},
+                                    "reproduce": ["a", "b"]})
+    _write(world, "stages.json", {"3-2": {"seeds_0_19": _check(0.9), "other_seeds_greedy": _check(0.75),
+                                          "epsilon_0.05_held_out": _check(0.5)},
+                                  "3-1": {"seeds_0_19": _check(1.0), "other_seeds_greedy": _check(1.0)}})
+    _write(shipped, table.STATUS, {"4-4": "in training: run w44-any-s0"})
+    return shipped
+
+
+def _rows(block: str) -> dict[str, str]:
+    return {line.split(" | ")[0].removeprefix("| "): line for line in block.splitlines()
+            if line.startswith("| ") and not line.startswith(("| stage", "| ---"))}
+
+
+def test_rows_read_the_records_and_mark_what_is_below_the_bar(shipped):
+    rows = _rows(table.render(shipped))
+    assert len(rows) == 17  # 16 stages and World 3's agent
+    assert rows["2-1"] == ("| 2-1 | `save/pretrained/world-2-1` | 70k, 0.15 h | 900k, 1.80 h (shipped: 1.25M, 2.50 h) "
+                           "| 95% / 80% / 45%✗ | `python main.py train --preset any-stage --world 2 --stage 1` |")
+    # World 3's agent: its own row after 3-4, per stage in the order of the stages; 1.25 + 2.0 h of teachers
+    assert rows["3-1 / 3-2"] == ("| 3-1 / 3-2 | `save/pretrained/world-3` | - | distilled in 0.50 h from agents of "
+                                 "3.25 h of training | 100%, 90% / 100%, 75%✗ / -, 50% | the 2 commands of "
+                                 "`reproduce` in `save/pretrained/world-3/training.json` |")
+    assert list(rows).index("3-1 / 3-2") == list(rows).index("3-4") + 1
+    # a stage without its own agent: its world's agent's figures on it
+    assert rows["3-2"] == "| 3-2 | `save/pretrained/world-3` (row below) | - | - | 90% / 75%✗ / 50% | - |"
+    assert rows["3-3"] == "| 3-3 | not trained yet | - | - | - | - |"  # not in world-3's stages.json
+    assert rows["4-4"] == "| 4-4 | in training: run w44-any-s0 | - | - | - | - |"
+    assert rows["1-1"] == "| 1-1 | not trained yet | - | - | - | - |"
+
+
+def test_a_record_without_the_80_figure_says_so():
+    assert table.to_80_cell({"step": 100}) == "not measured"
+    assert table.to_80_cell({"step": 450_000, "training_wall_hours": 1.0,
+                             "to_80": {"step": 450_000, "wall_hours": 1.87, "note": "a slower VM"}}) == \
+        "450k, 1.87 h (a slower VM)"
+    assert table.first_flag_cell({"first_flag": None}) == "none"
+    assert table.steps(2_000_000) == "2M" and table.steps(125_000) == "125k"
+    assert table.rate(0.8, 0.8) == "80%" and table.rate(0.75, 0.8) == "75%✗" and table.rate(None, 0.8) == "-"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_check_exits_1_on_a_stale_table_and_writing_fixes_it(shipped, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{table.BEGIN}\n| an old hand-typed row |\n{table.END}\n\nafter\n")
+    where = ("--readme", str(readme), "--shipped", str(shipped))
+    stale = _cli("--check", *where)
+    assert stale.returncode == 1 and "stage table differs" in stale.stderr and len(stale.stderr.splitlines()) == 1
+    assert "an old hand-typed row" in readme.read_text()  # --check writes nothing
+    assert _cli(*where).returncode == 0
+    text = readme.read_text()
+    assert text.startswith("# title\n\n") and text.endswith("\n\nafter\n") and "old hand-typed" not in text
+    assert table.render(shipped) in text
+    assert _cli("--check", *where).returncode == 0
+    readme.write_text("no markers\n")
+    missing = _cli("--check", *where)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ")
+
+
+def test_the_script_imports_without_tensorflow():
+    done = subprocess.run([sys.executable, "-c", f"import runpy, sys; runpy.run_path({str(SCRIPT)!r}); "
+                           "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+                           "('tensorflow', 'keras', 'numpy', 'mario_dqn')))"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr[-2000:]
