@@ -31,6 +31,18 @@ def test_readme_s_stage_table_is_the_one_the_shipped_records_give():
         assert f"`save/pretrained/{agent.name}`" in rows[agent.name.removeprefix("world-")]
 
 
+def test_every_shipped_agent_has_each_flag_figure_of_its_row():
+    """An agent packaged before a check existed (or by hand) would show '-' in the table."""
+    shipped = ROOT / "save" / "pretrained"
+    for agent in sorted(shipped.glob("world-?-?")):
+        checks = table.agent_checks(agent)
+        assert all(checks[name]["flag_rate"] is not None for name, _ in table.FLAG_CHECKS), agent.name
+        assert "reproduce" in json.loads((agent / "training.json").read_text()), agent.name
+    for agent in sorted(shipped.glob("world-?")):
+        for stage, checks in json.loads((agent / "stages.json").read_text()).items():
+            assert all(checks[name]["flag_rate"] is not None for name, _ in table.FLAG_CHECKS), (agent.name, stage)
+
+
 def _write(folder: Path, name: str, record: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(json.dumps(record))
