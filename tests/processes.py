@@ -6,8 +6,11 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,6 +27,15 @@ def start(*args: str, env: dict[str, str | None] | None = None) -> subprocess.Po
             full[key] = value
     return subprocess.Popen([sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, env=full,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def concurrently(*calls: Callable[[], T]) -> list[T]:
+    """Each call's result, in order, the calls made at once in threads: for independent
+    subprocesses (CLI runs that share no directory), whose start-up (imports, tracing) is
+    mostly one core's work, so two cores overlap them. The first exception is raised."""
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [future.result() for future in futures]
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 240) -> None:

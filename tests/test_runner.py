@@ -14,11 +14,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
 
 from benchmarks import fault_injection
+from tests.processes import concurrently
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [*fault_injection.TINY, "--set", "policy_average_steps=0"]
@@ -162,31 +164,35 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     straight 300-step run, and one stopped at 150 (152 for 4 envs, whose steps come in
     fours) then resumed to 300 in new processes.
     Checkpoints every 100 steps, keeping 2. For 1 env also "crashed1": like resumed1, but
-    killed after logging past its checkpoint (see crash_after)."""
+    killed after logging past its checkpoint (see crash_after). The runs that do not
+    depend on each other train at once (:func:`concurrently`): 4, then 5 processes."""
     root = tmp_path_factory.mktemp("runs")
     paths: dict[str, Path] = {"root": root}
-    for envs in ("1", "4"):
+
+    def train(*args: str) -> Callable[[], subprocess.CompletedProcess]:
+        return lambda: cli("train", *args)
+
+    def common(envs: str) -> tuple[str, ...]:
         # 4 envs take 75 steps each: shorter episodes so that several end, after learning starts.
         shorter = ("--set", "max_episode_steps=30") if envs == "4" else ()
-        common = ("--envs", envs, "--set", "checkpoint_every=100", "--set", "keep_checkpoints=2", *TINY, *shorter)
-        straight = cli("train", "--steps", "300", "--save-dir", str(root), "--name", f"straight{envs}", *common)
-        assert straight.returncode == 0, straight.stderr[-2000:]
-        first = cli("train", "--steps", "150", "--save-dir", str(root), "--name", f"resumed{envs}", *common)
-        assert first.returncode == 0, first.stderr[-2000:]
-        if envs == "1":
-            paths["crashed1"] = crash_after(root / "resumed1", root / "crashed1", root / "straight1", 150)
-            again = cli("train", "--resume", str(root / "crashed1"), "--steps", "300", "--no-progress")
-            assert again.returncode == 0, again.stderr[-2000:]
-            (root / "crashed1.stderr").write_text(again.stderr)
-            paths["oldformat1"] = as_old_format(root / "resumed1", root / "oldformat1")
-            again = cli("train", "--resume", str(root / "oldformat1"), "--steps", "300", "--no-progress")
-            assert again.returncode == 0, again.stderr[-2000:]
-            paths["retired1"] = with_retired_fields(root / "resumed1", root / "retired1")
-            again = cli("train", "--resume", str(root / "retired1"), "--steps", "300", "--no-progress")
-            assert again.returncode == 0, again.stderr[-2000:]
-        second = cli("train", "--resume", str(root / f"resumed{envs}"), "--steps", "300", "--no-progress")
-        assert second.returncode == 0, second.stderr[-2000:]
+        return ("--envs", envs, "--set", "checkpoint_every=100", "--set", "keep_checkpoints=2", *TINY, *shorter)
+
+    firsts = concurrently(*(train("--steps", steps, "--save-dir", str(root), "--name", f"{kind}{envs}", *common(envs))
+                            for envs in ("1", "4") for kind, steps in (("straight", "300"), ("resumed", "150"))))
+    for done in firsts:
+        assert done.returncode == 0, done.stderr[-2000:]
+    # copies of resumed1 as it stopped, before it is resumed itself
+    paths["crashed1"] = crash_after(root / "resumed1", root / "crashed1", root / "straight1", 150)
+    paths["oldformat1"] = as_old_format(root / "resumed1", root / "oldformat1")
+    paths["retired1"] = with_retired_fields(root / "resumed1", root / "retired1")
+    resumes = concurrently(*(train("--resume", str(root / name), "--steps", "300", "--no-progress")
+                             for name in ("crashed1", "oldformat1", "retired1", "resumed1", "resumed4")))
+    for done in resumes:
+        assert done.returncode == 0, done.stderr[-2000:]
+    (root / "crashed1.stderr").write_text(resumes[0].stderr)
+    for second in resumes[3:]:
         assert "resuming" in second.stdout
+    for envs in ("1", "4"):
         paths[f"straight{envs}"] = root / f"straight{envs}"
         paths[f"resumed{envs}"] = root / f"resumed{envs}"
     paths["straight"] = paths["straight1"]
@@ -346,7 +352,8 @@ def _assert_plays_like_its_checkpoint(shipped: Path, source: Path):
     assert len(policy.online) == len(want_weights)
     for got, want in zip(policy.online, want_weights, strict=True):
         np.testing.assert_array_equal(got, want)
-    assert _evaluated(shipped) == _evaluated(source)
+    played, want = concurrently(lambda: _evaluated(shipped), lambda: _evaluated(source))
+    assert played == want
     return policy
 
 
@@ -377,16 +384,18 @@ def test_a_policy_loads_without_target_optimizer_and_online_npz(runs, tmp_path):
     shipped.mkdir()
     for name in ("model.keras", "state.json", "config.json", "COMPLETE"):
         shutil.copy2(source / name, shipped / name)
-    _assert_plays_like_its_checkpoint(shipped, source)
-    config = json.loads((shipped / "config.json").read_text())
+    mismatched = tmp_path / "mismatched"  # the same files, its config naming the other network
+    shutil.copytree(shipped, mismatched)
+    config = json.loads((mismatched / "config.json").read_text())
     config["agent"]["network"] = "small" if config["agent"]["network"] == "nature" else "nature"
-    (shipped / "config.json").write_text(json.dumps(config))
-    out = cli("evaluate", str(shipped), "--episodes", "1")
+    (mismatched / "config.json").write_text(json.dumps(config))
+    _, out = concurrently(lambda: _assert_plays_like_its_checkpoint(shipped, source),
+                          lambda: cli("evaluate", str(mismatched), "--episodes", "1"))
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr[-2000:]
-    assert f"{shipped / 'model.keras'} does not match the model built from its config" in out.stderr
-    (shipped / "model.keras").unlink()
+    assert f"{mismatched / 'model.keras'} does not match the model built from its config" in out.stderr
+    (mismatched / "model.keras").unlink()
     with pytest.raises(CheckpointError, match="model.keras is missing"):
-        load_policy(shipped)
+        load_policy(mismatched)
 
 
 def test_a_kept_model_ships_as_a_policy_that_plays_like_its_checkpoint(runs, tmp_path):
@@ -432,9 +441,10 @@ def test_a_policy_average_leaves_learning_alone_resumes_exactly_and_is_what_ship
 
     common = ("--envs", "1", "--set", "checkpoint_every=100", "--set", "keep_checkpoints=2", *TINY,
               "--set", "policy_average_steps=200", "--set", "eval_every=100", "--set", "eval_episodes=1")
-    straight = cli("train", "--steps", "300", "--save-dir", str(tmp_path), "--name", "straight", *common)
+    straight, first = concurrently(
+        lambda: cli("train", "--steps", "300", "--save-dir", str(tmp_path), "--name", "straight", *common),
+        lambda: cli("train", "--steps", "150", "--save-dir", str(tmp_path), "--name", "resumed", *common))
     assert straight.returncode == 0, straight.stderr[-2000:]
-    first = cli("train", "--steps", "150", "--save-dir", str(tmp_path), "--name", "resumed", *common)
     assert first.returncode == 0, first.stderr[-2000:]
     second = cli("train", "--resume", str(tmp_path / "resumed"), "--steps", "300", "--no-progress")
     assert second.returncode == 0, second.stderr[-2000:]
@@ -496,7 +506,7 @@ def test_a_stages_evaluation_row_gets_its_own_tensorboard_tags():
 
 
 def test_evaluate_json_is_reproducible(runs):
-    outs = [cli("evaluate", str(runs["straight"]), "--episodes", "2", "--seed", "3", "--json") for _ in range(2)]
+    outs = concurrently(*[lambda: cli("evaluate", str(runs["straight"]), "--episodes", "2", "--seed", "3", "--json")] * 2)
     for out in outs:
         assert out.returncode == 0, out.stderr[-2000:]
     results = [json.loads(out.stdout) for out in outs]
@@ -532,14 +542,15 @@ def test_a_signal_to_the_main_process_alone_writes_a_loadable_checkpoint(tmp_pat
 
 
 def test_play_record_writes_one_mp4_per_episode_with_every_frame(runs, tmp_path):
-    out = cli("play", str(runs["straight"]), "--episodes", "2", "--record", "--video-dir", str(tmp_path))
+    out, evaluated = concurrently(
+        lambda: cli("play", str(runs["straight"]), "--episodes", "2", "--record", "--video-dir", str(tmp_path)),
+        lambda: cli("evaluate", str(runs["straight"]), "--episodes", "2", "--seed", "0", "--json"))
     assert out.returncode == 0, out.stderr[-2000:]
     videos = sorted(tmp_path.glob("*.mp4"))
     assert len(videos) == 2
     lines = [line for line in out.stdout.splitlines() if line.startswith("episode")]
     assert len(lines) == 2 and all("x_pos" in line and "flag" in line for line in lines)
-    evaluation = json.loads(cli("evaluate", str(runs["straight"]), "--episodes", "2", "--seed", "0",
-                                "--json").stdout)
+    evaluation = json.loads(evaluated.stdout)
     import imageio.v2 as imageio
 
     for video, episode in zip(videos, evaluation["per_episode"], strict=True):
@@ -644,9 +655,9 @@ def test_a_run_with_restarts_resumes_exactly(tmp_path, probability, guided, expl
     common = ("--envs", "2", "--save-dir", str(tmp_path), "--set", "checkpoint_every=100", *TINY,
               "--set", "max_episode_steps=30", "--set", f"restart_from_best={probability}",
               "--set", f"restart_guided={guided}", "--set", f"restart_explore={explore}", "--set", f"noop_max={noops}")
-    straight = cli("train", "--steps", "300", "--name", "straight", *common)
+    straight, first = concurrently(lambda: cli("train", "--steps", "300", "--name", "straight", *common),
+                                   lambda: cli("train", "--steps", "150", "--name", "resumed", *common))
     assert straight.returncode == 0, straight.stderr[-2000:]
-    first = cli("train", "--steps", "150", "--name", "resumed", *common)
     assert first.returncode == 0, first.stderr[-2000:]
     stopped = json.loads((tmp_path / "resumed" / "checkpoints" / "step-000000000150" / "state.json").read_text())
     assert any(env["restarts"][midway] for env in stopped["envs"]), f"stopped in the middle of a restart's {midway}"
