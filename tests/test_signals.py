@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.processes import children, running, start, wait_for, wait_for_emulator
+from tests.processes import children, concurrently, running, start, wait_for, wait_for_emulator
 from tests.test_runner import TINY, assert_same_checkpoints, cli, metrics_rows, tensorboard_scalars
 
 # 4 envs (the default): the workers are separate processes in the signalled group.
@@ -22,6 +24,7 @@ COMMON = ("--envs", "4", "--set", "checkpoint_every=100", "--set", "keep_checkpo
           "--set", "max_episode_steps=30")
 TARGET = 400
 """Signalled runs stop after their first episodes (step ~120) and resume to here."""
+SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
 
 
 def logged_episodes(run: Path) -> bool:
@@ -33,35 +36,92 @@ def assert_clean(stderr: str) -> None:
     assert "Traceback" not in stderr and "Error" not in stderr and "error" not in stderr, stderr[-3000:]
 
 
+@dataclass
+class Stopped:
+    """What a run signalled once its first episodes were logged left behind."""
+
+    run: Path
+    proc: subprocess.Popen
+    out: str
+    err: str
+    workers: list[int]
+    """Its env workers while it ran."""
+    left: list[int]
+    """Its children still running right after it exited (after SIGKILL: its workers still
+    running 10 s after it exited)."""
+
+
+def signalled(root: Path, sig: signal.Signals | None) -> Stopped:
+    """Start a run in its own session, and once it has logged its first episodes send
+    ``sig`` to its group ten times (a held key, an impatient user: the first is the one
+    that counts; the others must not cut the checkpoint write short), or with None
+    SIGKILL its main process alone."""
+    run = root / "run"
+    proc = start("train", "--steps", "100000", "--save-dir", str(root), "--name", "run", *COMMON)
+    try:
+        wait_for(lambda: logged_episodes(run), "the first episodes")
+        workers = children(proc.pid)
+        if sig is None:
+            proc.kill()  # SIGKILL to the main process alone: nothing of ours runs in it any more
+            out, err = proc.communicate(timeout=30)
+        else:
+            os.killpg(proc.pid, sig)
+            for _ in range(10):
+                time.sleep(0.02)
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+            out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if sig is None:
+        deadline = time.time() + 10
+        while any(running(pid) for pid in workers) and time.time() < deadline:
+            time.sleep(0.05)
+        left = [pid for pid in workers if running(pid)]
+    else:
+        left = [pid for pid in children(proc.pid) if running(pid)]
+    return Stopped(run, proc, out, err, workers, left)
+
+
+KILLED = "SIGKILL to the main process"
+
+
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory) -> Path:
-    """An uninterrupted run to TARGET with the signalled runs' settings."""
-    root = tmp_path_factory.mktemp("straight")
-    out = cli("train", "--steps", str(TARGET), "--save-dir", str(root), "--name", "straight", *COMMON)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return root / "straight"
+def runs(tmp_path_factory) -> dict[str, Path | Stopped]:
+    """At once (:func:`concurrently`, independent processes): an uninterrupted run to
+    TARGET with the signalled runs' settings ("straight"), one run stopped by each group
+    signal (by its name) and one whose main process is killed (KILLED)."""
+
+    def straight_run() -> Path:
+        root = tmp_path_factory.mktemp("straight")
+        out = cli("train", "--steps", str(TARGET), "--save-dir", str(root), "--name", "straight", *COMMON)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return root / "straight"
+
+    stops = {sig.name: sig for sig in SIGNALS} | {KILLED: None}
+    roots = {name: tmp_path_factory.mktemp(name.split()[0]) for name in stops}
+    made = concurrently(straight_run, *(lambda name=name: signalled(roots[name], stops[name]) for name in stops))
+    return {"straight": made[0], **dict(zip(stops, made[1:]))}
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
-def test_group_signal_checkpoints_and_resumes_exactly(straight, tmp_path, sig):
+@pytest.fixture(scope="module")
+def straight(runs) -> Path:
+    return runs["straight"]
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
+def test_group_signal_checkpoints_and_resumes_exactly(runs, sig):
     """Each signal stops the run once, with one checkpoint, and no worker left. Which signal
     it was does not reach the checkpoint (one code path writes it), so the exact resume is
     checked once, after Ctrl-C's SIGINT, the one users send most."""
     from mario_dqn.checkpoint import latest_checkpoint, load_checkpoint
 
-    run = tmp_path / "run"
-    proc = start("train", "--steps", "100000", "--save-dir", str(tmp_path), "--name", "run", *COMMON)
-    wait_for(lambda: logged_episodes(run), "the first episodes")
-    os.killpg(proc.pid, sig)
-    # More of the same while it stops: a held key, an impatient user. The first is the
-    # one that counts; the others must not cut the checkpoint write short.
-    for _ in range(10):
-        time.sleep(0.02)
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-    out, err = proc.communicate(timeout=180)
+    stopped, straight = runs[sig.name], runs["straight"]
+    run, proc, out, err = stopped.run, stopped.proc, stopped.out, stopped.err
     assert proc.returncode == 128 + sig, err[-3000:]
     assert_clean(err)
     assert err.count("still writing the checkpoint") == 1, err
@@ -72,7 +132,7 @@ def test_group_signal_checkpoints_and_resumes_exactly(straight, tmp_path, sig):
     newest = latest_checkpoint(run / "checkpoints")
     assert newest is not None and newest.name == f"step-{step:012d}" and (newest / "replay").is_dir()
     assert load_checkpoint(run).state["step"] == step
-    assert not [pid for pid in children(proc.pid) if running(pid)]
+    assert not stopped.left
     if sig != signal.SIGINT:
         return
 
@@ -85,15 +145,10 @@ def test_group_signal_checkpoints_and_resumes_exactly(straight, tmp_path, sig):
     assert same.state["agent"]["updates"] > 0
 
 
-def test_workers_go_away_when_the_main_process_is_killed(tmp_path):
-    run = tmp_path / "run"
-    proc = start("train", "--steps", "100000", "--save-dir", str(tmp_path), "--name", "run", *COMMON)
-    wait_for(lambda: logged_episodes(run), "the first episodes")
-    workers = children(proc.pid)
-    assert len(workers) >= 4, "the four env workers"
-    proc.kill()  # SIGKILL to the main process alone: nothing of ours runs in it any more
-    proc.communicate(timeout=30)
-    wait_for(lambda: not any(running(pid) for pid in workers), "the workers to exit", timeout=10)
+def test_workers_go_away_when_the_main_process_is_killed(runs):
+    killed = runs[KILLED]
+    assert len(killed.workers) >= 4, "the four env workers"
+    assert not killed.left, "the workers exit within 10 s"
 
 
 @pytest.mark.parametrize("command", ["play", "evaluate"])
