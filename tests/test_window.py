@@ -151,9 +151,9 @@ def sky_share(image: np.ndarray) -> float:
 
 
 def test_the_window_shows_the_game_while_it_plays_and_records(xserver, tmp_path):
-    """At twice the game's speed, with --record: the window shows Mario's World 1-1 (mostly
+    """At four times the game's speed, with --record: the window shows Mario's World 1-1 (mostly
     sky), the episode ends with exit 0, the window is gone, and the video is whole."""
-    proc = start("play", str(PRETRAINED), "--window", "--speed", "2", "--record", "--video-dir", str(tmp_path),
+    proc = start("play", str(PRETRAINED), "--window", "--speed", "4", "--record", "--video-dir", str(tmp_path),
                  display=xserver)
     try:
         wait_for(lambda: screenshot(xserver) is not None or proc.poll() is not None, "the window")
