@@ -29,11 +29,16 @@ def start(*args: str, env: dict[str, str | None] | None = None) -> subprocess.Po
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+AT_ONCE = 5
+"""Most calls :func:`concurrently` makes at once: a CLI run with TensorFlow holds ~1 GB."""
+
+
 def concurrently(*calls: Callable[[], T]) -> list[T]:
-    """Each call's result, in order, the calls made at once in threads: for independent
-    subprocesses (CLI runs that share no directory), whose start-up (imports, tracing) is
-    mostly one core's work, so two cores overlap them. The first exception is raised."""
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+    """Each call's result, in order, the calls made at once in threads (AT_ONCE at most):
+    for independent subprocesses (CLI runs that share no directory), whose start-up
+    (imports, tracing) is mostly one core's work, so two cores overlap them. The first
+    exception is raised."""
+    with ThreadPoolExecutor(max_workers=min(len(calls), AT_ONCE)) as pool:
         futures = [pool.submit(call) for call in calls]
         return [future.result() for future in futures]
 
