@@ -140,8 +140,9 @@ class DQNAgent:
         V(s') = Q_target(s', a*): Double DQN picks a* with the online net and evaluates it
         with the target net, which curbs the max operator's upward bias; vanilla DQN takes
         max_a Q_target. With ``target_epsilon`` e > 0, V(s') is the value of acting
-        e-greedily from s', (1 - e) Q_target(s', a*) + e mean_a Q_target(s', a), so the
-        learned greedy policy is the best one that still survives random presses.
+        e-greedily from s', (1 - e) Q_target(s', a*) + e mean_a Q_target(s', a), so that the
+        greedy policy can prefer routes that survive random presses (measured once on 1-4
+        without a gain: docs/every-stage.md).
         A terminated window arrives with discount 0, so its bootstrap term vanishes.
         ``obs`` and ``action`` are unused: the signature is the batch's, which the
         compiled step shares.

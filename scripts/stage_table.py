@@ -103,7 +103,8 @@ def to_80_cell(training: dict) -> str:
     cell = f"{steps(solved['step'])}, {solved['wall_hours']:.2f} h"
     notes = [solved["note"]] if solved.get("note") else []
     if training.get("step") not in (None, solved["step"]):
-        notes.append(f"shipped: {steps(training['step'])}, {training['training_wall_hours']:.2f} h")
+        hours = training.get("training_wall_hours")
+        notes.append(f"shipped: {steps(training['step'])}" + (f", {hours:.2f} h" if hours is not None else ""))
     return cell + (f" ({'; '.join(notes)})" if notes else "")
 
 

@@ -35,9 +35,10 @@ AT_ONCE = 5
 
 def concurrently(*calls: Callable[[], T]) -> list[T]:
     """Each call's result, in order, the calls made at once in threads (AT_ONCE at most):
-    for independent subprocesses (CLI runs that share no directory), whose start-up
-    (imports, tracing) is mostly one core's work, so two cores overlap them. The first
-    exception is raised."""
+    for independent subprocesses (CLI runs that write to no shared directory; reading one
+    is fine), whose start-up (imports, tracing) is mostly one core's work, so two cores
+    overlap them. Once all have finished, the exception of the first call (in the given
+    order) that raised is raised."""
     with ThreadPoolExecutor(max_workers=min(len(calls), AT_ONCE)) as pool:
         futures = [pool.submit(call) for call in calls]
         return [future.result() for future in futures]

@@ -139,9 +139,10 @@ CLIFF = make_batch(onehot(0, 0, 0, 1, 1, 1), [0, 1, 2, 0, 1, 2], [0.8, 0.0, 0.0,
                    onehot(0, 1, 1, 0, 0, 0), [0.0, 0.9, 0.9, 0.0, 0.0, 0.0])
 
 
-@pytest.mark.parametrize("target_epsilon, q_a, best_in_a", [(0.0, [0.8, 0.9, 0.9], 1), (0.3, [0.8, -1.08, -1.08], 0)])
+@pytest.mark.parametrize("target_epsilon, q_a, best_in_a",
+                         [(0.0, [0.8, 0.9, 0.9], (1, 2)), (0.3, [0.8, -1.08, -1.08], (0,))])
 def test_epsilon_target_learns_the_route_that_survives_random_presses(target_epsilon: float, q_a: list[float],
-                                                                      best_in_a: int) -> None:
+                                                                      best_in_a: tuple[int, ...]) -> None:
     """Trained to its fixed point on every transition of the cliff, the greedy target learns the
     risky detour and the epsilon target the safe step: the hand-computed Q-values of A and B."""
     agent = tiny_agent(np.zeros((4, NUM_ACTIONS)), learning_rate=0.05, huber_delta=100.0,
@@ -151,7 +152,7 @@ def test_epsilon_target_learns_the_route_that_survives_random_presses(target_eps
     q = agent.q_values(onehot(0, 1))
     np.testing.assert_allclose(q[1], [1.0, -10.0, -10.0], atol=0.02)
     np.testing.assert_allclose(q[0], q_a, atol=0.02)
-    assert int(np.argmax(q[0])) == best_in_a or (best_in_a == 1 and int(np.argmax(q[0])) in (1, 2))
+    assert int(np.argmax(q[0])) in best_in_a
 
 
 def test_termination_masks_bootstrap_but_truncation_does_not() -> None:
