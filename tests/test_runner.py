@@ -28,8 +28,9 @@ TINY = [*fault_injection.TINY, "--set", "policy_average_steps=0"]
 code before it wrote them (as_old_format). The average has its own resume test."""
 
 
-def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run `python main.py ARGS` in a fresh process, as a user would."""
+def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python main.py ARGS` in a fresh process, as a user would. The timeout only ends a
+    hung run; it is long because fixtures run up to five of these at once on two cores."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
