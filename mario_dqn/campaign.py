@@ -100,7 +100,7 @@ def create_campaign_dir(campaign_dir: Path) -> None:
 def new_campaign_dir(save_dir: Path, name: str | None) -> Path:
     """Where a new campaign goes (refused if it exists); not created yet."""
     name = name or f"campaign-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    if "/" in name or name in (".", ".."):
+    if not RD.is_plain_name(name):
         raise CampaignError(f"bad campaign name {name!r}: use a plain directory name")
     campaign_dir = save_dir / name
     if campaign_dir.exists():

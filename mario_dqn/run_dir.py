@@ -67,6 +67,13 @@ def default_name(config: C.Config) -> str:
     return f"world-{config.env.stages[0]}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
+def is_plain_name(name: str) -> bool:
+    """Whether ``name`` names a directory directly inside the save directory: no path
+    separator and not ``.`` or ``..`` (which would put a run or campaign somewhere else,
+    or let --force delete the save directory itself)."""
+    return "/" not in name and name not in ("", ".", "..")
+
+
 def new_run_dir(config: C.Config, name: str | None = None, force: bool = False) -> Path:
     """Create ``config.paths.save_dir/name`` with its videos/ and config.json.
 
@@ -74,7 +81,7 @@ def new_run_dir(config: C.Config, name: str | None = None, force: bool = False) 
     is a mario-dqn run (it has a config.json) or empty: --force deletes a directory tree.
     """
     name = name or default_name(config)
-    if "/" in name or name in (".", ".."):
+    if not is_plain_name(name):
         raise RunDirError(f"bad run name {name!r}: use a plain directory name")
     run_dir = Path(config.paths.save_dir) / name
     if run_dir.exists() or run_dir.is_symlink():

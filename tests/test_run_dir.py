@@ -57,6 +57,17 @@ def test_force_replaces_only_a_mario_dqn_run(tmp_path):
             RD.new_run_dir(config, bad)
 
 
+def test_a_campaign_name_is_checked_as_a_run_name_is(tmp_path):
+    from mario_dqn.campaign import new_campaign_dir
+    from mario_dqn.campaign_plan import CampaignError
+    for bad in ("a/b", ".", ".."):
+        assert not RD.is_plain_name(bad)
+        with pytest.raises(CampaignError, match="bad campaign name"):
+            new_campaign_dir(tmp_path, bad)
+    assert RD.is_plain_name("w21-any-s0")
+    assert new_campaign_dir(tmp_path, "w2") == tmp_path / "w2"
+
+
 def test_resume_point_refuses_a_run_with_nothing_to_continue(tmp_path):
     run = RD.new_run_dir(_config(tmp_path), "fresh")
     with pytest.raises(ckpt.CheckpointError, match="no complete checkpoint"):
