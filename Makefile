@@ -47,8 +47,12 @@ venv: $(DEV_OK) $(PROJECT_OK)
 train: $(PROJECT_OK)
 	$(VPY) main.py train $(ARGS)
 
+# Two test files at once, one per core (pytest-xdist): a file stays in one worker, so its
+# module fixtures are made once; --no-loadscope-reorder keeps tests/conftest.py's order,
+# the slowest files first. `pytest tests/test_x.py` alone runs without it; PYTEST_ARGS="-n 0"
+# runs the whole suite in one process.
 test: $(DEV_OK) $(PROJECT_OK)
-	$(VPY) -m pytest $(PYTEST_ARGS)
+	$(VPY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: $(DEV_OK) $(PROJECT_OK)
 	$(VPY) benchmarks/run_all.py
