@@ -300,10 +300,14 @@ def _teacher_paths(stages: str, teachers: tuple[str, ...]) -> dict[str, Path]:
               help="Seed of the student's weights and shuffling.")
 @click.option("--workers", type=AT_LEAST_ONE, default=DISTILL.workers, show_default=True,
               help="Processes playing the episodes for states at once (the emulator is most of the time).")
+@click.option("--average-steps", type=click.IntRange(min=0), default=DISTILL.average_steps, show_default=True,
+              metavar="N", help="Play, evaluate and write a moving average of the student's weights over about "
+                                "the last N gradient steps (carried across rounds) instead of the weights "
+                                "themselves, to damp the swings between rounds; training is unchanged. 0 = off.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperature, learning_rate, eval_episodes,
-            seed, workers, force, no_progress):
+            seed, workers, average_steps, force, no_progress):
     """Distil one agent for several stages from one teacher per stage into OUT.
 
     Policy distillation (Rusu et al. 2016) with DAgger-style rounds: the teachers play
@@ -322,7 +326,8 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
     D.check_out(out, force)
     settings = D.DistillSettings(rounds=rounds, episodes=episodes, epochs=epochs, epsilon=epsilon,
                                  temperature=temperature, learning_rate=learning_rate,
-                                 eval_episodes=eval_episodes, seed=seed, workers=workers)
+                                 eval_episodes=eval_episodes, seed=seed, workers=workers,
+                                 average_steps=average_steps)
     with StopRequest(finishing="stopping") as stop:
         loaded = {stage: shipped.load_for_play(path, stage) for stage, path in paths.items()}
         shown = {stage: shipped.shown(path) for stage, path in paths.items()}

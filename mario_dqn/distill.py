@@ -233,6 +233,41 @@ def fit(model: Any, states: np.ndarray, teacher_q: np.ndarray, settings: Distill
     return float(np.mean(losses)) if losses else float("nan")
 
 
+def student_optimizer(settings: DistillSettings) -> Any:
+    """The student's Adam; with ``settings.average_steps`` N > 0 it also keeps a moving
+    average of the weights it trains, after every step ``average <- m * average + (1 - m) *
+    weights`` with m = 1 - 1/N (Keras' ``use_ema``; the first step sets the average to the
+    weights, so the random initial weights never weigh in). The average is kept beside
+    the weights and changes none of them: the training is the same with or without it."""
+    import keras
+
+    if settings.average_steps == 0:
+        return keras.optimizers.Adam(learning_rate=settings.learning_rate)
+    return keras.optimizers.Adam(learning_rate=settings.learning_rate, use_ema=True,
+                                 ema_momentum=1.0 - 1.0 / settings.average_steps)
+
+
+def averaged_weights(model: Any, optimizer: Any) -> list[np.ndarray]:
+    """``model``'s weights with its trainable ones replaced by ``optimizer``'s moving
+    average of them (a :func:`student_optimizer` with ``average_steps`` > 0 that has
+    taken a step); ``model`` keeps its own weights. Keras offers the average only by
+    writing it into the model (``finalize_variable_values``), so they are put back after."""
+    own = model.get_weights()
+    optimizer.finalize_variable_values(model.trainable_variables)
+    average = model.get_weights()
+    model.set_weights(own)
+    return average
+
+
+def recorded_settings(settings: DistillSettings) -> dict[str, Any]:
+    """``settings`` as the record keeps them: every field, except ``average_steps`` when
+    it is 0 (off), so a distillation without it records what it did before the option."""
+    recorded = asdict(settings)
+    if not recorded["average_steps"]:
+        del recorded["average_steps"]
+    return recorded
+
+
 def round_score(evaluation: dict[str, dict[str, float]]) -> tuple[float, float, float]:
     """How good a round's student is, from its greedy evaluation per stage: its worst
     stage's flag rate first (the one agent is meant to clear every stage), then the mean
@@ -257,16 +292,23 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
     kept (``kept_round``: the best by :func:`round_score`, a later round on a tie; the
     last when there is no evaluation). ``progress(batches)``
     may return a callback called after each minibatch (a progress bar).
-    """
-    import keras
 
+    With ``settings.average_steps`` > 0 the student is the moving average of the trained
+    weights (:func:`student_optimizer`): it plays the later rounds, is evaluated, kept
+    and written, while training goes on from the trained weights. It plays, too, because
+    DAgger is to teach what to do in the states that the policy being judged reaches, and
+    that policy is the average, not the trained weights. The average carries across
+    rounds (one optimizer for all of them) because the swings it is meant to damp are
+    between rounds; restarted each round it would hold one round's steps only.
+    """
     from mario_dqn.build import build_agent, seed_everything
     from mario_dqn.environment import ACTIONS
 
     seed_everything(settings.seed)
     config = student_config({stage: cfg for stage, (cfg, _) in teachers.items()}, settings.seed)
     student = build_agent(config, len(ACTIONS[config.env.action_set]))
-    optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate)
+    optimizer = student_optimizer(settings)
+    trained: list[np.ndarray] | None = None  # the trained weights while the student acts with their average
     started = time.monotonic()
     states: list[np.ndarray] = []
     labels: list[np.ndarray] = []
@@ -303,9 +345,15 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
                 f"{part['flag_rate']:.0%}), {part['states']:,} states")
         all_states, all_labels = np.concatenate(states), np.concatenate(labels)
         batches = settings.epochs * -(-len(all_states) // settings.batch_size)
+        if trained is not None:
+            student.online.set_weights(trained)  # train on from the trained weights, not their average
         loss = fit(student.online, all_states, all_labels, settings, optimizer,
                    progress(batches) if progress else None, stop, balancing_weights(np.concatenate(groups)))
-        student.load_policy(student.online.get_weights())  # every network of the student acts with them
+        if settings.average_steps > 0:
+            trained = student.online.get_weights()
+            student.load_policy(averaged_weights(student.online, optimizer))  # every network acts with it
+        else:
+            student.load_policy(student.online.get_weights())  # every network of the student acts with them
         row: dict[str, Any] = {"round": r + 1, "played": played, "states": len(all_states), "loss": loss}
         if settings.eval_episodes > 0:
             result = evaluate_each_stage(student, config, settings.eval_episodes,
@@ -325,7 +373,7 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
     if kept is not None:
         student.load_policy(kept[2])  # every network of the student, the online one too
         log(f"kept round {kept_round} (worst stage {kept[0][0]:.0%}, mean {kept[0][1]:.0%} on its greedy evaluation)")
-    record = {"settings": asdict(settings), "rounds": rounds, "kept_round": kept_round,
+    record = {"settings": recorded_settings(settings), "rounds": rounds, "kept_round": kept_round,
               "wall_s": round(time.monotonic() - started, 1)}
     return student, config, record
 
@@ -371,7 +419,8 @@ def reproduce_command(out: str, record: dict[str, Any], teachers: dict[str, str]
     teacher (``teachers`` overrides the recorded paths, e.g. a teacher taken out of git
     history) and every setting the command has an option for. ``batch_size`` has none:
     a record with another batch size than :class:`DistillSettings`' cannot be remade
-    by this command line alone."""
+    by this command line alone. ``--average-steps`` is given only when it was on, so the
+    line of a distillation without it reads as before the option."""
     settings = {**asdict(DistillSettings()), **record["settings"]}
     paths = {**record["teachers"], **(teachers or {})}
     parts = ["python main.py distill", out, "--stages", ",".join(paths)]
@@ -379,6 +428,8 @@ def reproduce_command(out: str, record: dict[str, Any], teachers: dict[str, str]
     for name in ("rounds", "episodes", "epochs", "epsilon", "temperature", "learning_rate", "eval_episodes",
                  "seed", "workers"):
         parts.append(f"--{name.replace('_', '-')} {settings[name]}")
+    if settings["average_steps"]:
+        parts.append(f"--average-steps {settings['average_steps']}")
     return " ".join(parts)
 
 

@@ -36,6 +36,18 @@ class DistillSettings:
     seed: int = 0
     workers: int = 2
     """Processes that play the episodes for states at once (1: in this process)."""
+    average_steps: int = 0
+    """With N > 0, the student that plays, is evaluated, kept and written is an exponential
+    moving average of the trained weights over about the last N gradient steps (each step
+    moves it 1/N of the way to the new weights), carried across rounds; the training itself
+    is the same. 0 = off: the trained weights, as before the option existed. Why: the
+    student swings between rounds (docs/world-1.md, Finding 1), and such an average of the
+    online weights steadied the RL agent's policy (``agent.policy_average_steps``,
+    docs/time-to-solve.md). See :func:`mario_dqn.distill.distill`."""
+
+    def __post_init__(self) -> None:
+        if self.average_steps < 0:
+            raise DistillError(f"average_steps must be >= 0 (0 = off), not {self.average_steps}")
 
 
 class DistillError(ValueError):

@@ -100,6 +100,7 @@ def _main(*args: str) -> subprocess.CompletedProcess:
     (["--teacher", "1-2"], "expected W-S=PATH"),
     (["--teacher", "2-1=x"], "stage 2-1 is not one of --stages"),
     (["--teacher", "1-2=/nonexistent/run"], "no teacher for stage 1-2: /nonexistent/run does not exist"),
+    (["--average-steps", "-1"], "error: Invalid value for '--average-steps': -1 is not in the range x>=0"),
 ])
 def test_bad_options_are_one_line(tmp_path, args, message):
     result = _main("distill", str(tmp_path / "out"), *args)
@@ -249,7 +250,7 @@ def test_the_commands_defaults_are_the_settings_defaults():
     options = {param.name: param.default for param in main.distill.params}
     defaults = DistillSettings()
     for name in ("rounds", "episodes", "epochs", "epsilon", "temperature", "learning_rate", "eval_episodes",
-                 "seed", "workers"):
+                 "seed", "workers", "average_steps"):
         assert options[name] == getattr(defaults, name), name
 
 
@@ -352,3 +353,157 @@ def test_the_shipped_world_1_agent_records_the_teachers_it_was_distilled_from():
         if name != "batch_size":
             assert params[name] == value, name
     assert state["settings"]["batch_size"] == DistillSettings().batch_size
+
+
+def _tiny_model(keras):
+    """A 2x2 picture to 2 Q-values through one dense layer, with fixed weights."""
+    obs = keras.Input((2, 2, 1), dtype="uint8")
+    model = keras.Model(obs, keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(obs))))
+    model.set_weights([np.array([[0.5, -0.5], [0.1, 0.2], [-0.3, 0.3], [0.0, 0.4]], np.float32),
+                       np.array([0.05, -0.05], np.float32)])
+    return model
+
+
+def _tiny_data():
+    rng = np.random.default_rng(7)
+    states = rng.integers(0, 256, size=(6, 2, 2, 1), dtype=np.uint8)
+    teacher_q = rng.normal(0.0, 0.05, size=(6, 2)).astype(np.float32)
+    return states, teacher_q
+
+
+def test_the_weight_average_by_hand():
+    """With average_steps N the average is the weights after the first step, then moves
+    1/N of the way to the weights after each later one; the model keeps its own weights."""
+    import keras
+
+    from mario_dqn.distill import averaged_weights, student_optimizer
+
+    model = _tiny_model(keras)
+    states, teacher_q = _tiny_data()
+    settings = DistillSettings(epochs=1, batch_size=2, learning_rate=1e-2, average_steps=4)  # 3 steps
+    optimizer = student_optimizer(settings)
+    after: list[list[np.ndarray]] = []
+    fit(model, states, teacher_q, settings, optimizer, on_batch=lambda: after.append(model.get_weights()))
+    assert len(after) == 3
+    average = [np.float64(w) for w in after[0]]
+    for weights in after[1:]:
+        average = [0.75 * a + 0.25 * w for a, w in zip(average, weights)]
+    got = averaged_weights(model, optimizer)
+    for mine, want, last in zip(got, average, after[-1]):
+        np.testing.assert_allclose(mine, want, rtol=1e-6, atol=1e-7)
+        assert not np.allclose(mine, last, rtol=0, atol=1e-6)  # it is no copy of the last weights
+    for own, last in zip(model.get_weights(), after[-1]):
+        np.testing.assert_array_equal(own, last)  # reading the average left the model's weights alone
+    # one step of horizon 1 is a copy of the weights
+    one = _tiny_model(keras)
+    settings_1 = dataclasses.replace(settings, average_steps=1)
+    optimizer_1 = student_optimizer(settings_1)
+    fit(one, states, teacher_q, settings_1, optimizer_1)
+    for mine, own in zip(averaged_weights(one, optimizer_1), one.get_weights()):
+        np.testing.assert_array_equal(mine, own)
+
+
+def test_the_average_changes_no_training_and_0_trains_as_before():
+    """average_steps 0 gives the optimizer distill used before the option (Adam at the
+    learning rate, no average), so fit's weights are those of then bit for bit; and
+    keeping an average leaves the trained weights bit for bit the same too."""
+    import keras
+
+    from mario_dqn.distill import student_optimizer
+
+    states, teacher_q = _tiny_data()
+    settings = DistillSettings(epochs=2, batch_size=2, learning_rate=1e-2, seed=3)
+    trained = {}
+    for name, optimizer in (("before", keras.optimizers.Adam(learning_rate=settings.learning_rate)),
+                            ("off", student_optimizer(settings)),
+                            ("average", student_optimizer(dataclasses.replace(settings, average_steps=3)))):
+        model = _tiny_model(keras)
+        loss = fit(model, states, teacher_q, settings, optimizer)
+        trained[name] = (loss, model.get_weights())
+    assert not student_optimizer(settings).use_ema
+    for name in ("off", "average"):
+        assert trained[name][0] == trained["before"][0], name
+        for mine, before in zip(trained[name][1], trained["before"][1]):
+            np.testing.assert_array_equal(mine, before)
+    assert not np.array_equal(trained["before"][1][0], _tiny_model(keras).get_weights()[0])  # it did train
+
+
+def test_a_negative_average_is_refused():
+    with pytest.raises(DistillError, match="average_steps must be >= 0"):
+        DistillSettings(average_steps=-1)
+
+
+def test_the_average_reaches_the_record_and_the_reproduce_command():
+    """The record names average_steps only when it is on (a distillation without it
+    records what it did before the option), and the reproduce line gives it back."""
+    from mario_dqn.distill import recorded_settings
+
+    plain = recorded_settings(DistillSettings())
+    assert "average_steps" not in plain
+    assert plain == {k: v for k, v in dataclasses.asdict(DistillSettings()).items() if k != "average_steps"}
+    teachers = {"1-1": "save/pretrained/world-1-1", "1-2": "save/pretrained/world-1-2"}
+    line = reproduce_command("save/runs/again", {"teachers": teachers, "settings": plain})
+    assert "--average-steps" not in line and _parsed(line)["average_steps"] == 0
+    averaged = recorded_settings(DistillSettings(average_steps=500, seed=2))
+    assert averaged["average_steps"] == 500
+    params = _parsed(reproduce_command("save/runs/again", {"teachers": teachers, "settings": averaged}))
+    for name, value in averaged.items():
+        if name != "batch_size":
+            assert params[name] == value, name
+
+
+def test_the_student_plays_and_is_written_as_the_average_while_training_goes_on(monkeypatch):
+    """distill with the emulator faked (every round's episodes give the same states,
+    whoever plays): the losses are those of a distillation without the average, round by
+    round (training goes on from the trained weights, not from their average), while the
+    student that plays round 2 and the one returned are the average."""
+    import keras
+
+    from mario_dqn import distill as D
+    from mario_dqn.environment import ACTIONS
+
+    configs = {stage: C.apply_overrides(C.Config(), [f"stages={stage}", "network=small"]) for stage in ("1-1", "1-2")}
+    actions = len(ACTIONS[configs["1-1"].env.action_set])
+
+    class Teacher:
+        policy = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+
+        def q_values(self, states, policy=False):
+            means = states.reshape(len(states), -1).mean(1, keepdims=True) / 255.0
+            return (means * np.linspace(-0.05, 0.05, actions)).astype(np.float32)
+
+    played: list[tuple[int, list[np.ndarray]]] = []
+
+    def play_all(jobs, workers, stop=None):
+        results = []
+        for job in jobs:
+            played.append((job.seed, job.weights))
+            rng = np.random.default_rng(job.seed)
+            obs = rng.integers(0, 256, size=(4 * job.episodes, 84, 84, 4), dtype=np.uint8)
+            results.append((obs, Teacher().q_values(obs), [{"flag": False}] * job.episodes))
+        return results
+
+    def evaluate_each_stage(student, config, episodes, seed, stop=None):
+        return {"per_stage": {stage: {"flag_rate": 0.0, "mean_x_pos": 40.0} for stage in config.env.stages}}
+
+    monkeypatch.setattr(D, "play_all", play_all)
+    monkeypatch.setattr(D, "evaluate_each_stage", evaluate_each_stage)
+    teachers = {stage: (config, Teacher()) for stage, config in configs.items()}
+    runs = {}
+    for average_steps in (0, 3):
+        played.clear()
+        settings = DistillSettings(rounds=2, episodes=2, epochs=2, batch_size=8, eval_episodes=1, workers=1,
+                                   average_steps=average_steps)
+        student, _, record = D.distill(teachers, settings, log=lambda line: None)
+        round_2 = [weights for seed, weights in played if seed >= D.COLLECT_SEED + 10_000]
+        runs[average_steps] = (student, record, round_2)
+    (plain, plain_record, plain_round_2), (averaged, record, round_2) = runs[0], runs[3]
+    assert [row["loss"] for row in record["rounds"]] == [row["loss"] for row in plain_record["rounds"]]
+    assert record["settings"]["average_steps"] == 3 and "average_steps" not in plain_record["settings"]
+    assert record["kept_round"] == plain_record["kept_round"] == 2  # a tie: the later round
+    # round 2 was played by the average of round 1: not the plain student's round-1 weights
+    assert not np.array_equal(round_2[0][0], plain_round_2[0][0])
+    # the student returned is the average: every network of it, and not the trained weights
+    for network in (averaged.online, averaged.policy):
+        assert not np.array_equal(network.get_weights()[0], plain.online.get_weights()[0])
+        np.testing.assert_array_equal(network.get_weights()[0], averaged.policy.get_weights()[0])
