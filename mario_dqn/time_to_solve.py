@@ -148,10 +148,11 @@ def measured_rows(run_dir: Path, stage: str, episodes: int = 20, seed: int = 0, 
 
 
 def measure(run_dir: Path, stages: list[str], episodes: int, seed: int, epsilon: float, *, every: int = 1,
-            from_step: int = 0, jobs: int = 1,
+            from_step: int = 0, jobs: int = 1, only: set[int] | None = None,
             progress: Callable[[Any, int], Any] = lambda items, total: items) -> dict[str, Any]:
     """Evaluate the kept models of ``run_dir`` not yet in its cache, on each of ``stages``
-    (every ``every``-th model, those of ``from_step`` on), ``jobs`` at once; return the cache.
+    (every ``every``-th model, those of ``from_step`` on, and with ``only`` just the
+    models of those steps), ``jobs`` at once; return the cache.
 
     The cache file is rewritten as each result comes, so a killed measurement keeps the rest.
     """
@@ -167,7 +168,8 @@ def measure(run_dir: Path, stages: list[str], episodes: int, seed: int, epsilon:
     done = {stage: cache.setdefault(cache_key(seed, episodes, epsilon, stage, config.env.stages), {})
             for stage in stages}
     todo = [(str(weights), info["step"], stage) for stage in stages for weights, info in models
-            if str(info["step"]) not in done[stage] and info["step"] >= from_step]
+            if str(info["step"]) not in done[stage] and info["step"] >= from_step
+            and (only is None or info["step"] in only)]
     if not todo:
         return cache
     task = (str(run_dir), episodes, seed, epsilon)
