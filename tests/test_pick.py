@@ -5,6 +5,7 @@ episode: what it prints comes from the cache and the rule)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +60,8 @@ def _fake_run(run: Path, stage: str, greedy: dict[int, float], noisy: dict[int, 
 
 def _pick(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mario_dqn.pick", *args, "--quiet"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                          timeout=300)
 
 
 def test_the_command_prints_each_model_and_the_package_line_of_its_pick(tmp_path) -> None:
