@@ -19,8 +19,9 @@ end without a fatal press: the product over the steps after the no-op start of
 ``1 - epsilon * fatal_t / actions`` (a drawn action is any of the ``actions``, the greedy
 one included; a step between two traced ones counts as the one before it). It counts
 single presses only: two close together, or a press that leaves Mario alive but off the
-route, are not in it, so it is an upper bound of the epsilon flag rate on this route when
-the greedy episode itself reaches the flag. A measured epsilon rate near the bound says
+route, are not in it, so it is about an upper bound of the epsilon flag rate on this route
+when the greedy episode itself reaches the flag (about: with EVERY > 1 a fatal window of
+one step between traced steps is missed, and one at a traced step counts EVERY times). A measured epsilon rate near the bound says
 the agent already recovers from what can be recovered from and a better one needs
 another route; far below it says it does not recover.
 """
