@@ -76,13 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     if not models:
         sys.exit(f"error: {args.run_dir / ckpt.MODELS_DIR} holds no kept models from step {args.from_step}")
 
-    def bar(items: Any, total: int) -> Any:
-        if args.quiet:
-            return items
-        from tqdm import tqdm
-
-        return tqdm(items, total=total, desc="models", unit="model")
-
+    bar = tts.model_bar(args.quiet)
     cache = tts.measure(args.run_dir, [stage], EPISODES, SEED, 0.0, from_step=args.from_step, jobs=args.jobs,
                         progress=bar)
     greedy = [r for r in tts.measured_rows(args.run_dir, stage, EPISODES, SEED, 0.0, cache) if r["step"] in models]

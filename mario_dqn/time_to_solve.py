@@ -184,6 +184,18 @@ def measure(run_dir: Path, stages: list[str], episodes: int, seed: int, epsilon:
     return cache
 
 
+def model_bar(quiet: bool) -> Callable[[Any, int], Any]:
+    """:func:`measure`'s ``progress``: a tqdm bar over the models measured, none when ``quiet``."""
+    def bar(items: Any, total: int) -> Any:
+        if quiet:
+            return items
+        from tqdm import tqdm
+
+        return tqdm(items, total=total, desc="models", unit="model")
+
+    return bar
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
@@ -214,13 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     if not models:
         sys.exit(f"error: {args.run_dir / ckpt.MODELS_DIR} holds no kept models (runner.keep_models)")
 
-    def bar(items: Any, total: int) -> Any:
-        if args.quiet:
-            return items
-        from tqdm import tqdm
-
-        return tqdm(items, total=total, desc="models", unit="model")
-
+    bar = model_bar(args.quiet)
     cache = measure(args.run_dir, stages, args.episodes, args.seed, args.epsilon, every=args.every,
                     from_step=args.from_step, jobs=args.jobs, progress=bar)
     for stage in stages:
