@@ -243,8 +243,37 @@ def student_optimizer(settings: DistillSettings) -> Any:
 
     if settings.average_steps == 0:
         return keras.optimizers.Adam(learning_rate=settings.learning_rate)
-    return keras.optimizers.Adam(learning_rate=settings.learning_rate, use_ema=True,
-                                 ema_momentum=1.0 - 1.0 / settings.average_steps)
+    kind = _warmup_adam() if settings.average_warmup else keras.optimizers.Adam
+    return kind(learning_rate=settings.learning_rate, use_ema=True, ema_momentum=1.0 - 1.0 / settings.average_steps)
+
+
+def warmup_momentum(step: int, momentum: float) -> float:
+    """The average's momentum at gradient step ``step`` (0 first) with a warm-up: 0 at
+    the first step (the average becomes the weights, as Keras' use_ema does), then
+    ``min(momentum, (1 + step) / (10 + step))`` (TensorFlow 1's ExponentialMovingAverage
+    with ``num_updates``). The graph in :func:`_warmup_adam` computes the same."""
+    return 0.0 if step == 0 else min(momentum, (1.0 + step) / (10.0 + step))
+
+
+def _warmup_adam() -> type:
+    """Keras' Adam with its use_ema average warmed up by :func:`warmup_momentum`. Keras
+    3 has no warm-up, and its average is a private method's work: this overrides that
+    one method (keras pinned in requirements.txt; tests/test_distill.py checks the
+    average against hand-computed values, so a Keras that renames it fails there)."""
+    import keras
+    from keras import ops
+
+    class WarmupAdam(keras.optimizers.Adam):
+        def _update_model_variables_moving_average(self, trainable_variables: list[Any]) -> None:
+            step = ops.cast(self.iterations, "float32")
+            warm = ops.minimum(self.ema_momentum, (1.0 + step) / (10.0 + step))
+            momentum = ops.where(ops.equal(self.iterations, 0), 0.0, warm)
+            for var, average in zip(trainable_variables, self._model_variables_moving_average):
+                if average is not None:
+                    m = ops.cast(momentum, var.dtype)
+                    average.assign(ops.add(ops.multiply(m, average), ops.multiply(ops.subtract(1, m), var)))
+
+    return WarmupAdam
 
 
 def averaged_weights(model: Any, optimizer: Any) -> list[np.ndarray]:
@@ -260,11 +289,13 @@ def averaged_weights(model: Any, optimizer: Any) -> list[np.ndarray]:
 
 
 def recorded_settings(settings: DistillSettings) -> dict[str, Any]:
-    """``settings`` as the record keeps them: every field, except ``average_steps`` when
-    it is 0 (off), so a distillation without it records what it did before the option."""
+    """``settings`` as the record keeps them: every field, except ``average_steps`` and
+    ``average_warmup`` when off, so a distillation without them records what it did
+    before the options."""
     recorded = asdict(settings)
-    if not recorded["average_steps"]:
-        del recorded["average_steps"]
+    for name in ("average_steps", "average_warmup"):
+        if not recorded[name]:
+            del recorded[name]
     return recorded
 
 
@@ -419,8 +450,8 @@ def reproduce_command(out: str, record: dict[str, Any], teachers: dict[str, str]
     teacher (``teachers`` overrides the recorded paths, e.g. a teacher taken out of git
     history) and every setting the command has an option for. ``batch_size`` has none:
     a record with another batch size than :class:`DistillSettings`' cannot be remade
-    by this command line alone. ``--average-steps`` is given only when it was on, so the
-    line of a distillation without it reads as before the option."""
+    by this command line alone. ``--average-steps`` and ``--average-warmup`` are given only
+    when on, so the line of a distillation without them reads as before the options."""
     settings = {**asdict(DistillSettings()), **record["settings"]}
     paths = {**record["teachers"], **(teachers or {})}
     parts = ["python main.py distill", out, "--stages", ",".join(paths)]
@@ -430,6 +461,8 @@ def reproduce_command(out: str, record: dict[str, Any], teachers: dict[str, str]
         parts.append(f"--{name.replace('_', '-')} {settings[name]}")
     if settings["average_steps"]:
         parts.append(f"--average-steps {settings['average_steps']}")
+    if settings["average_warmup"]:
+        parts.append("--average-warmup")
     return " ".join(parts)
 
 

@@ -101,6 +101,7 @@ def _main(*args: str) -> subprocess.CompletedProcess:
     (["--teacher", "2-1=x"], "stage 2-1 is not one of --stages"),
     (["--teacher", "1-2=/nonexistent/run"], "no teacher for stage 1-2: /nonexistent/run does not exist"),
     (["--average-steps", "-1"], "error: Invalid value for '--average-steps': -1 is not in the range x>=0"),
+    (["--average-warmup"], "error: average_warmup warms up the weight average: it needs average_steps > 0"),
 ])
 def test_bad_options_are_one_line(tmp_path, args, message):
     result = _main("distill", str(tmp_path / "out"), *args)
@@ -250,7 +251,7 @@ def test_the_commands_defaults_are_the_settings_defaults():
     options = {param.name: param.default for param in main.distill.params}
     defaults = DistillSettings()
     for name in ("rounds", "episodes", "epochs", "epsilon", "temperature", "learning_rate", "eval_episodes",
-                 "seed", "workers", "average_steps"):
+                 "seed", "workers", "average_steps", "average_warmup"):
         assert options[name] == getattr(defaults, name), name
 
 
@@ -389,6 +390,49 @@ def test_the_weight_average_by_hand():
         np.testing.assert_array_equal(mine, own)
 
 
+def test_warmup_momentum_by_hand():
+    """0 at the first step, then (1 + n) / (10 + n) until that passes the momentum."""
+    from mario_dqn.distill import warmup_momentum
+
+    assert warmup_momentum(0, 0.9995) == 0.0
+    assert warmup_momentum(1, 0.9995) == pytest.approx(2 / 11)
+    assert warmup_momentum(90, 0.9995) == pytest.approx(0.91)
+    assert warmup_momentum(2000, 0.9995) == pytest.approx(2001 / 2010)
+    assert warmup_momentum(17_991, 0.9995) == pytest.approx(0.9995)  # (1 + n) / (10 + n) = 0.9995 there
+    assert warmup_momentum(10**6, 0.9995) == 0.9995
+    assert warmup_momentum(1, 0.1) == 0.1  # a short horizon is never exceeded
+
+
+def test_the_warmed_up_average_by_hand():
+    """With average_warmup the optimizer's average after steps 0, 1, 2 is the weights
+    after step 0, then moves with warmup_momentum(n) (2/11, then 3/12) where the plain
+    average of N = 4 would move with 0.75: a different average, the same training."""
+    import keras
+
+    from mario_dqn.distill import averaged_weights, student_optimizer, warmup_momentum
+
+    states, teacher_q = _tiny_data()
+    settings = DistillSettings(epochs=1, batch_size=2, learning_rate=1e-2, average_steps=4, average_warmup=True)
+    model = _tiny_model(keras)
+    optimizer = student_optimizer(settings)
+    after: list[list[np.ndarray]] = []
+    fit(model, states, teacher_q, settings, optimizer, on_batch=lambda: after.append(model.get_weights()))
+    assert len(after) == 3
+    average = [np.float64(w) for w in after[0]]
+    for n, weights in enumerate(after[1:], start=1):
+        m = warmup_momentum(n, 0.75)
+        average = [m * a + (1 - m) * w for a, w in zip(average, weights)]
+    got = averaged_weights(model, optimizer)
+    for mine, want in zip(got, average):
+        np.testing.assert_allclose(mine, want, rtol=1e-6, atol=1e-7)
+    plain = _tiny_model(keras)
+    plain_optimizer = student_optimizer(dataclasses.replace(settings, average_warmup=False))
+    fit(plain, states, teacher_q, settings, plain_optimizer)
+    for mine, trained in zip(model.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(mine, trained)  # the warm-up changes no training
+    assert not np.allclose(got[0], averaged_weights(plain, plain_optimizer)[0], rtol=0, atol=1e-6)
+
+
 def test_the_average_changes_no_training_and_0_trains_as_before():
     """average_steps 0 gives the optimizer distill used before the option (Adam at the
     learning rate, no average), so fit's weights are those of then bit for bit; and
@@ -417,6 +461,8 @@ def test_the_average_changes_no_training_and_0_trains_as_before():
 def test_a_negative_average_is_refused():
     with pytest.raises(DistillError, match="average_steps must be >= 0"):
         DistillSettings(average_steps=-1)
+    with pytest.raises(DistillError, match="needs average_steps > 0"):
+        DistillSettings(average_warmup=True)
 
 
 def test_the_average_reaches_the_record_and_the_reproduce_command():
@@ -426,14 +472,23 @@ def test_the_average_reaches_the_record_and_the_reproduce_command():
 
     plain = recorded_settings(DistillSettings())
     assert "average_steps" not in plain
-    assert plain == {k: v for k, v in dataclasses.asdict(DistillSettings()).items() if k != "average_steps"}
+    assert plain == {k: v for k, v in dataclasses.asdict(DistillSettings()).items()
+                     if k not in ("average_steps", "average_warmup")}
     teachers = {"1-1": "save/pretrained/world-1-1", "1-2": "save/pretrained/world-1-2"}
     line = reproduce_command("save/runs/again", {"teachers": teachers, "settings": plain})
     assert "--average-steps" not in line and _parsed(line)["average_steps"] == 0
+    assert "--average-warmup" not in line and _parsed(line)["average_warmup"] is False
     averaged = recorded_settings(DistillSettings(average_steps=500, seed=2))
-    assert averaged["average_steps"] == 500
+    assert averaged["average_steps"] == 500 and "average_warmup" not in averaged
     params = _parsed(reproduce_command("save/runs/again", {"teachers": teachers, "settings": averaged}))
     for name, value in averaged.items():
+        if name != "batch_size":
+            assert params[name] == value, name
+    assert params["average_warmup"] is False
+    warmed = recorded_settings(DistillSettings(average_steps=500, average_warmup=True))
+    assert warmed["average_warmup"] is True
+    params = _parsed(reproduce_command("save/runs/again", {"teachers": teachers, "settings": warmed}))
+    for name, value in warmed.items():
         if name != "batch_size":
             assert params[name] == value, name
 
