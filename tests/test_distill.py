@@ -317,10 +317,10 @@ def test_the_reproduce_command_gives_the_record_s_stages_teachers_and_settings()
 
 
 def test_the_shipped_world_1_agent_records_the_teachers_it_was_distilled_from():
-    """save/pretrained/world-1 (run w1d-avg2k-s0) was distilled from the four per-stage
-    agents shipped beside it: its record names each by checksum, run and step, and its
-    reproduce line is one distill command whose options are the recorded settings
-    (--average-steps among them, as it was on)."""
+    """save/pretrained/world-1 was distilled from the four per-stage agents shipped beside
+    it: its record names each by checksum, run and step, and its reproduce line is one
+    distill command whose options are the recorded settings (--average-steps, and
+    --average-warmup where it was on, among them)."""
     state = json.loads((SHIPPED / "world-1" / "state.json").read_text())["distilled"]
     training = json.loads((SHIPPED / "world-1" / "training.json").read_text())
     sources = state["teacher_sources"]
