@@ -49,7 +49,7 @@ class DistillSettings:
     to the new weights (TensorFlow's ExponentialMovingAverage ``num_updates`` rule), so
     early on it spans about the last tenth of the steps taken, not N. Why: without it,
     N = 2000 left about a quarter of round 1's average on the first steps' near-random
-    weights, and round 2's student reached no flag on any stage in both seeds measured
+    weights, and the student after round 1 reached no flag on any stage in both seeds measured
     (docs/world-1.md). False: the plain average (the shipped record's)."""
 
     def __post_init__(self) -> None:
