@@ -1,0 +1,85 @@
+"""Where a run's training episodes end (mario_dqn/failures.py): the tally against a
+hand-made metrics.csv whose counts are worked out below, and the command on it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mario_dqn.failures import read_failures, report
+from mario_dqn.metrics_log import METRIC_FIELDS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _episode(step: int, x_pos: int, flag: int = 0, stage: str = "3-4", restart_steps: str = "0") -> dict:
+    return {"kind": "episode", "step": step, "x_pos": x_pos, "flag": flag, "stage": stage,
+            "restart_steps": restart_steps}
+
+
+def _write(run: Path, rows: list[dict]) -> Path:
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return run
+
+
+ROWS = [
+    _episode(100, 450), _episode(200, 499), _episode(300, 1650), _episode(400, 1699),
+    _episode(500, 1600), _episode(600, 2300, flag=1), _episode(700, 420),
+    _episode(800, 1610, restart_steps="32"),  # restarted along a kept episode: not counted
+    _episode(900, 2301, flag=1, restart_steps="64"),  # likewise, though it flagged
+    {"kind": "eval", "step": 1000, "x_pos": 1800, "flag_rate": 0.4, "flag": ""},  # an evaluation: not an episode
+    _episode(1100, 250, stage="3-3"), _episode(1200, 2900, stage="3-3", flag=1),
+]
+
+
+def test_failures_are_counted_per_stage_and_bin_from_the_stage_start_only(tmp_path: Path) -> None:
+    stages = read_failures(_write(tmp_path / "run", ROWS) / "metrics.csv")
+    assert list(stages) == ["3-3", "3-4"]
+    three_four = stages["3-4"]
+    # 7 episodes from the start (steps 100-700), 1 flag; failures 450, 499, 420 -> 400; 1650, 1699, 1600 -> 1600.
+    assert (three_four.episodes, three_four.flags, three_four.failures) == (7, 1, 6)
+    assert dict(three_four.bins) == {400: 3, 1600: 3}
+    assert three_four.top(1) == [(400, 3)]  # a tie goes to the bin nearer the start
+    assert (stages["3-3"].episodes, stages["3-3"].flags, dict(stages["3-3"].bins)) == (2, 1, {200: 1})
+
+
+def test_the_steps_and_the_bin_width_select_and_group(tmp_path: Path) -> None:
+    metrics = _write(tmp_path / "run", ROWS) / "metrics.csv"
+    window = read_failures(metrics, from_step=300, to_step=600)["3-4"]  # 1650, 1699, 1600 and the flag at 600
+    assert (window.episodes, window.flags, dict(window.bins)) == (4, 1, {1600: 3})
+    wide = read_failures(metrics, bin_width=1000)["3-4"]
+    assert dict(wide.bins) == {0: 3, 1000: 3}
+    with pytest.raises(ValueError):
+        read_failures(metrics, bin_width=0)
+
+
+def test_the_report_names_the_bins_with_their_share(tmp_path: Path) -> None:
+    text = report(read_failures(_write(tmp_path / "run", ROWS) / "metrics.csv"), 100, top=5)
+    assert "3-4: 7 episodes from the stage start, 1 reached the flag (14%); where the 6 others ended:" in text
+    assert "  x_pos 400-499: 3 (50%)" in text and "  x_pos 1600-1699: 3 (50%)" in text
+    assert report({}, 100, 5) == "no training episodes from the stage start in these steps"
+
+
+def _command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mario_dqn.failures", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_command_prints_json_and_refuses_a_directory_without_metrics(tmp_path: Path) -> None:
+    run = _write(tmp_path / "run", ROWS)
+    done = _command(str(run), "--json", "--from-step", "1000")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"bin": 100, "stages": {"3-3": {
+        "episodes": 2, "flags": 1, "failures": 1, "bins": {"200": 1}}}}
+    missing = _command(str(tmp_path / "nothing"))
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip() == f"error: {tmp_path / 'nothing' / 'metrics.csv'} not found: give a run directory (save/runs/NAME)"
