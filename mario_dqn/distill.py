@@ -371,9 +371,12 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
         for stage, part in played.items():
             flags = [row["flag"] for row in part.pop("rows")]
             part.update(flag_rate=float(np.mean(flags)), greedy_flag_rate=float(np.mean(flags[:greedy])))
+            if flags[greedy:]:  # the player's robustness to random presses, measured for free (docs/world-1.md)
+                part["epsilon_flag_rate"] = float(np.mean(flags[greedy:]))
             log(f"round {r + 1}/{settings.rounds}, {stage}: {'teacher' if r == 0 else 'student'} played "
-                f"{settings.episodes} episodes (greedy flags {part['greedy_flag_rate']:.0%}, all "
-                f"{part['flag_rate']:.0%}), {part['states']:,} states")
+                f"{settings.episodes} episodes (greedy flags {part['greedy_flag_rate']:.0%}"
+                + (f", with epsilon {settings.epsilon:g} {part['epsilon_flag_rate']:.0%}" if flags[greedy:] else "")
+                + f"), {part['states']:,} states")
         all_states, all_labels = np.concatenate(states), np.concatenate(labels)
         batches = settings.epochs * -(-len(all_states) // settings.batch_size)
         if trained is not None:

@@ -156,6 +156,11 @@ def test_distill_writes_an_agent_that_evaluate_plays_per_stage(tmp_path):
     assert all(first["played"][s]["states"] > 0 for s in ("1-1", "1-4"))
     # the shipped teachers clear their stages greedily; the states of both rounds are trained on in the second
     assert first["played"]["1-1"]["greedy_flag_rate"] == 1.0 and first["played"]["1-4"]["greedy_flag_rate"] == 1.0
+    # 2 episodes: 1 greedy, 1 with epsilon; the epsilon one's flag is the rest of the pooled rate
+    for part in first["played"].values():
+        assert part["epsilon_flag_rate"] in (0.0, 1.0)
+        assert part["epsilon_flag_rate"] + part["greedy_flag_rate"] == 2 * part["flag_rate"]
+    assert "round 1/2, 1-4: teacher played 2 episodes (greedy flags 100%, with epsilon 0.05 " in result.stdout
     assert second["states"] == first["states"] + sum(p["states"] for p in second["played"].values())
     assert set(second["eval"]) == {"1-1", "1-4"}
     config = C.from_json((out / "config.json").read_text())
