@@ -1,7 +1,7 @@
 """Where a run's training episodes end: the x_pos trace of its failures, per stage.
 
     python -m mario_dqn.failures RUN_DIR [--from-step STEP] [--to-step STEP] [--bin 100]
-                                         [--top 5] [--json]
+                                         [--top 5] [--json] [--models]
 
 Issue 38 asks of every stage that a recipe does not solve: where does the agent fail?
 The answer is in metrics.csv already, one row per training episode with the x_pos it
@@ -14,8 +14,12 @@ by itself, see :func:`~mario_dqn.metrics_log.began_at_stage_start`). Episodes th
 not reach the flag are failures; each ends in a bin of ``--bin`` x_pos (1600-1699 for
 100). The bins with the most failures are printed with their share of all failures.
 Training episodes explore (epsilon-greedy, ``agent.epsilon_end`` after the decay), so the
-trace is of the exploring policy, the one a run learns from; ``python -m
-mario_dqn.time_to_solve`` measures the greedy one.
+trace is of the exploring policy, the one a run learns from.
+
+``--models`` reads the greedy one instead: where the kept models' evaluation episodes
+that missed the flag ended, as the time-to-solve harness (and ``mario_dqn.pick``, which
+uses it) recorded them in ``<run>/time_to_solve.json``, per model and protocol (models
+measured before the harness kept them have none and are counted apart).
 """
 
 from __future__ import annotations
@@ -100,6 +104,53 @@ def as_json(stages: dict[str, StageFailures], bin_width: int) -> dict[str, Any]:
                        for stage, part in stages.items()}}
 
 
+@dataclass
+class ModelFailures:
+    """Where one kept model's harness episodes that missed the flag ended."""
+
+    protocol: str
+    """The harness's cache key: seeds, episodes, epsilon (and stage, for a run of several)."""
+    step: int
+    flag_rate: float
+    bins: Counter[int]
+
+
+def read_model_failures(cache: dict[str, Any], from_step: int = 0, to_step: int | None = None,
+                        bin_width: int = 100) -> tuple[list[ModelFailures], int]:
+    """The models of a time-to-solve cache (``time_to_solve.json``'s content) with their
+    failures binned by ``bin_width`` x_pos, by protocol then step; and how many models in
+    the steps asked for were measured before the harness kept ``failed_x_pos``."""
+    if bin_width < 1:
+        raise ValueError(f"the bin width must be >= 1 x_pos, not {bin_width}")
+    models, without = [], 0
+    for protocol in sorted(cache):
+        for step_text, result in sorted(cache[protocol].items(), key=lambda item: int(item[0])):
+            step = int(step_text)
+            if step < from_step or (to_step is not None and step > to_step):
+                continue
+            if "failed_x_pos" not in result:
+                without += 1
+                continue
+            bins = Counter(int(x) // bin_width * bin_width for x in result["failed_x_pos"])
+            models.append(ModelFailures(protocol, step, float(result["flag_rate"]), bins))
+    return models, without
+
+
+def model_report(models: list[ModelFailures], without: int, bin_width: int, top: int) -> str:
+    """Lines for people: per protocol, each model's flag rate and its ``top`` failure bins."""
+    lines, protocol = [], None
+    for model in models:
+        if model.protocol != protocol:
+            protocol = model.protocol
+            lines.append(f"{protocol}: where each model's episodes that missed the flag ended")
+        worst = sorted(model.bins.items(), key=lambda item: (-item[1], item[0]))[:top]
+        where = ", ".join(f"x_pos {low}-{low + bin_width - 1}: {count}" for low, count in worst) or "none"
+        lines.append(f"  step {model.step:,}: {model.flag_rate:.0%} flags; {where}")
+    if without:
+        lines.append(f"{without} model(s) measured before the harness kept where episodes ended (not shown)")
+    return "\n".join(lines) if lines else "no models measured by the time-to-solve harness in these steps"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
@@ -110,12 +161,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bin", type=int, default=100, metavar="X", help="x_pos per bin (default: 100)")
     parser.add_argument("--top", type=int, default=5, metavar="N", help="bins printed per stage (default: 5)")
     parser.add_argument("--json", action="store_true", help="print every bin as JSON instead")
+    parser.add_argument("--models", action="store_true",
+                        help="the kept models' greedy harness episodes (time_to_solve.json), not training's")
     args = parser.parse_args(argv)
+    if args.bin < 1 or args.top < 1:
+        sys.exit("error: --bin and --top must be >= 1")
+    if args.models:
+        cache = args.run_dir / "time_to_solve.json"
+        if not cache.is_file():
+            sys.exit(f"error: {cache} not found: measure the run's models first "
+                     "(python -m mario_dqn.time_to_solve RUN or python -m mario_dqn.pick RUN)")
+        try:
+            models, without = read_model_failures(json.loads(cache.read_text()), args.from_step, args.to_step,
+                                                  args.bin)
+        except (KeyError, ValueError, AttributeError, TypeError) as err:
+            sys.exit(f"error: {cache} is not a time-to-solve cache this version reads ({type(err).__name__}: {err})")
+        if args.json:
+            print(json.dumps({"bin": args.bin, "models_without_failures": without, "models": [
+                {"protocol": m.protocol, "step": m.step, "flag_rate": m.flag_rate,
+                 "bins": {str(low): m.bins[low] for low in sorted(m.bins)}} for m in models]}, indent=1))
+        else:
+            print(model_report(models, without, args.bin, args.top))
+        return
     metrics = args.run_dir / "metrics.csv"
     if not metrics.is_file():
         sys.exit(f"error: {metrics} not found: give a run directory (save/runs/NAME)")
-    if args.bin < 1 or args.top < 1:
-        sys.exit("error: --bin and --top must be >= 1")
     try:
         stages = read_failures(metrics, args.from_step, args.to_step, args.bin)
     except (KeyError, ValueError) as err:

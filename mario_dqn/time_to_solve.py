@@ -109,8 +109,10 @@ def _start_worker(run_dir: str, episodes: int, seed: int, epsilon: float) -> Non
                    protocol=(episodes, seed, epsilon))
 
 
-def _evaluate_model(weights: str, stage: str) -> dict[str, float]:
-    """Flag rate and mean x_pos of one kept model on ``stage`` over the protocol's fixed seeds."""
+def _evaluate_model(weights: str, stage: str) -> dict[str, Any]:
+    """Flag rate and mean x_pos of one kept model on ``stage`` over the protocol's fixed
+    seeds, and where its episodes that missed the flag ended (``failed_x_pos``, sorted:
+    what ``python -m mario_dqn.failures RUN --models`` bins)."""
     import config as C
     from mario_dqn.evaluation import evaluate
 
@@ -118,7 +120,8 @@ def _evaluate_model(weights: str, stage: str) -> dict[str, float]:
     agent.load_weights_file(weights)
     config = C.replace(_WORKER["config"], {"env": {"stages": (stage,)}})
     result = evaluate(agent, config, episodes, seed, epsilon)
-    return {"flag_rate": result["flag_rate"], "mean_x_pos": result["mean_x_pos"]}
+    return {"flag_rate": result["flag_rate"], "mean_x_pos": result["mean_x_pos"],
+            "failed_x_pos": sorted(row.x_pos for row in result.per_episode if not row.flag)}
 
 
 def cache_key(seed: int, episodes: int, epsilon: float, stage: str, run_stages: tuple[str, ...]) -> str:

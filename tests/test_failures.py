@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mario_dqn.failures import read_failures, report
+from mario_dqn.failures import model_report, read_failures, read_model_failures, report
 from mario_dqn.metrics_log import METRIC_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,3 +83,42 @@ def test_the_command_prints_json_and_refuses_a_directory_without_metrics(tmp_pat
     missing = _command(str(tmp_path / "nothing"))
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert missing.stderr.strip() == f"error: {tmp_path / 'nothing' / 'metrics.csv'} not found: give a run directory (save/runs/NAME)"
+
+
+CACHE = {
+    "seed=0,episodes=20,epsilon=0.0": {
+        "200": {"flag_rate": 0.5, "mean_x_pos": 1500.0, "failed_x_pos": [410, 1650, 1699, 1700]},
+        "100": {"flag_rate": 0.0, "mean_x_pos": 300.0},  # measured before failures were kept
+        "300": {"flag_rate": 1.0, "mean_x_pos": 2300.0, "failed_x_pos": []},
+    },
+    "seed=0,episodes=20,epsilon=0.05": {"200": {"flag_rate": 0.25, "mean_x_pos": 900.0, "failed_x_pos": [480]}},
+}
+
+
+def test_model_failures_bin_each_models_failed_episodes() -> None:
+    models, without = read_model_failures(CACHE)
+    assert without == 1
+    assert [(m.protocol, m.step) for m in models] == [("seed=0,episodes=20,epsilon=0.0", 200),
+                                                      ("seed=0,episodes=20,epsilon=0.0", 300),
+                                                      ("seed=0,episodes=20,epsilon=0.05", 200)]
+    assert dict(models[0].bins) == {400: 1, 1600: 2, 1700: 1} and dict(models[1].bins) == {}
+    later, without = read_model_failures(CACHE, from_step=250)
+    assert [m.step for m in later] == [300] and without == 0
+    text = model_report(*read_model_failures(CACHE), bin_width=100, top=2)
+    assert "  step 200: 50% flags; x_pos 1600-1699: 2, x_pos 400-499: 1" in text
+    assert "  step 300: 100% flags; none" in text
+    assert text.endswith("1 model(s) measured before the harness kept where episodes ended (not shown)")
+
+
+def test_the_command_reads_the_harness_cache_or_says_how_to_make_it(tmp_path: Path) -> None:
+    run = _write(tmp_path / "run", ROWS)
+    missing = _command(str(run), "--models")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "time_to_solve.json not found: measure the run's models first" in missing.stderr
+    (run / "time_to_solve.json").write_text(json.dumps(CACHE))
+    done = _command(str(run), "--models", "--json", "--bin", "1000")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["models_without_failures"] == 1
+    assert out["models"][0] == {"protocol": "seed=0,episodes=20,epsilon=0.0", "step": 200, "flag_rate": 0.5,
+                                "bins": {"0": 1, "1000": 3}}

@@ -618,7 +618,9 @@ def test_a_run_of_several_stages_evaluates_each_stage_too(tmp_path, monkeypatch)
     for stage, row in zip(("1-1", "1-2"), own, strict=True):
         measured = cache[f"seed=0,episodes=2,epsilon=0.0,stage={stage}"][str(info["step"])]
         alone = evaluate(agent, C.replace(config, {"env": {"stages": (stage,)}}), 2, 0)
-        assert measured == {"flag_rate": alone["flag_rate"], "mean_x_pos": alone["mean_x_pos"]}
+        assert measured == {"flag_rate": alone["flag_rate"], "mean_x_pos": alone["mean_x_pos"],
+                            "failed_x_pos": sorted(r.x_pos for r in alone.per_episode if not r.flag)}
+        assert len(measured["failed_x_pos"]) == 2  # 20-step episodes: no flag
         assert set(alone["per_stage"]) == {stage}
         # the training run's row of this stage is that stage played alone on the evaluation seeds
         assert info["step"] == 100 and row["step"] == "100"
