@@ -34,6 +34,18 @@ from pathlib import Path
 from typing import Any
 
 from mario_dqn.metrics_log import began_at_stage_start
+from mario_dqn.time_to_solve import CACHE_FILE
+
+
+def worst_bins(bins: Counter[int], count: int) -> list[tuple[int, int]]:
+    """The ``count`` bins with the most failures as (lowest x_pos, failures), most first;
+    a tie goes to the bin nearer the stage start (where more episodes pass)."""
+    return sorted(bins.items(), key=lambda item: (-item[1], item[0]))[:count]
+
+
+def bins_json(bins: Counter[int]) -> dict[str, int]:
+    """Every bin as JSON: its lowest x_pos (a string) -> failures, in x_pos order."""
+    return {str(low): bins[low] for low in sorted(bins)}
 
 
 @dataclass
@@ -50,9 +62,8 @@ class StageFailures:
         return self.episodes - self.flags
 
     def top(self, count: int) -> list[tuple[int, int]]:
-        """The ``count`` bins with the most failures as (lowest x_pos, failures), most
-        first; a tie goes to the bin nearer the stage start (where more episodes pass)."""
-        return sorted(self.bins.items(), key=lambda item: (-item[1], item[0]))[:count]
+        """The ``count`` bins with the most failures (:func:`worst_bins`)."""
+        return worst_bins(self.bins, count)
 
 
 def read_failures(metrics_csv: Path, from_step: int = 0, to_step: int | None = None,
@@ -100,7 +111,7 @@ def as_json(stages: dict[str, StageFailures], bin_width: int) -> dict[str, Any]:
     return {"bin": bin_width,
             "stages": {stage: {**{k: v for k, v in asdict(part).items() if k != "bins"},
                                "failures": part.failures,
-                               "bins": {str(low): part.bins[low] for low in sorted(part.bins)}}
+                               "bins": bins_json(part.bins)}
                        for stage, part in stages.items()}}
 
 
@@ -143,8 +154,8 @@ def model_report(models: list[ModelFailures], without: int, bin_width: int, top:
         if model.protocol != protocol:
             protocol = model.protocol
             lines.append(f"{protocol}: where each model's episodes that missed the flag ended")
-        worst = sorted(model.bins.items(), key=lambda item: (-item[1], item[0]))[:top]
-        where = ", ".join(f"x_pos {low}-{low + bin_width - 1}: {count}" for low, count in worst) or "none"
+        where = ", ".join(f"x_pos {low}-{low + bin_width - 1}: {count}"
+                          for low, count in worst_bins(model.bins, top)) or "none"
         lines.append(f"  step {model.step:,}: {model.flag_rate:.0%} flags; {where}")
     if without:
         lines.append(f"{without} model(s) measured before the harness kept where episodes ended (not shown)")
@@ -162,12 +173,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top", type=int, default=5, metavar="N", help="bins printed per stage (default: 5)")
     parser.add_argument("--json", action="store_true", help="print every bin as JSON instead")
     parser.add_argument("--models", action="store_true",
-                        help="the kept models' greedy harness episodes (time_to_solve.json), not training's")
+                        help="the kept models' harness episodes (time_to_solve.json: greedy, and with epsilon "
+                             "where pick measured them), not training's")
     args = parser.parse_args(argv)
     if args.bin < 1 or args.top < 1:
         sys.exit("error: --bin and --top must be >= 1")
     if args.models:
-        cache = args.run_dir / "time_to_solve.json"
+        cache = args.run_dir / CACHE_FILE
         if not cache.is_file():
             sys.exit(f"error: {cache} not found: measure the run's models first "
                      "(python -m mario_dqn.time_to_solve RUN or python -m mario_dqn.pick RUN)")
@@ -179,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.json:
             print(json.dumps({"bin": args.bin, "models_without_failures": without, "models": [
                 {"protocol": m.protocol, "step": m.step, "flag_rate": m.flag_rate,
-                 "bins": {str(low): m.bins[low] for low in sorted(m.bins)}} for m in models]}, indent=1))
+                 "bins": bins_json(m.bins)} for m in models]}, indent=1))
         else:
             print(model_report(models, without, args.bin, args.top))
         return
