@@ -19,6 +19,7 @@ import click
 
 import config as C
 from config import presets
+from mario_dqn import init_from as IF
 from mario_dqn import run_dir as RD
 from mario_dqn import shipped
 from mario_dqn.campaign_plan import plan_default
@@ -72,7 +73,8 @@ def _check_stage(text: str | None) -> str | None:
 
 def _resolve_train_config(world: int | None, stage: int | None, stages: str | None, steps: int | None,
                           envs: int | None, seed: int | None, save_dir: str | None,
-                          overrides: tuple[str, ...], preset: str | None = None) -> C.Config:
+                          overrides: tuple[str, ...], preset: str | None = None,
+                          init_from: str | None = None) -> C.Config:
     """The defaults, then the preset, then ``--set``, then the named options: later wins
     (config.presets.resolve, which the campaign's trials go through too)."""
     if stages and (world is not None or stage is not None):
@@ -80,7 +82,7 @@ def _resolve_train_config(world: int | None, stage: int | None, stages: str | No
     one = f"{world or 1}-{stage or 1}" if world is not None or stage is not None else None
     return presets.resolve(preset, overrides, {"env.stages": stages or one, "runner.total_steps": steps,
                                                "runner.num_envs": envs, "runner.seed": seed,
-                                               "paths.save_dir": save_dir})
+                                               "paths.save_dir": save_dir, "runner.init_from": init_from})
 
 
 @cli.command(short_help="Train an agent on a stage (or several); resumable, Ctrl-C safe.")
@@ -104,8 +106,13 @@ def _resolve_train_config(world: int | None, stage: int | None, stages: str | No
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any config field, e.g. --set agent.gamma=0.95 (repeatable; "
                    "see 'python main.py config').")
+@click.option("--init-from", metavar="PATH",
+              help="Start from this agent's policy weights instead of fresh ones (a run directory, "
+                   "checkpoint or shipped agent, built with the same network): fine-tuning. Optimizer, "
+                   "replay and epsilon schedule start as for a new run.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
-def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force, preset, overrides, no_progress):
+def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force, preset, overrides, init_from,
+          no_progress):
     """Train a DQN agent; writes config.json, checkpoints/, metrics.csv and TensorBoard logs.
 
     Stop it any time with Ctrl-C (or SIGTERM, or by closing the terminal): it finishes
@@ -114,7 +121,7 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
     """
     # Every check that needs no TensorFlow comes first, so a mistake is refused at once.
     if resume is not None and (any(v is not None for v in (world, stage, stages, envs, seed, name, save_dir,
-                                                           preset)) or overrides or force):
+                                                           preset, init_from)) or overrides or force):
         raise UserError("--resume continues a run with its saved config; only --steps may change")
     run_dir, trainer, restoring = resume, None, None
     try:
@@ -128,12 +135,19 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
             trainer.restore(checkpoint)
             restoring = None
         else:
-            config = _resolve_train_config(world, stage, stages, steps, envs, seed, save_dir, overrides, preset)
+            config = _resolve_train_config(world, stage, stages, steps, envs, seed, save_dir, overrides, preset,
+                                           init_from)
+            start = IF.load_start(config) if config.runner.init_from else None  # refused before the run exists
             run_dir = RD.new_run_dir(config, name, force)
             from mario_dqn.runner import Trainer
 
             click.echo(f"run directory: {run_dir}")
             trainer = Trainer(config, run_dir, progress=not no_progress)
+            if start is not None:
+                source = IF.record(run_dir, config.runner.init_from)
+                trainer.start_from(start)
+                click.echo(f"starting from the policy of {config.runner.init_from} (step {source['step']:,}, "
+                           f"model sha256 {source['model_sha256'][:12]})")
         result = trainer.run()
     except Exception as err:
         if trainer is not None:

@@ -185,6 +185,7 @@ FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
     ("env", "restart_explore"): 0,  # unused without restart_from_best
     ("env", "noop_max"): 0,
     ("agent", "target_epsilon"): 0.0,
+    ("runner", "init_from"): "",
 }
 """Fields that configs written before them lack, each with the value that reproduces how
 those runs behaved (not necessarily today's default): old runs and shipped agents keep

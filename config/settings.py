@@ -168,6 +168,9 @@ class RunnerConfig:
     checkpoint_every: int = spec(25_000, "Agent steps between checkpoints.", low=1, high=10_000_000_000)
     keep_checkpoints: int = spec(3, "Complete checkpoints kept (older ones are deleted).", low=1, high=1000)
     save_replay: bool = spec(True, "Store the replay memory in the latest checkpoint (exact resume).")
+    init_from: str = spec("", "Start a new run from this agent's policy weights (a run directory, checkpoint or "
+                               "shipped agent; '' = fresh weights): fine-tuning. The optimizer, replay and counters "
+                               "start fresh; the network settings must match the agent's.")
     keep_models: bool = spec(True, "Also keep each checkpoint's policy model in <run>/models/ (weights only, a few "
                                    "MB each), for benchmarks/time_to_solve.py.")
 

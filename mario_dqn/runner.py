@@ -145,6 +145,11 @@ class Trainer:
         except MalformedMetrics as err:
             raise ckpt.CheckpointError(str(err)) from None
 
+    def start_from(self, policy: ckpt.Policy) -> None:
+        """Begin this new run from ``policy``'s weights (``train --init-from``): every network
+        of the agent gets them; optimizer, replay and counters stay as a new run's."""
+        ckpt.restore_policy(policy, self.agent)
+
     def wall_s(self) -> float:
         """Seconds of training in this run so far, across resumes."""
         return self._wall_before + time.perf_counter() - self._clock_start

@@ -399,6 +399,39 @@ def test_a_policy_loads_without_target_optimizer_and_online_npz(runs, tmp_path):
         load_policy(mismatched)
 
 
+def test_a_run_started_from_an_agent_begins_with_its_policy_and_records_it(runs, tmp_path):
+    """train --init-from: every network of the new run starts with the source's policy
+    weights (no update happens before learning_starts, so the run's checkpoint still holds
+    them), the step and counters start at 0, and init_from.json names the source's model by
+    checksum. A source built with another network, or --init-from beside --resume, is
+    refused in one line before any run directory is made."""
+    from mario_dqn.checkpoint import load_checkpoint, load_policy
+    from mario_dqn.distill import sha256_file
+
+    source = runs["straight"] / "checkpoints" / "step-000000000300"
+    network = load_checkpoint(source).config.agent.network
+    other = "small" if network == "nature" else "nature"
+    started, mismatched, resumed = concurrently(
+        lambda: cli("train", "--init-from", str(source), "--steps", "100", "--save-dir", str(tmp_path),
+                    "--name", "tuned", "--set", "checkpoint_every=100", *TINY),
+        lambda: cli("train", "--init-from", str(source), "--steps", "100", "--save-dir", str(tmp_path),
+                    "--name", "other", "--set", f"network={other}", *TINY),
+        lambda: cli("train", "--resume", str(runs["straight"]), "--init-from", str(source)))
+    assert started.returncode == 0, started.stderr[-2000:]
+    checkpoint = load_checkpoint(tmp_path / "tuned" / "checkpoints" / "step-000000000100")
+    assert checkpoint.training.counters["updates"] == 0 and checkpoint.state["episodes"] >= 0
+    for part in (checkpoint.training.online, checkpoint.training.target):
+        for got, want in zip(part, load_policy(source).online, strict=True):
+            np.testing.assert_array_equal(got, want)
+    record = json.loads((tmp_path / "tuned" / "init_from.json").read_text())
+    assert record["model_sha256"] == sha256_file(source / "model.keras") and record["step"] == 300
+    assert checkpoint.config.runner.init_from == str(source)
+    assert mismatched.returncode == 2 and mismatched.stderr.count("\n") == 1, mismatched.stderr[-2000:]
+    assert f"agent.network = {network!r}, this run with {other!r}" in mismatched.stderr
+    assert not (tmp_path / "other").exists()
+    assert resumed.returncode == 2 and "only --steps may change" in resumed.stderr
+
+
 def test_a_kept_model_ships_as_a_policy_that_plays_like_its_checkpoint(runs, tmp_path):
     """scripts/package_pretrained.py --model: a run's kept weights (models/) become a
     shipped agent with the files play/evaluate read and nothing a resume needs; its
