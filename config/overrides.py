@@ -136,6 +136,8 @@ def validate(config: Config) -> Config:
         parse_stage(stage)
     if config.agent.epsilon_end > config.agent.epsilon_start:
         raise ConfigError("agent.epsilon_end must be <= agent.epsilon_start")
+    if config.agent.anchor_weight > 0 and config.agent.policy_average_steps <= 0:
+        raise ConfigError("agent.anchor_weight anchors to the weight average: it needs agent.policy_average_steps > 0")
     if config.env.action_set not in ACTION_SETS:  # pragma: no cover - guarded by choices
         raise ConfigError(f"env.action_set must be one of {', '.join(ACTION_SETS)}")
     return config
@@ -186,6 +188,8 @@ FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
     ("env", "noop_max"): 0,
     ("agent", "target_epsilon"): 0.0,
     ("runner", "init_from"): "",
+    ("agent", "anchor_weight"): 0.0,
+    ("agent", "anchor_margin"): 0.8,  # unused without anchor_weight
 }
 """Fields that configs written before them lack, each with the value that reproduces how
 those runs behaved (not necessarily today's default): old runs and shipped agents keep

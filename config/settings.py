@@ -129,6 +129,15 @@ class AgentConfig:
              "that survives random presses (Sutton and Barto's cliff walk), which evaluation with --epsilon "
              "measures; on 1-4, e = 0.05 gave no gain (docs/every-stage.md). 0 = the greedy target.",
         low=0.0, high=1.0)
+    anchor_weight: float = spec(
+        0.0, "Weight of a large-margin loss (DQfD, Hester et al. 2018) that keeps the online net's greedy action "
+             "where the weight average's is: max_a [Q(s, a) + m (a != a_avg)] - Q(s, a_avg), on every replayed "
+             "state. For fine-tuning an agent that already plays (train --init-from), with a long "
+             "policy_average_steps the average stays near the agent the run started from while the TD loss "
+             "learns the values; the margin only ranks actions, so the values move freely. Needs "
+             "policy_average_steps > 0. 0 = off.", low=0.0, high=1000.0)
+    anchor_margin: float = spec(0.8, "m of anchor_weight's loss: by how much the anchored action must lead (in "
+                                     "Q units; DQfD's 0.8).", low=0.0, high=1000.0)
     target_tau: float = spec(1.0, "Target update rate: 1.0 = hard copy, < 1 = Polyak averaging each period.",
                              low=0.0, low_open=True, high=1.0)
     train_freq: int = spec(4, "One update per this many agent steps (summed over envs).", low=1, high=1000)

@@ -161,7 +161,8 @@ class DQNAgent:
 
     def _train_graph(self, obs: tf.Tensor, action: tf.Tensor, reward: tf.Tensor, next_obs: tf.Tensor,
                      discount: tf.Tensor, weight: tf.Tensor) -> dict[str, tf.Tensor]:
-        """One Adam step on the importance-weighted Huber loss of the TD errors."""
+        """One Adam step on the importance-weighted Huber loss of the TD errors (plus, with
+        ``anchor_weight``, :meth:`_anchor_loss`)."""
         target = self._td_target_graph(obs, action, reward, next_obs, discount)
         variables = self.online.trainable_variables
         with tf.GradientTape() as tape:
@@ -169,11 +170,22 @@ class DQNAgent:
             q_taken = tf.gather(q, action, axis=1, batch_dims=1)
             per_sample = keras.losses.huber(target[:, None], q_taken[:, None], delta=self.config.huber_delta)
             loss = tf.reduce_mean(weight * per_sample)
+            if self.config.anchor_weight > 0.0:  # a Python branch: the default's graph is unchanged
+                loss = loss + self.config.anchor_weight * self._anchor_loss(obs, q)
         gradients = tape.gradient(loss, variables)
         grad_norm = tf.linalg.global_norm(gradients)  # before clipping; Adam clips (global_clipnorm)
         self._apply_fn(gradients)
         return {"loss": loss, "mean_q": tf.reduce_mean(q_taken), "td_errors": target - q_taken,
                 "grad_norm": grad_norm}
+
+    def _anchor_loss(self, obs: tf.Tensor, q: tf.Tensor) -> tf.Tensor:
+        """DQfD's large-margin loss towards the weight average's greedy action a_avg:
+        mean over the batch of max_a [Q(s, a) + m (a != a_avg)] - Q(s, a_avg), which is 0
+        where a_avg leads every other action by at least m. It ranks actions only (adding
+        a constant to a row of Q leaves it unchanged), so the TD loss sets the values."""
+        anchored = tf.argmax(self.average(obs, training=False), axis=1, output_type=tf.int32)
+        margins = self.config.anchor_margin * (1.0 - tf.one_hot(anchored, self.num_actions, dtype=q.dtype))
+        return tf.reduce_mean(tf.reduce_max(q + margins, axis=1) - tf.gather(q, anchored, axis=1, batch_dims=1))
 
     def _apply_graph(self, gradients: list[tf.Tensor]) -> None:
         self.optimizer.apply_gradients(zip(gradients, self.online.trainable_variables))

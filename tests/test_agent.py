@@ -191,6 +191,30 @@ def test_loss_is_weighted_huber_of_td_errors() -> None:
         0.5 * 0.4**2, rel=1e-5)
 
 
+# The weight average's greedy actions differ from the online net's: e2 -> 0, e3 -> 2.
+AVERAGE = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [3.0, 1.0, 2.0], [0.0, 1.0, 2.0]])
+
+
+def test_anchor_loss_is_the_large_margin_towards_the_averages_greedy_action() -> None:
+    """With anchor_weight 0.5 and margin 0.8 the loss is the TD loss plus 0.5 times the mean
+    over TD_BATCH's states (e2, e3, e2) of max_a [Q(s, a) + 0.8 (a != a_avg)] - Q(s, a_avg):
+    e2, online [0.5, -1, 2], a_avg = 0: max(0.5, -0.2, 2.8) - 0.5 = 2.3;
+    e3, online [1, 2, 0], a_avg = 2: max(1.8, 2.8, 0) - 0 = 2.8.
+    Where the online net already leads with a_avg by the margin the term is 0."""
+    from config import ConfigError, Config, apply_overrides
+
+    anchored = tiny_agent(ONLINE, TARGET, policy_average_steps=1000, anchor_weight=0.5, anchor_margin=0.8)
+    anchored.average.set_weights([AVERAGE.astype(np.float32)])
+    plain = tiny_agent(ONLINE, TARGET, policy_average_steps=1000)
+    td_loss = plain.train_step(TD_BATCH)["loss"]
+    assert anchored.train_step(TD_BATCH)["loss"] == pytest.approx(td_loss + 0.5 * np.mean([2.3, 2.8, 2.3]), rel=1e-5)
+    agreeing = tiny_agent(ONLINE, TARGET, policy_average_steps=1000, anchor_weight=0.5, anchor_margin=0.8)
+    # the average is the online net: e2 leads with 2 by 1.5, e3 with 1 by 1.0, both >= 0.8
+    assert agreeing.train_step(TD_BATCH)["loss"] == pytest.approx(td_loss, rel=1e-6)
+    with pytest.raises(ConfigError, match="needs agent.policy_average_steps > 0"):
+        apply_overrides(Config(), ["agent.anchor_weight=1", "agent.policy_average_steps=0"])
+
+
 def expected_steps(batch: Batch, y: np.ndarray, lr: float, eps: float,
                    clip: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Adam's first (kernel, bias) steps for L = mean(w * huber(y - x.W[:, a] - b[a])).
