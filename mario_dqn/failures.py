@@ -1,7 +1,7 @@
 """Where a run's training episodes end: the x_pos trace of its failures, per stage.
 
     python -m mario_dqn.failures RUN_DIR [--from-step STEP] [--to-step STEP] [--bin 100]
-                                         [--top 5] [--json] [--models]
+                                         [--top 5] [--json] [--models | --every STEPS]
 
 Issue 38 asks of every stage that a recipe does not solve: where does the agent fail?
 The answer is in metrics.csv already, one row per training episode with the x_pos it
@@ -20,6 +20,10 @@ trace is of the exploring policy, the one a run learns from.
 that missed the flag ended, as the time-to-solve harness (and ``mario_dqn.pick``, which
 uses it) recorded them in ``<run>/time_to_solve.json``, per model and protocol (models
 measured before the harness kept them have none and are counted apart).
+
+``--every STEPS`` reads the same training episodes over time instead: per window of that
+many agent steps and per stage, how many of them reached the flag. Training plays with
+epsilon, so this is the run's flag rate under random presses as it learns.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from mario_dqn.metrics_log import began_at_stage_start
 from mario_dqn.time_to_solve import CACHE_FILE
@@ -66,15 +70,11 @@ class StageFailures:
         return worst_bins(self.bins, count)
 
 
-def read_failures(metrics_csv: Path, from_step: int = 0, to_step: int | None = None,
-                  bin_width: int = 100) -> dict[str, StageFailures]:
-    """Tally the training episodes of ``metrics_csv`` that began at the stage start and
-    ended at an agent step in [``from_step``, ``to_step``]: per stage (the ``stage``
-    column; ``""`` for records written before it), how many, how many reached the flag,
-    and where the others ended, in bins of ``bin_width`` x_pos."""
-    if bin_width < 1:
-        raise ValueError(f"the bin width must be >= 1 x_pos, not {bin_width}")
-    stages: dict[str, StageFailures] = {}
+def episodes_from_start(metrics_csv: Path, from_step: int = 0,
+                        to_step: int | None = None) -> Iterator[tuple[int, str, bool, int]]:
+    """(step, stage, flag, x_pos) of each training episode of ``metrics_csv`` that began at
+    the stage start and ended at an agent step in [``from_step``, ``to_step``]; the stage
+    is ``""`` in records written before the ``stage`` column."""
     with open(metrics_csv, newline="") as f:
         for row in csv.DictReader(f):
             if row["kind"] != "episode" or not began_at_stage_start(row):
@@ -82,13 +82,58 @@ def read_failures(metrics_csv: Path, from_step: int = 0, to_step: int | None = N
             step = int(row["step"])
             if step < from_step or (to_step is not None and step > to_step):
                 continue
-            part = stages.setdefault(row.get("stage") or "", StageFailures())
-            part.episodes += 1
-            if row["flag"] == "1":
-                part.flags += 1
-            else:
-                part.bins[int(float(row["x_pos"])) // bin_width * bin_width] += 1
+            yield step, row.get("stage") or "", row["flag"] == "1", int(float(row["x_pos"]))
+
+
+def read_failures(metrics_csv: Path, from_step: int = 0, to_step: int | None = None,
+                  bin_width: int = 100) -> dict[str, StageFailures]:
+    """Tally the training episodes of ``metrics_csv`` that began at the stage start and
+    ended at an agent step in [``from_step``, ``to_step``]: per stage, how many, how many
+    reached the flag, and where the others ended, in bins of ``bin_width`` x_pos."""
+    if bin_width < 1:
+        raise ValueError(f"the bin width must be >= 1 x_pos, not {bin_width}")
+    stages: dict[str, StageFailures] = {}
+    for _, stage, flag, x_pos in episodes_from_start(metrics_csv, from_step, to_step):
+        part = stages.setdefault(stage, StageFailures())
+        part.episodes += 1
+        if flag:
+            part.flags += 1
+        else:
+            part.bins[x_pos // bin_width * bin_width] += 1
     return dict(sorted(stages.items()))
+
+
+def flags_per_window(metrics_csv: Path, every: int, from_step: int = 0,
+                     to_step: int | None = None) -> dict[int, dict[str, tuple[int, int]]]:
+    """Per window of ``every`` agent steps (keyed by its first step) and stage: (flags,
+    episodes) of the training episodes from the stage start that ended in it. Training
+    plays with epsilon (its floor after the decay), so this is the run's flag rate under
+    random presses as it learns: what the epsilon bar measures, and, in a fine-tuning run,
+    whether the agent it started from gets better or forgets (docs/world-1.md)."""
+    if every < 1:
+        raise ValueError(f"the window must be >= 1 agent step, not {every}")
+    windows: dict[int, dict[str, list[int]]] = {}
+    for step, stage, flag, _ in episodes_from_start(metrics_csv, from_step, to_step):
+        counts = windows.setdefault(step // every * every, {}).setdefault(stage, [0, 0])
+        counts[0] += flag
+        counts[1] += 1
+    return {start: {stage: (c[0], c[1]) for stage, c in sorted(parts.items())}
+            for start, parts in sorted(windows.items())}
+
+
+def window_report(windows: dict[int, dict[str, tuple[int, int]]], every: int) -> str:
+    """A table for people: one row per window, one column per stage, 'flags/episodes (rate)'."""
+    if not windows:
+        return "no training episodes from the stage start in these steps"
+    stages = sorted({stage for parts in windows.values() for stage in parts})
+    cells = [[f"{start:,}-{start + every - 1:,}"]
+             + [f"{f}/{n} ({f / n:.0%})" if (f, n) != (0, 0) else "-" for f, n in
+                (parts.get(stage, (0, 0)) for stage in stages)]
+             for start, parts in windows.items()]
+    header = ["agent steps"] + [stage or "the run's stage" for stage in stages]
+    widths = [max(len(row[i]) for row in [header, *cells]) for i in range(len(header))]
+    lines = ["  ".join(text.ljust(width) for text, width in zip(row, widths)).rstrip() for row in [header, *cells]]
+    return "flags of the training episodes from the stage start\n" + "\n".join(lines)
 
 
 def report(stages: dict[str, StageFailures], bin_width: int, top: int) -> str:
@@ -172,12 +217,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bin", type=int, default=100, metavar="X", help="x_pos per bin (default: 100)")
     parser.add_argument("--top", type=int, default=5, metavar="N", help="bins printed per stage (default: 5)")
     parser.add_argument("--json", action="store_true", help="print every bin as JSON instead")
+    parser.add_argument("--every", type=int, default=None, metavar="STEPS",
+                        help="instead of where episodes end: the flags from the stage start per window of this "
+                             "many agent steps, per stage (training's exploring play: its flag rate as it learns)")
     parser.add_argument("--models", action="store_true",
                         help="the kept models' harness episodes (time_to_solve.json: greedy, and with epsilon "
                              "where pick measured them), not training's")
     args = parser.parse_args(argv)
-    if args.bin < 1 or args.top < 1:
-        sys.exit("error: --bin and --top must be >= 1")
+    if args.bin < 1 or args.top < 1 or (args.every is not None and args.every < 1):
+        sys.exit("error: --bin, --top and --every must be >= 1")
+    if args.every is not None and args.models:
+        sys.exit("error: --every reads training's episodes; --models the harness's: give one")
     if args.models:
         cache = args.run_dir / CACHE_FILE
         if not cache.is_file():
@@ -199,9 +249,17 @@ def main(argv: list[str] | None = None) -> None:
     if not metrics.is_file():
         sys.exit(f"error: {metrics} not found: give a run directory (save/runs/NAME)")
     try:
-        stages = read_failures(metrics, args.from_step, args.to_step, args.bin)
+        if args.every is not None:
+            windows = flags_per_window(metrics, args.every, args.from_step, args.to_step)
+        else:
+            stages = read_failures(metrics, args.from_step, args.to_step, args.bin)
     except (KeyError, ValueError) as err:
         sys.exit(f"error: {metrics} is not a metrics.csv this version reads ({type(err).__name__}: {err})")
+    if args.every is not None:
+        print(json.dumps({"every": args.every, "windows": [
+            {"from_step": start, "stages": {stage: {"flags": f, "episodes": n} for stage, (f, n) in parts.items()}}
+            for start, parts in windows.items()]}, indent=1) if args.json else window_report(windows, args.every))
+        return
     print(json.dumps(as_json(stages, args.bin), indent=1) if args.json else report(stages, args.bin, args.top))
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mario_dqn.failures import model_report, read_failures, read_model_failures, report
+from mario_dqn.failures import (flags_per_window, model_report, read_failures, read_model_failures, report,
+                                window_report)
 from mario_dqn.metrics_log import METRIC_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +70,22 @@ def test_the_report_names_the_bins_with_their_share(tmp_path: Path) -> None:
     assert report({}, 100, 5) == "no training episodes from the stage start in these steps"
 
 
+def test_flags_per_window_count_each_stage_over_time(tmp_path: Path) -> None:
+    """Windows of 500 steps over ROWS' episodes from the start: 3-4 at 100-400 (no flag),
+    500-700 (the flag at 600); 3-3 at 1100 and 1200 (its flag); the restarted ones and the
+    evaluation row not counted."""
+    metrics = _write(tmp_path / "run", ROWS) / "metrics.csv"
+    windows = flags_per_window(metrics, 500)
+    assert windows == {0: {"3-4": (0, 4)}, 500: {"3-4": (1, 3)}, 1000: {"3-3": (1, 2)}}
+    assert flags_per_window(metrics, 500, from_step=200, to_step=600) == {0: {"3-4": (0, 3)}, 500: {"3-4": (1, 2)}}
+    lines = window_report(windows, 500).splitlines()
+    assert lines[1].split() == ["agent", "steps", "3-3", "3-4"]
+    assert lines[2].split() == ["0-499", "-", "0/4", "(0%)"]
+    assert lines[4].split() == ["1,000-1,499", "1/2", "(50%)", "-"]
+    with pytest.raises(ValueError):
+        flags_per_window(metrics, 0)
+
+
 def _command(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mario_dqn.failures", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
@@ -80,6 +97,13 @@ def test_the_command_prints_json_and_refuses_a_directory_without_metrics(tmp_pat
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"bin": 100, "stages": {"3-3": {
         "episodes": 2, "flags": 1, "failures": 1, "bins": {"200": 1}}}}
+    over_time = _command(str(run), "--json", "--every", "1000")
+    assert over_time.returncode == 0, over_time.stderr
+    assert json.loads(over_time.stdout) == {"every": 1000, "windows": [
+        {"from_step": 0, "stages": {"3-4": {"flags": 1, "episodes": 7}}},
+        {"from_step": 1000, "stages": {"3-3": {"flags": 1, "episodes": 2}}}]}
+    both = _command(str(run), "--every", "1000", "--models")
+    assert both.returncode == 1 and both.stderr.count("\n") == 1 and "give one" in both.stderr
     missing = _command(str(tmp_path / "nothing"))
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert missing.stderr.strip() == f"error: {tmp_path / 'nothing' / 'metrics.csv'} not found: give a run directory (save/runs/NAME)"
