@@ -136,7 +136,7 @@ class AgentConfig:
              "policy_average_steps the average stays near the agent the run started from while the TD loss "
              "learns the values; the margin only ranks actions, so the values move freely. Needs "
              "policy_average_steps > 0. 0 = off.", low=0.0, high=1000.0)
-    anchor_margin: float = spec(0.8, "m of anchor_weight's loss: by how much the anchored action must lead (in "
+    anchor_margin: float = spec(0.8, "Margin m of anchor_weight's loss: by how much the anchored action must lead (in "
                                      "Q units; DQfD's 0.8).", low=0.0, high=1000.0)
     target_tau: float = spec(1.0, "Target update rate: 1.0 = hard copy, < 1 = Polyak averaging each period.",
                              low=0.0, low_open=True, high=1.0)
