@@ -123,39 +123,45 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
     if resume is not None and (any(v is not None for v in (world, stage, stages, envs, seed, name, save_dir,
                                                            preset, init_from)) or overrides or force):
         raise UserError("--resume continues a run with its saved config; only --steps may change")
+    from mario_dqn.signals import StopRequest
+
     run_dir, trainer, restoring = resume, None, None
-    try:
-        if resume is not None:
-            config, checkpoint = RD.resume_point(resume, steps)
-            from mario_dqn.runner import Trainer
+    # Stop signals are caught from here, not only once the loop runs: one sent while
+    # TensorFlow loads or a replay memory is restored then stops the run at its start,
+    # with a checkpoint, instead of being lost (see StopRequest).
+    with StopRequest() as stop:
+        try:
+            if resume is not None:
+                config, checkpoint = RD.resume_point(resume, steps)
+                from mario_dqn.runner import Trainer
 
-            click.echo(f"resuming {resume} from {checkpoint.path.name} (step {checkpoint.state['step']:,})")
-            trainer = Trainer(config, resume, progress=not no_progress)
-            restoring = checkpoint.path / "state.json"
-            trainer.restore(checkpoint)
-            restoring = None
-        else:
-            config = _resolve_train_config(world, stage, stages, steps, envs, seed, save_dir, overrides, preset,
-                                           init_from)
-            start = IF.load_start(config) if config.runner.init_from else None  # refused before the run exists
-            run_dir = RD.new_run_dir(config, name, force)
-            from mario_dqn.runner import Trainer
+                click.echo(f"resuming {resume} from {checkpoint.path.name} (step {checkpoint.state['step']:,})")
+                trainer = Trainer(config, resume, progress=not no_progress, stop=stop)
+                restoring = checkpoint.path / "state.json"
+                trainer.restore(checkpoint)
+                restoring = None
+            else:
+                config = _resolve_train_config(world, stage, stages, steps, envs, seed, save_dir, overrides, preset,
+                                               init_from)
+                start = IF.load_start(config) if config.runner.init_from else None  # refused before the run exists
+                run_dir = RD.new_run_dir(config, name, force)
+                from mario_dqn.runner import Trainer
 
-            click.echo(f"run directory: {run_dir}")
-            trainer = Trainer(config, run_dir, progress=not no_progress)
-            if start is not None:
-                source = IF.record(run_dir, config.runner.init_from)
-                trainer.start_from(start)
-                click.echo(f"starting from the policy of {config.runner.init_from} (step {source['step']:,}, "
-                           f"model sha256 {source['model_sha256'][:12]})")
-        result = trainer.run()
-    except Exception as err:
-        if trainer is not None:
-            trainer.envs.close()  # the env processes started; a refusal must not leave them behind
-        mapped = None if isinstance(err, click.ClickException) else RD.training_failure(err, run_dir, restoring)
-        if mapped is None or mapped is err:  # a refusal as it is, or a bug with its traceback
-            raise
-        raise mapped from None
+                click.echo(f"run directory: {run_dir}")
+                trainer = Trainer(config, run_dir, progress=not no_progress, stop=stop)
+                if start is not None:
+                    source = IF.record(run_dir, config.runner.init_from)
+                    trainer.start_from(start)
+                    click.echo(f"starting from the policy of {config.runner.init_from} (step {source['step']:,}, "
+                               f"model sha256 {source['model_sha256'][:12]})")
+            result = trainer.run()
+        except Exception as err:
+            if trainer is not None:
+                trainer.envs.close()  # the env processes started; a refusal must not leave them behind
+            mapped = None if isinstance(err, click.ClickException) else RD.training_failure(err, run_dir, restoring)
+            if mapped is None or mapped is err:  # a refusal as it is, or a bug with its traceback
+                raise
+            raise mapped from None
     if result["stopped_by"]:  # the trainer has said where it stopped, in one line
         from mario_dqn.signals import exit_code
 

@@ -29,6 +29,7 @@ observation is already the next episode's first one and the last one is in
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import operator
 from typing import Any, Callable
 
@@ -150,8 +151,13 @@ def env_factory(config: EnvConfig, render_mode: str | None = None, training: boo
 
 def _make_worker_env(config: EnvConfig, render_mode: str | None) -> gym.Env:
     """A training ``make_env`` in an env worker process, which leaves stop signals to the
-    main one (see :mod:`mario_dqn.signals`)."""
-    signals.ignore_in_worker()
+    main one (see :mod:`mario_dqn.signals`).
+
+    ``AsyncVectorEnv`` also calls the first of these once in the calling process, to read
+    the spaces: there the stop handlers stay, or a stop signal sent while the envs start
+    would be dropped (a spawned worker is the process with a multiprocessing parent)."""
+    if multiprocessing.parent_process() is not None:
+        signals.ignore_in_worker()
     return make_env(config, None, render_mode, training=True)
 
 

@@ -85,14 +85,16 @@ class Trainer:
     """Owns one run directory and trains it up to ``config.runner.total_steps``."""
 
     def __init__(self, config: C.Config, run_dir: Path, *, progress: bool = True,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, stop: StopRequest | None = None) -> None:
+        """``stop``: a StopRequest the caller entered before building this (so a signal
+        during the start, restoring included, stops the run before its first step)."""
         self.config = config
         self.run_dir = Path(run_dir)
         self.ckpt_dir = checkpoints_dir(self.run_dir)
         self.progress = progress
         self.log = log
         self.metrics = MetricsLog(self.run_dir)
-        self.stop = StopRequest()
+        self.stop = stop if stop is not None else StopRequest()
         self._clock_start = time.perf_counter()
         self._wall_before = 0.0
         """Seconds of training in earlier processes of this run (from the checkpoint)."""

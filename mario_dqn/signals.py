@@ -64,12 +64,19 @@ class StopRequest:
     cut that work short. Nothing is interrupted mid-step either: an exception raised
     inside the emulator or a half-written frame is what this avoids. The previous
     handlers come back on exit.
+
+    Re-entrant: the CLI enters it before the slow start (TensorFlow's import, restoring
+    a replay memory) and the loop enters it again; only the outermost ``with`` installs
+    and restores the handlers. Why the start counts: a job started in the background by
+    a non-interactive shell begins with SIGINT *ignored*, so a Ctrl-C-like SIGINT sent
+    before any handler of ours exists would be lost, not just early.
     """
 
     def __init__(self, finishing: str = "writing the checkpoint") -> None:
         self.name: str | None = None
         self._note = f"\nstill {finishing}; it stops when that is done\n".encode()
         self._previous: dict[signal.Signals, object] = {}
+        self._depth = 0
         self._tty_fds = terminal_fds()
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
@@ -84,12 +91,16 @@ class StopRequest:
             detach_from_terminal(self._tty_fds)
 
     def __enter__(self) -> StopRequest:
-        self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+        if self._depth == 0:
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+        self._depth += 1
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+        self._depth -= 1
+        if self._depth == 0:
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
 def terminal_fds() -> list[int]:

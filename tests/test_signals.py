@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.processes import children, concurrently, running, start, wait_for, wait_for_emulator
+from tests.processes import ROOT, children, concurrently, running, start, wait_for, wait_for_emulator
 from tests.test_runner import TINY, assert_same_checkpoints, cli, metrics_rows, tensorboard_scalars
 
 # 4 envs (the default): the workers are separate processes in the signalled group.
@@ -210,3 +211,34 @@ def test_a_stop_during_an_evaluation_leaves_it_to_the_resumed_run(tmp_path, monk
     rows = metrics_rows(tmp_path / "stopped")
     assert [int(row["step"]) for row in rows if row["kind"] == "eval"] == [100, 200]
     assert rows == metrics_rows(tmp_path / "straight")
+
+
+def test_a_sigint_while_a_background_job_starts_is_not_lost(tmp_path):
+    """`main.py train ... &` in a script: a non-interactive shell starts background jobs
+    with SIGINT ignored, so until a handler of ours exists a SIGINT is dropped, not
+    delayed. One sent as soon as the run directory exists (TensorFlow still loading)
+    stops the run before its first step, with a checkpoint that resumes."""
+    from mario_dqn.checkpoint import load_checkpoint
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "train", "--steps", "300", "--save-dir", str(tmp_path), "--name",
+         "run", "--no-progress", *COMMON], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # what `&` in a script does
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("run directory:"), first
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, (out, err[-3000:])
+    assert_clean(err)
+    assert "stopped by SIGINT at step 0;" in out, out
+    assert load_checkpoint(tmp_path / "run").state["step"] == 0
+    again = cli("train", "--resume", str(tmp_path / "run"), "--steps", "100", "--no-progress")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert load_checkpoint(tmp_path / "run").state["step"] == 100
