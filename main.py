@@ -23,7 +23,7 @@ from mario_dqn import init_from as IF
 from mario_dqn import run_dir as RD
 from mario_dqn import shipped
 from mario_dqn.campaign_plan import plan_default
-from mario_dqn.checkpoint import CheckpointError
+from mario_dqn.checkpoint import CheckpointError, model_source
 from mario_dqn.distill_settings import DistillError, DistillSettings
 from mario_dqn.errors import MarioDQNError, one_line
 
@@ -355,7 +355,7 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
     with StopRequest(finishing="stopping") as stop:
         loaded = {stage: shipped.load_for_play(path, stage) for stage, path in paths.items()}
         shown = {stage: shipped.shown(path) for stage, path in paths.items()}
-        sources = {stage: D.teacher_source(path, shown[stage]) for stage, path in paths.items()}  # what taught
+        sources = {stage: model_source(path, shown[stage]) for stage, path in paths.items()}  # what taught
         bar = None
 
         def progress(batches: int) -> Any:

@@ -35,6 +35,7 @@ loading refuses and the next save cleans up.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -466,3 +467,39 @@ def restore_policy(policy: Policy, agent: Any) -> None:
         file = next((policy.path / name for name in ("average.npz", "online.npz") if (policy.path / name).is_file()),
                     policy.path / "model.keras")
         raise CheckpointError(f"{file} does not match the model built from its config (policy weights)") from None
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file's bytes (hashlib reads it in chunks)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def model_source(path: Path, shown: str | None = None) -> dict[str, Any]:
+    """What a policy is and where it came from, for the record of what was made from it
+    (a distilled student's teachers, an ``--init-from`` start): its model
+    file's sha256 (``model.keras``, the policy :func:`checkpoint.load_policy` acts with),
+    its step, and its run and checkpoint: a shipped agent's from its ``training.json``
+    (package_pretrained writes them), a run's checkpoint (``RUN/checkpoints/NAME``) from
+    its place. ``path`` is what the user named (a run, a checkpoint or an agent);
+    ``shown`` the path to record instead, if any.
+
+    Why: a path alone is no record. ``save/pretrained/world-1`` named
+    ``save/pretrained/world-1-2`` as its 1-2 teacher, and that directory later held another
+    agent, so its "how it was made" command made a different student; the checksum says
+    which file taught, the run and step where to get it again.
+    """
+    directory = resolve(Path(path))
+    state = read_state(directory / "state.json")
+    source: dict[str, Any] = {"path": shown if shown is not None else str(path),
+                              "model_sha256": sha256_file(directory / "model.keras"),
+                              "run": None, "checkpoint": None, "step": state["step"]}
+    training = directory / "training.json"
+    if training.is_file():  # a shipped agent: where package_pretrained took it from
+        info = json.loads(training.read_text())
+        source.update(run=info.get("run"), checkpoint=info.get("checkpoint"))
+        if info.get("training_wall_hours") is not None:
+            source["training_wall_hours"] = info["training_wall_hours"]
+    elif directory.parent.name == "checkpoints":
+        source.update(run=directory.parent.parent.name, checkpoint=f"checkpoints/{directory.name}")
+    return source

@@ -23,7 +23,6 @@ out is an ordinary agent: ``evaluate``, ``play`` and ``package_pretrained`` take
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -412,42 +411,6 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
     return student, config, record
 
 
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file's bytes (hashlib reads it in chunks)."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def teacher_source(path: Path, shown: str | None = None) -> dict[str, Any]:
-    """What a teacher is and where it came from, for the student's record: its model
-    file's sha256 (``model.keras``, the policy :func:`checkpoint.load_policy` acts with),
-    its step, and its run and checkpoint: a shipped agent's from its ``training.json``
-    (package_pretrained writes them), a run's checkpoint (``RUN/checkpoints/NAME``) from
-    its place. ``path`` is what ``--teacher`` named (a run, a checkpoint or an agent).
-
-    Why: a path alone is no record. ``save/pretrained/world-1`` named
-    ``save/pretrained/world-1-2`` as its 1-2 teacher, and that directory later held another
-    agent, so its "how it was made" command made a different student; the checksum says
-    which file taught, the run and step where to get it again.
-    """
-    from mario_dqn import checkpoint as ckpt
-
-    directory = ckpt.resolve(Path(path))
-    state = ckpt.read_state(directory / "state.json")
-    source: dict[str, Any] = {"path": shown if shown is not None else str(path),
-                              "model_sha256": sha256_file(directory / "model.keras"),
-                              "run": None, "checkpoint": None, "step": state["step"]}
-    training = directory / "training.json"
-    if training.is_file():  # a shipped agent: where package_pretrained took it from
-        info = json.loads(training.read_text())
-        source.update(run=info.get("run"), checkpoint=info.get("checkpoint"))
-        if info.get("training_wall_hours") is not None:
-            source["training_wall_hours"] = info["training_wall_hours"]
-    elif directory.parent.name == "checkpoints":
-        source.update(run=directory.parent.parent.name, checkpoint=f"checkpoints/{directory.name}")
-    return source
-
-
 def reproduce_command(out: str, record: dict[str, Any], teachers: dict[str, str] | None = None) -> str:
     """The ``distill`` command line that makes this student again: its stages, each
     teacher (``teachers`` overrides the recorded paths, e.g. a teacher taken out of git
@@ -502,7 +465,7 @@ def save_student(directory: Path, student: Any, config: C.Config, record: dict[s
     from mario_dqn import checkpoint as ckpt
 
     if sources is None:
-        sources = {stage: teacher_source(_existing(path), path) for stage, path in teachers.items()}
+        sources = {stage: ckpt.model_source(_existing(path), path) for stage, path in teachers.items()}
     state = {"step": 0, "wall_s": record["wall_s"], "episodes": 0, "flags": 0,
              "distilled": {"teachers": teachers, "teacher_sources": sources, **record}}
     return ckpt.save_policy(directory, student, state, config)

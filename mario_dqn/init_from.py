@@ -48,8 +48,8 @@ def load_start(config: C.Config) -> ckpt.Policy:
 
 def record(run_dir: Path, source: str) -> dict[str, Any]:
     """Write ``init_from.json``: the source's path, model checksum, run and step."""
-    from mario_dqn.distill import teacher_source
+    from mario_dqn.checkpoint import model_source
 
-    info = teacher_source(Path(source), source)
+    info = model_source(Path(source), source)
     (Path(run_dir) / RECORD_FILE).write_text(json.dumps(info, indent=1) + "\n")
     return info

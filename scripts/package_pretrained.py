@@ -61,7 +61,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from mario_dqn.distill import reproduce_command, sha256_file  # noqa: E402
+from mario_dqn.checkpoint import sha256_file  # noqa: E402
+from mario_dqn.distill import reproduce_command  # noqa: E402
 from mario_dqn.metrics_log import began_at_stage_start  # noqa: E402
 
 FLAGPOLE_X = {"1-1": 3161, "1-2": 3161, "1-3": 2425, "1-4": 2244}

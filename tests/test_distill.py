@@ -19,7 +19,8 @@ import pytest
 
 import config as C
 from mario_dqn.distill import (DistillError, DistillSettings, distillation_loss, fit, reproduce_command, round_score,
-                               soft_targets, student_config, teacher_source)
+                               soft_targets, student_config)
+from mario_dqn.checkpoint import model_source
 from mario_dqn.evaluation import EVAL_SEED_OFFSET
 from tests.processes import start, wait_for_emulator
 
@@ -287,11 +288,11 @@ def test_a_teacher_is_recorded_by_content_run_and_step(tmp_path):
     (checkpoint / "COMPLETE").write_text("ok\n")
     want = {"path": "runs/w12n-s0", "model_sha256": _sha256(b"the weights of step 350k"), "run": "w12n-s0",
             "checkpoint": "checkpoints/step-000000350000", "step": 350000}
-    assert teacher_source(tmp_path / "w12n-s0", "runs/w12n-s0") == want
-    assert teacher_source(checkpoint)["path"] == str(checkpoint)
+    assert model_source(tmp_path / "w12n-s0", "runs/w12n-s0") == want
+    assert model_source(checkpoint)["path"] == str(checkpoint)
     (checkpoint / "model.keras").write_bytes(b"other weights")
-    assert teacher_source(checkpoint)["model_sha256"] == _sha256(b"other weights")
-    shipped = teacher_source(SHIPPED / "world-1-4", "save/pretrained/world-1-4")
+    assert model_source(checkpoint)["model_sha256"] == _sha256(b"other weights")
+    shipped = model_source(SHIPPED / "world-1-4", "save/pretrained/world-1-4")
     info = json.loads((SHIPPED / "world-1-4" / "training.json").read_text())
     assert shipped == {"path": "save/pretrained/world-1-4",
                        "model_sha256": _sha256((SHIPPED / "world-1-4" / "model.keras").read_bytes()),

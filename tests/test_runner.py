@@ -405,8 +405,7 @@ def test_a_run_started_from_an_agent_begins_with_its_policy_and_records_it(runs,
     them), the step and counters start at 0, and init_from.json names the source's model by
     checksum. A source built with another network, or --init-from beside --resume, is
     refused in one line before any run directory is made."""
-    from mario_dqn.checkpoint import load_checkpoint, load_policy
-    from mario_dqn.distill import sha256_file
+    from mario_dqn.checkpoint import load_checkpoint, load_policy, sha256_file
 
     source = runs["straight"] / "checkpoints" / "step-000000000300"
     network = load_checkpoint(source).config.agent.network
