@@ -478,7 +478,7 @@ def sha256_file(path: Path) -> str:
 def model_source(path: Path, shown: str | None = None) -> dict[str, Any]:
     """What a policy is and where it came from, for the record of what was made from it
     (a distilled student's teachers, an ``--init-from`` start): its model
-    file's sha256 (``model.keras``, the policy :func:`checkpoint.load_policy` acts with),
+    file's sha256 (``model.keras``, the policy :func:`load_policy` acts with),
     its step, and its run and checkpoint: a shipped agent's from its ``training.json``
     (package_pretrained writes them), a run's checkpoint (``RUN/checkpoints/NAME``) from
     its place. ``path`` is what the user named (a run, a checkpoint or an agent);

@@ -460,7 +460,7 @@ def save_student(directory: Path, student: Any, config: C.Config, record: dict[s
                  teachers: dict[str, str], sources: dict[str, dict[str, Any]] | None = None) -> Path:
     """Write the student as a shipped-agent directory (``checkpoint.save_policy``); its
     ``state.json`` says it was distilled, from which teachers (``teachers``: stage -> the
-    path as the record keeps it; ``sources``: stage -> :func:`teacher_source`, taken from
+    path as the record keeps it; ``sources``: stage -> :func:`checkpoint.model_source`, taken from
     ``teachers`` here when not given), and how the rounds went."""
     from mario_dqn import checkpoint as ckpt
 
