@@ -42,9 +42,10 @@ def test_no_pick_when_no_model_reaches_the_bar() -> None:
     assert pick([], [], bar=0.8) is None
 
 
-def _fake_run(run: Path, stage: str, greedy: dict[int, float], noisy: dict[int, float]) -> None:
-    """A run directory with kept models (empty weight files) whose greedy and epsilon 0.05
-    results on seeds 0-19 are already in its cache."""
+def _fake_run(run: Path, stage: str, greedy: dict[int, float], noisy: dict[int, float],
+              noisy_episodes: int = 40) -> None:
+    """A run directory with kept models (empty weight files) whose greedy results on seeds
+    0-19 and epsilon 0.05 results on seeds 0..noisy_episodes-1 are already in its cache."""
     run.mkdir()
     config = C.replace(C.Config(), {"env": {"stages": (stage,)}})
     (run / "config.json").write_text(C.to_json(config))
@@ -52,9 +53,9 @@ def _fake_run(run: Path, stage: str, greedy: dict[int, float], noisy: dict[int, 
     for step in greedy:
         (run / "models" / f"step-{step:012d}.json").write_text(json.dumps({"step": step, "wall_s": step / 50}))
         (run / "models" / f"step-{step:012d}.weights.h5").write_bytes(b"")
-    cache = {cache_key(0, 20, epsilon, stage, (stage,)): {str(s): {"flag_rate": r, "mean_x_pos": 1500.0}
-                                                        for s, r in rates.items()}
-             for epsilon, rates in ((0.0, greedy), (0.05, noisy))}
+    cache = {cache_key(0, episodes, epsilon, stage, (stage,)): {str(s): {"flag_rate": r, "mean_x_pos": 1500.0}
+                                                              for s, r in rates.items()}
+             for episodes, epsilon, rates in ((20, 0.0, greedy), (noisy_episodes, 0.05, noisy))}
     (run / CACHE_FILE).write_text(json.dumps(cache))
 
 
@@ -74,6 +75,22 @@ def test_the_command_prints_each_model_and_the_package_line_of_its_pick(tmp_path
     assert any(line.split()[:3] == ["50,000", "85%", "60%"] for line in lines), done.stdout
     assert "pick: step 50,000 (85% greedy, 60% with epsilon 0.05)" in done.stdout
     assert f"scripts/package_pretrained.py {run} --model 50000" in done.stdout
+    assert "epsilon: seeds 0..39" in done.stdout
+
+
+def test_the_epsilon_rates_are_read_for_the_episodes_asked_for(tmp_path) -> None:
+    """Measured on 20 episodes the pick is 75,000, on the default 40 it is 50,000: the
+    protocol's episode count selects the cached results, one per count."""
+    run = tmp_path / "w41"
+    _fake_run(run, "4-1", {50000: 0.85, 75000: 0.9}, {50000: 0.45, 75000: 0.7}, noisy_episodes=20)
+    cache = json.loads((run / CACHE_FILE).read_text())
+    cache[cache_key(0, 40, 0.05, "4-1", ("4-1",))] = {"50000": {"flag_rate": 0.6, "mean_x_pos": 1500.0},
+                                                      "75000": {"flag_rate": 0.5, "mean_x_pos": 1500.0}}
+    (run / CACHE_FILE).write_text(json.dumps(cache))
+    assert "pick: step 75,000 (90% greedy, 70% with epsilon 0.05)" in _pick(str(run), "--epsilon-episodes", "20").stdout
+    assert "pick: step 50,000 (85% greedy, 60% with epsilon 0.05)" in _pick(str(run)).stdout
+    bad = _pick(str(run), "--epsilon-episodes", "0")
+    assert bad.returncode == 2 and "--epsilon-episodes must be >= 1" in bad.stderr
 
 
 def test_the_command_fails_in_one_line_when_nothing_reaches_the_bar_or_the_input_is_wrong(tmp_path) -> None:
