@@ -328,10 +328,13 @@ def _teacher_paths(stages: str, teachers: tuple[str, ...]) -> dict[str, Path]:
               help="Warm the average up (TensorFlow's num_updates rule): after gradient step n it spans "
                    "about the last n/10 steps until that reaches N, so the first round's student is not "
                    "part random weights. Needs --average-steps.")
+@click.option("--network", type=click.Choice(C.NETWORKS), default=None,
+              help="The student's torso (see 'config': agent.network). Default: its teachers'; wide doubles "
+                   "the hidden units that hold every stage's policy.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperature, learning_rate, eval_episodes,
-            seed, workers, average_steps, average_warmup, force, no_progress):
+            seed, workers, average_steps, average_warmup, network, force, no_progress):
     """Distil one agent for several stages from one teacher per stage into OUT.
 
     Policy distillation (Rusu et al. 2016) with DAgger-style rounds: the teachers play
@@ -351,7 +354,7 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
     settings = D.DistillSettings(rounds=rounds, episodes=episodes, epochs=epochs, epsilon=epsilon,
                                  temperature=temperature, learning_rate=learning_rate,
                                  eval_episodes=eval_episodes, seed=seed, workers=workers,
-                                 average_steps=average_steps, average_warmup=average_warmup)
+                                 average_steps=average_steps, average_warmup=average_warmup, network=network)
     with StopRequest(finishing="stopping") as stop:
         loaded = {stage: shipped.load_for_play(path, stage) for stage, path in paths.items()}
         shown = {stage: shipped.shown(path) for stage, path in paths.items()}

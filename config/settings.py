@@ -15,7 +15,7 @@ from typing import Any
 ACTION_SETS: tuple[str, ...] = ("right_only", "simple", "complex")
 """Names of the reduced action sets (nes-py JoypadSpace button lists)."""
 
-NETWORKS: tuple[str, ...] = ("nature", "small")
+NETWORKS: tuple[str, ...] = ("nature", "small", "wide")
 """Names of the Q-network torsos (see mario_dqn.network.TORSOS)."""
 
 
@@ -93,8 +93,9 @@ class EnvConfig:
 class AgentConfig:
     """The DQN agent: network, learning step and exploration."""
 
-    network: str = spec("nature", "Convolutional torso: nature (Mnih et al. 2015, 3 convs + 512 units) or small "
-                                  "(Mnih et al. 2013, 2 convs + 256 units, ~1/3 of the arithmetic).",
+    network: str = spec("nature", "Convolutional torso: nature (Mnih et al. 2015, 3 convs + 512 units), small "
+                                  "(Mnih et al. 2013, 2 convs + 256 units, ~1/3 of the arithmetic) or wide "
+                                  "(nature's convs + 1024 units, ~1.2x; for students of several stages).",
                         choices=NETWORKS)
     dueling: bool = spec(True, "Dueling head (value + advantage - mean advantage) instead of a linear Q head.")
     double: bool = spec(True, "Double DQN: the online net selects the next action, the target net evaluates it.")

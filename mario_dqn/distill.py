@@ -52,8 +52,9 @@ class DistillStopped(Exception):
     """A stop signal arrived while the student was being trained (nothing is written)."""
 
 
-def student_config(teachers: dict[str, C.Config], seed: int) -> C.Config:
-    """The student's config: the first teacher's, on all the teachers' stages.
+def student_config(teachers: dict[str, C.Config], seed: int, network: str | None = None) -> C.Config:
+    """The student's config: the first teacher's, on all the teachers' stages, with the
+    torso ``network`` when given (None: the teachers').
 
     ``teachers`` maps each stage ('W-S') to its teacher's config. ``end_on_ceiling`` is on
     when any teacher had it: it changes nothing where no ceiling is reachable and is how
@@ -73,6 +74,7 @@ def student_config(teachers: dict[str, C.Config], seed: int) -> C.Config:
     return C.replace(first, {
         "env": {"stages": tuple(teachers), "end_on_ceiling": any(c.env.end_on_ceiling for c in configs),
                 "noop_max": 0, "restart_from_best": 0.0},
+        "agent": {"network": network or first.agent.network},
         "runner": {"seed": int(seed)},
     })
 
@@ -288,11 +290,11 @@ def averaged_weights(model: Any, optimizer: Any) -> list[np.ndarray]:
 
 
 def recorded_settings(settings: DistillSettings) -> dict[str, Any]:
-    """``settings`` as the record keeps them: every field, except ``average_steps`` and
-    ``average_warmup`` when off, so a distillation without them records what it did
-    before the options."""
+    """``settings`` as the record keeps them: every field, except ``average_steps``,
+    ``average_warmup`` and ``network`` when off (None: the teachers' torso), so a
+    distillation without them records what it did before the options."""
     recorded = asdict(settings)
-    for name in ("average_steps", "average_warmup"):
+    for name in ("average_steps", "average_warmup", "network"):
         if not recorded[name]:
             del recorded[name]
     return recorded
@@ -335,7 +337,7 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
     from mario_dqn.environment import ACTIONS
 
     seed_everything(settings.seed)
-    config = student_config({stage: cfg for stage, (cfg, _) in teachers.items()}, settings.seed)
+    config = student_config({stage: cfg for stage, (cfg, _) in teachers.items()}, settings.seed, settings.network)
     student = build_agent(config, len(ACTIONS[config.env.action_set]))
     optimizer = student_optimizer(settings)
     trained: list[np.ndarray] | None = None  # the trained weights while the student acts with their average
@@ -349,9 +351,10 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
         played: dict[str, Any] = {}
         jobs, owners = [], []
         greedy = (settings.episodes + 1) // 2
-        for stage, (_, teacher) in teachers.items():
+        for stage, (teacher_config, teacher) in teachers.items():
             actor = teacher if r == 0 else student
-            stage_json = C.to_json(C.replace(config, {"env": {"stages": (stage,)}}))
+            network = (teacher_config if r == 0 else config).agent.network  # the player's own torso
+            stage_json = C.to_json(C.replace(config, {"env": {"stages": (stage,)}, "agent": {"network": network}}))
             weights = actor.policy.get_weights()
             seed = COLLECT_SEED + 10_000 * r
             for count, epsilon, first in ((greedy, 0.0, seed), (settings.episodes - greedy, settings.epsilon,
@@ -416,8 +419,9 @@ def reproduce_command(out: str, record: dict[str, Any], teachers: dict[str, str]
     teacher (``teachers`` overrides the recorded paths, e.g. a teacher taken out of git
     history) and every setting the command has an option for. ``batch_size`` has none:
     a record with another batch size than :class:`DistillSettings`' cannot be remade
-    by this command line alone. ``--average-steps`` and ``--average-warmup`` are given only
-    when on, so the line of a distillation without them reads as before the options."""
+    by this command line alone. ``--average-steps``, ``--average-warmup`` and ``--network``
+    are given only when on, so the line of a distillation without them reads as before the
+    options."""
     settings = {**asdict(DistillSettings()), **record["settings"]}
     paths = {**record["teachers"], **(teachers or {})}
     parts = ["python main.py distill", out, "--stages", ",".join(paths)]
@@ -429,6 +433,8 @@ def reproduce_command(out: str, record: dict[str, Any], teachers: dict[str, str]
         parts.append(f"--average-steps {settings['average_steps']}")
     if settings["average_warmup"]:
         parts.append("--average-warmup")
+    if settings.get("network"):
+        parts.append(f"--network {settings['network']}")
     return " ".join(parts)
 
 

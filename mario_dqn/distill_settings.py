@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from config.settings import NETWORKS
+
 
 @dataclass(frozen=True)
 class DistillSettings:
@@ -34,6 +36,11 @@ class DistillSettings:
     student kept is the round that did best there (:func:`round_score`). 0 = none, and
     the last round is kept."""
     seed: int = 0
+    network: str | None = None
+    """The student's torso (``config.NETWORKS``); None = its teachers'. Why another: one
+    network holds every stage's policy, and the students of the same size as their
+    teachers lost one stage or another between rounds (docs/world-1.md), which a wider
+    one may not; the teachers still play round 1 with their own."""
     workers: int = 2
     """Processes that play the episodes for states at once (1: in this process)."""
     average_steps: int = 0
@@ -55,6 +62,8 @@ class DistillSettings:
     def __post_init__(self) -> None:
         if self.average_steps < 0:
             raise DistillError(f"average_steps must be >= 0 (0 = off), not {self.average_steps}")
+        if self.network is not None and self.network not in NETWORKS:
+            raise DistillError(f"network must be one of {', '.join(NETWORKS)}, not {self.network!r}")
         if self.average_warmup and self.average_steps == 0:
             raise DistillError("average_warmup warms up the weight average: it needs average_steps > 0")
 

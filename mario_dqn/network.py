@@ -31,9 +31,13 @@ from keras import layers  # noqa: E402
 TORSOS: dict[str, tuple[tuple[tuple[int, int, int], ...], int]] = {
     "nature": (((32, 8, 4), (64, 4, 2), (64, 3, 1)), 512),  # Mnih et al. (2015)
     "small": (((16, 8, 4), (32, 4, 2)), 256),  # Mnih et al. (2013)
+    "wide": (((32, 8, 4), (64, 4, 2), (64, 3, 1)), 1024),  # Nature's convolutions, twice its hidden units
 }
 """Each torso's convolutions as (filters, kernel, stride), valid padding, and its hidden
-units; the names are ``config.NETWORKS``."""
+units; the names are ``config.NETWORKS``. ``wide`` is for a student distilled from several
+teachers (``distill --network wide``): twice the units where the stages' policies are held
+apart, at 1.2x the arithmetic of ``nature`` (its hidden matrix, 3136 x 1024, is the
+largest)."""
 NATURE_CONVS, NATURE_HIDDEN = TORSOS["nature"]
 
 

@@ -484,6 +484,16 @@ def test_small_torso_is_the_2013_network_with_a_third_of_the_arithmetic() -> Non
         build_q_network(2, torso="tiny")
 
 
+def test_the_wide_torso_is_nature_s_convolutions_with_twice_the_hidden_units() -> None:
+    wide, nature = build_q_network(5, torso="wide"), build_q_network(5, torso="nature")
+    assert wide.get_layer("hidden").units == 1024 and wide.output.shape == (None, 5)
+    for name in ("conv1", "conv2", "conv3"):
+        assert wide.get_layer(name).get_config()["filters"] == nature.get_layer(name).get_config()["filters"]
+    # by hand: the hidden matrix 3136 x 1024 and the heads 1024 x (1 + 5) instead of 512's
+    extra = (3136 * 1024 + 1024 + 1024 * 6 + 6) - (3136 * 512 + 512 + 512 * 6 + 6)
+    assert wide.count_params() - nature.count_params() == extra
+
+
 def test_same_seed_same_weights_and_layers_get_distinct_seeds() -> None:
     first, again = build_q_network(4, seed=3), build_q_network(4, seed=3)
     for a, b in zip(first.get_weights(), again.get_weights()):

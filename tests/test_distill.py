@@ -88,6 +88,11 @@ def test_student_config_merges_the_stages_and_refuses_teachers_that_disagree():
     small = C.apply_overrides(C.Config(), ["stages=1-2", "network=small"])
     with pytest.raises(DistillError, match="agent.network"):
         student_config({"1-1": one, "1-2": small}, seed=0)
+    # the student's own torso: the teachers' unless another is asked for (they must still agree)
+    assert config.agent.network == "nature"
+    assert student_config({"1-1": one, "1-2": two}, seed=5, network="wide").agent.network == "wide"
+    with pytest.raises(DistillError, match="agent.network"):
+        student_config({"1-1": one, "1-2": small}, seed=0, network="wide")
 
 
 def _main(*args: str) -> subprocess.CompletedProcess:
@@ -103,6 +108,7 @@ def _main(*args: str) -> subprocess.CompletedProcess:
     (["--teacher", "1-2=/nonexistent/run"], "no teacher for stage 1-2: /nonexistent/run does not exist"),
     (["--average-steps", "-1"], "error: Invalid value for '--average-steps': -1 is not in the range x>=0"),
     (["--average-warmup"], "error: average_warmup warms up the weight average: it needs average_steps > 0"),
+    (["--network", "huge"], "error: Invalid value for '--network': 'huge' is not one of 'nature', 'small', 'wide'."),
 ])
 def test_bad_options_are_one_line(tmp_path, args, message):
     result = _main("distill", str(tmp_path / "out"), *args)
@@ -479,11 +485,12 @@ def test_the_average_reaches_the_record_and_the_reproduce_command():
     plain = recorded_settings(DistillSettings())
     assert "average_steps" not in plain
     assert plain == {k: v for k, v in dataclasses.asdict(DistillSettings()).items()
-                     if k not in ("average_steps", "average_warmup")}
+                     if k not in ("average_steps", "average_warmup", "network")}
     teachers = {"1-1": "save/pretrained/world-1-1", "1-2": "save/pretrained/world-1-2"}
     line = reproduce_command("save/runs/again", {"teachers": teachers, "settings": plain})
     assert "--average-steps" not in line and _parsed(line)["average_steps"] == 0
     assert "--average-warmup" not in line and _parsed(line)["average_warmup"] is False
+    assert "--network" not in line and _parsed(line)["network"] is None
     averaged = recorded_settings(DistillSettings(average_steps=500, seed=2))
     assert averaged["average_steps"] == 500 and "average_warmup" not in averaged
     params = _parsed(reproduce_command("save/runs/again", {"teachers": teachers, "settings": averaged}))
@@ -497,6 +504,26 @@ def test_the_average_reaches_the_record_and_the_reproduce_command():
     for name, value in warmed.items():
         if name != "batch_size":
             assert params[name] == value, name
+    wide = recorded_settings(DistillSettings(network="wide"))
+    assert wide["network"] == "wide" and _parsed(reproduce_command("again", {"teachers": teachers,
+                                                                              "settings": wide}))["network"] == "wide"
+    with pytest.raises(DistillError, match="network must be one of nature, small, wide"):
+        DistillSettings(network="huge")
+
+
+class _FakeTeacher:
+    """A teacher without an emulator or a network of its torso: its Q-values are a fixed
+    function of the state's mean pixel, so every stage's labels are known."""
+
+    def __init__(self, actions: int) -> None:
+        import keras
+
+        self.actions = actions
+        self.policy = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+
+    def q_values(self, states: np.ndarray, policy: bool = False) -> np.ndarray:
+        means = states.reshape(len(states), -1).mean(1, keepdims=True) / 255.0
+        return (means * np.linspace(-0.05, 0.05, self.actions)).astype(np.float32)
 
 
 def test_the_student_plays_and_is_written_as_the_average_while_training_goes_on(monkeypatch):
@@ -504,20 +531,11 @@ def test_the_student_plays_and_is_written_as_the_average_while_training_goes_on(
     whoever plays): the losses are those of a distillation without the average, round by
     round (training goes on from the trained weights, not from their average), while the
     student that plays round 2 and the one returned are the average."""
-    import keras
-
     from mario_dqn import distill as D
     from mario_dqn.environment import ACTIONS
 
     configs = {stage: C.apply_overrides(C.Config(), [f"stages={stage}", "network=small"]) for stage in ("1-1", "1-2")}
     actions = len(ACTIONS[configs["1-1"].env.action_set])
-
-    class Teacher:
-        policy = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-
-        def q_values(self, states, policy=False):
-            means = states.reshape(len(states), -1).mean(1, keepdims=True) / 255.0
-            return (means * np.linspace(-0.05, 0.05, actions)).astype(np.float32)
 
     played: list[tuple[int, list[np.ndarray]]] = []
 
@@ -527,7 +545,7 @@ def test_the_student_plays_and_is_written_as_the_average_while_training_goes_on(
             played.append((job.seed, job.weights))
             rng = np.random.default_rng(job.seed)
             obs = rng.integers(0, 256, size=(4 * job.episodes, 84, 84, 4), dtype=np.uint8)
-            results.append((obs, Teacher().q_values(obs), [{"flag": False}] * job.episodes))
+            results.append((obs, teacher.q_values(obs), [{"flag": False}] * job.episodes))
         return results
 
     def evaluate_each_stage(student, config, episodes, seed, stop=None):
@@ -535,7 +553,8 @@ def test_the_student_plays_and_is_written_as_the_average_while_training_goes_on(
 
     monkeypatch.setattr(D, "play_all", play_all)
     monkeypatch.setattr(D, "evaluate_each_stage", evaluate_each_stage)
-    teachers = {stage: (config, Teacher()) for stage, config in configs.items()}
+    teacher = _FakeTeacher(actions)
+    teachers = {stage: (config, teacher) for stage, config in configs.items()}
     runs = {}
     for average_steps in (0, 3):
         played.clear()
@@ -554,3 +573,32 @@ def test_the_student_plays_and_is_written_as_the_average_while_training_goes_on(
     for network in (averaged.online, averaged.policy):
         assert not np.array_equal(network.get_weights()[0], plain.online.get_weights()[0])
         np.testing.assert_array_equal(network.get_weights()[0], averaged.policy.get_weights()[0])
+
+
+def test_a_wide_student_is_taught_by_teachers_playing_round_1_with_their_own_torso(monkeypatch):
+    """distill --network wide with the emulator faked: round 1's episodes are played by the
+    teachers with their torso (small here), later rounds by the student with its own, and
+    the student returned is wide."""
+    from mario_dqn import distill as D
+    from mario_dqn.environment import ACTIONS
+
+    configs = {stage: C.apply_overrides(C.Config(), [f"stages={stage}", "network=small"]) for stage in ("1-1", "1-2")}
+    teacher = _FakeTeacher(len(ACTIONS[configs["1-1"].env.action_set]))
+    players: list[tuple[int, str]] = []
+
+    def play_all(jobs, workers, stop=None):
+        results = []
+        for job in jobs:
+            players.append((job.seed, C.from_json(job.config_json).agent.network))
+            obs = np.random.default_rng(job.seed).integers(0, 256, size=(4, 84, 84, 4), dtype=np.uint8)
+            results.append((obs, teacher.q_values(obs), [{"flag": False}] * job.episodes))
+        return results
+
+    monkeypatch.setattr(D, "play_all", play_all)
+    settings = DistillSettings(rounds=2, episodes=1, epochs=1, batch_size=8, eval_episodes=0, workers=1,
+                               network="wide")
+    student, config, record = D.distill({s: (c, teacher) for s, c in configs.items()}, settings, log=lambda _: None)
+    assert [net for seed, net in players if seed < D.COLLECT_SEED + 10_000] == ["small", "small"]
+    assert [net for seed, net in players if seed >= D.COLLECT_SEED + 10_000] == ["wide", "wide"]
+    assert config.agent.network == "wide" and record["settings"]["network"] == "wide"
+    assert student.policy.get_layer("hidden").units == 1024
