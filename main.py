@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from mario_dqn import run_dir as RD
 from mario_dqn import shipped
 from mario_dqn.campaign_plan import plan_default
 from mario_dqn.checkpoint import CheckpointError, model_source
+from mario_dqn.distill_rounds import RoundStore, identity
 from mario_dqn.distill_settings import DistillError, DistillSettings
 from mario_dqn.errors import MarioDQNError, one_line
 
@@ -331,7 +333,8 @@ def _teacher_paths(stages: str, teachers: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--network", type=click.Choice(C.NETWORKS), default=None,
               help="The student's torso (see 'config': agent.network). Default: its teachers'; wide doubles "
                    "the hidden units that hold every stage's policy.")
-@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists, and start over instead of continuing the "
+                                           "rounds a stopped distillation kept in OUT.partial.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperature, learning_rate, eval_episodes,
             seed, workers, average_steps, average_warmup, network, force, no_progress):
@@ -342,8 +345,10 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
     of the softmaxes at temperature T), then the student plays and the teachers label
     where it goes; the round whose student did best is kept. OUT is an ordinary agent
     directory: evaluate it per stage with
-    'evaluate OUT --stage 1-3', play it with 'play OUT --stage 1-3'. A stop signal
-    ends it without writing OUT.
+    'evaluate OUT --stage 1-3', play it with 'play OUT --stage 1-3'.
+
+    A stop signal (Ctrl-C) ends it without writing OUT; the rounds it finished stay in
+    OUT.partial, and the same command continues after them (--workers may change).
     """
     from mario_dqn import distill as D
     from mario_dqn.evaluation import EvaluationStopped
@@ -359,6 +364,12 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
         loaded = {stage: shipped.load_for_play(path, stage) for stage, path in paths.items()}
         shown = {stage: shipped.shown(path) for stage, path in paths.items()}
         sources = {stage: model_source(path, shown[stage]) for stage, path in paths.items()}  # what taught
+        store = RoundStore(out.with_name(out.name + ".partial"),
+                           identity(asdict(settings), {s: src["model_sha256"] for s, src in sources.items()}))
+        if force:
+            store.remove()
+        elif store.exists():
+            store.check()
         bar = None
 
         def progress(batches: int) -> Any:
@@ -374,15 +385,18 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
 
         try:
             student, config, record = D.distill(loaded, settings, log=click.echo,
-                                                stop=lambda: stop.name is not None, progress=progress)
+                                                stop=lambda: stop.name is not None, progress=progress, store=store)
         except (EvaluationStopped, D.DistillStopped):
-            click.echo(f"stopped by {stop.name}; {out} not written", err=True)
+            kept = (f"; rounds 1-{store.rounds_done()} kept in {store.directory}, the same command continues"
+                    if store.exists() else "")
+            click.echo(f"stopped by {stop.name}; {out} not written{kept}", err=True)
             sys.exit(exit_code(stop.name))
         finally:
             if bar is not None:
                 bar.close()
         D.replace_out(out)
         D.save_student(out, student, config, record, shown, sources)
+        store.remove()
     click.echo(f"wrote {out} ({record['wall_s'] / 60:.1f} min); per stage: "
                f"python main.py evaluate {out} --stage {next(iter(paths))} --episodes 20")
 

@@ -32,6 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 import config as C
+from mario_dqn.distill_rounds import RoundStore
 from mario_dqn.distill_settings import DistillError, DistillSettings
 from mario_dqn.evaluation import EVAL_SEED_OFFSET, EvaluationStopped, evaluate, evaluate_each_stage
 
@@ -316,7 +317,8 @@ def round_score(evaluation: dict[str, dict[str, float]]) -> tuple[float, float, 
 
 def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings,
             log: Callable[[str], None] = print, stop: Callable[[], bool] | None = None,
-            progress: Callable[[int], Callable[[], None]] | None = None) -> tuple[Any, C.Config, dict[str, Any]]:
+            progress: Callable[[int], Callable[[], None]] | None = None,
+            store: RoundStore | None = None) -> tuple[Any, C.Config, dict[str, Any]]:
     """Distil ``teachers`` (stage -> (config, agent)) into one student agent.
 
     Returns the student, its config and a record of the rounds (states per stage, the
@@ -346,8 +348,22 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
     labels: list[np.ndarray] = []
     groups: list[np.ndarray] = []  # the stage (its index) of each state
     rounds: list[dict[str, Any]] = []
-    kept: tuple[tuple[float, float, float], int, list[np.ndarray]] | None = None  # score, round, weights
-    for r in range(settings.rounds):
+    kept: tuple[tuple[float, ...], int, list[np.ndarray]] | None = None  # score, round, weights
+    if store is not None and store.exists():
+        saved = store.load()
+        rounds, states, labels, groups, kept = saved.rounds, saved.states, saved.labels, saved.groups, saved.kept
+        student.online.set_weights(saved.online)
+        optimizer.build(student.online.trainable_variables)
+        for variable, value in zip(optimizer.variables, saved.optimizer, strict=True):
+            variable.assign(value)
+        student.load_policy(saved.policy)  # every network acts with it, as after that round
+        trained = saved.online if settings.average_steps > 0 else None
+        started -= saved.wall_s
+        log(f"continuing after round {len(rounds)}/{settings.rounds} ({store.directory})")
+    elif store is not None:
+        store.remove()  # what a stop before the end of round 1 left (never a finished round)
+    for r in range(len(rounds), settings.rounds):
+        first_new = len(states)  # this round's states start here
         played: dict[str, Any] = {}
         jobs, owners = [], []
         greedy = (settings.episodes + 1) // 2
@@ -405,6 +421,12 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
             log(f"round {r + 1}: loss {loss:.4f}")
         row["wall_s"] = round(time.monotonic() - started, 1)
         rounds.append(row)
+        if store is not None:
+            new = [np.concatenate(part[first_new:]) for part in (states, labels, groups)]
+            states[first_new:], labels[first_new:], groups[first_new:] = new[:1], new[1:2], new[2:]  # one array each
+            store.save(rounds, *new, online=student.online.get_weights() if trained is None else trained,
+                       policy=student.policy.get_weights(), optimizer=[np.asarray(v) for v in optimizer.variables],
+                       kept=kept, wall_s=row["wall_s"])
     kept_round = kept[1] if kept is not None else len(rounds)
     if kept is not None:
         student.load_policy(kept[2])  # every network of the student, the online one too

@@ -22,7 +22,7 @@ from mario_dqn.distill import (DistillError, DistillSettings, distillation_loss,
                                soft_targets, student_config)
 from mario_dqn.checkpoint import model_source
 from mario_dqn.evaluation import EVAL_SEED_OFFSET
-from tests.processes import start, wait_for_emulator
+from tests.processes import start, wait_for, wait_for_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "save" / "pretrained"
@@ -142,11 +142,26 @@ def test_force_replaces_only_an_agent_directory(tmp_path):
 
 
 def test_distill_writes_an_agent_that_evaluate_plays_per_stage(tmp_path):
+    """Stopped by Ctrl-C after round 1 and run again, it continues with round 2 (the
+    equality with a distillation that ran through is tests/test_distill_rounds.py's)."""
     out = tmp_path / "student"
-    result = _main("distill", str(out), "--stages", "1-1,1-4", "--rounds", "2", "--episodes", "2", "--epochs", "1",
-                   "--eval-episodes", "1", "--no-progress")
+    args = ("distill", str(out), "--stages", "1-1,1-4", "--rounds", "2", "--episodes", "2", "--epochs", "1",
+            "--eval-episodes", "1", "--no-progress")
+    partial = tmp_path / "student.partial"
+    proc = start(*args)
+    wait_for(lambda: (partial / "progress.json").exists() or proc.poll() is not None, "round 1 to be kept")
+    os.killpg(proc.pid, signal.SIGINT)
+    first, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == (f"stopped by SIGINT; {out} not written; rounds 1-1 kept in {partial}, "
+                                            "the same command continues")
+    assert "round 1/2, 1-4: teacher played 2 episodes (greedy flags 100%, with epsilon 0.05 " in first
+    assert not out.exists()
+    result = _main(*args)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "round 2/2, 1-4: student played" in result.stdout
+    assert result.stdout.startswith(f"continuing after round 1/2 ({partial})\n"), result.stdout[:500]
+    assert "round 2/2, 1-4: student played" in result.stdout and "round 1/2, " not in result.stdout
+    assert not partial.exists(), "the kept rounds go once OUT is written"
     state = json.loads((out / "state.json").read_text())
     record = state["distilled"]
     # kept relative to the repository, so a shipped student's record reads the same on every clone
@@ -167,7 +182,6 @@ def test_distill_writes_an_agent_that_evaluate_plays_per_stage(tmp_path):
     for part in first["played"].values():
         assert part["epsilon_flag_rate"] in (0.0, 1.0)
         assert part["epsilon_flag_rate"] + part["greedy_flag_rate"] == 2 * part["flag_rate"]
-    assert "round 1/2, 1-4: teacher played 2 episodes (greedy flags 100%, with epsilon 0.05 " in result.stdout
     assert second["states"] == first["states"] + sum(p["states"] for p in second["played"].values())
     assert set(second["eval"]) == {"1-1", "1-4"}
     config = C.from_json((out / "config.json").read_text())
