@@ -334,6 +334,11 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
     that policy is the average, not the trained weights. The average carries across
     rounds (one optimizer for all of them) because the swings it is meant to damp are
     between rounds; restarted each round it would hold one round's steps only.
+
+    With a ``store`` (:class:`mario_dqn.distill_rounds.RoundStore`), each finished round
+    is written to it; when it already holds rounds (the caller has checked that they are
+    this distillation's), it goes on after the last of them with their states, weights
+    and optimizer, to the student it would have given without the stop.
     """
     from mario_dqn.build import build_agent, seed_everything
     from mario_dqn.environment import ACTIONS
