@@ -199,13 +199,35 @@ def balancing_weights(groups: np.ndarray) -> np.ndarray:
     return (len(groups) / (len(values) * counts[inverse])).astype(np.float32)
 
 
-def fit(model: Any, states: np.ndarray, teacher_q: np.ndarray, settings: DistillSettings,
+class Stacked:
+    """Arrays read as one along their first axis, without copying them into one.
+
+    Why: the states of every round are trained on in each round, and joining them with
+    ``np.concatenate`` held a second copy of all of them (84x84x4 bytes a state, some
+    26,000 a round for World 1's four stages), twice the memory a distillation of many
+    stages needs. Indexing with sorted rows gives what the joined array would.
+    """
+
+    def __init__(self, parts: list[np.ndarray]) -> None:
+        self.parts = parts
+        self.offsets = np.cumsum([0, *(len(part) for part in parts)])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        """The rows (sorted, as :func:`fit` takes them) of the arrays joined."""
+        part = np.searchsorted(self.offsets, rows, side="right") - 1
+        return np.concatenate([self.parts[k][rows[part == k] - self.offsets[k]] for k in np.unique(part)])
+
+
+def fit(model: Any, states: np.ndarray | Stacked, teacher_q: np.ndarray, settings: DistillSettings,
         optimizer: Any, on_batch: Callable[[], None] | None = None,
         stop: Callable[[], bool] | None = None, weights: np.ndarray | None = None) -> float:
     """``settings.epochs`` passes of the distillation loss over (states, teacher_q) in
-    shuffled minibatches, each state's loss times its ``weights`` (default 1); the mean
-    loss of the last pass. :class:`DistillStopped` when ``stop()`` turns true (asked
-    before each minibatch)."""
+    shuffled minibatches (``states``: an array or a :class:`Stacked` of them), each
+    state's loss times its ``weights`` (default 1); the mean loss of the last pass.
+    :class:`DistillStopped` when ``stop()`` turns true (asked before each minibatch)."""
     import keras
     import tensorflow as tf
 
@@ -400,7 +422,7 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
                 f"{settings.episodes} episodes (greedy flags {part['greedy_flag_rate']:.0%}"
                 + (f", with epsilon {settings.epsilon:g} {part['epsilon_flag_rate']:.0%}" if flags[greedy:] else "")
                 + f"), {part['states']:,} states")
-        all_states, all_labels = np.concatenate(states), np.concatenate(labels)
+        all_states, all_labels = Stacked(states), np.concatenate(labels)  # the states are not copied
         batches = settings.epochs * -(-len(all_states) // settings.batch_size)
         if trained is not None:
             student.online.set_weights(trained)  # train on from the trained weights, not their average

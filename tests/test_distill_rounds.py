@@ -1,7 +1,8 @@
 """A stopped distillation continues from its finished rounds (mario_dqn.distill_rounds):
 with the emulator faked, a distillation stopped in round 3 and run again gives the same
 student and record as one that ran through; rounds of another distillation are refused.
-The real command's stop and continue is in tests/test_distill.py."""
+The real command's stop and continue is in tests/test_distill.py. And the rounds' states
+are trained on without joining them into one copy (``Stacked``), to the same weights."""
 
 from __future__ import annotations
 
@@ -140,3 +141,38 @@ def test_the_store_gives_back_what_it_kept(tmp_path):
     np.testing.assert_array_equal(saved.kept[2][1], weights[1] * 3)
     np.testing.assert_array_equal(saved.policy[0], weights[0] * 2)
     assert saved.optimizer[0] == 7 and not list(store.directory.glob(".tmp-*"))
+
+
+def test_stacked_arrays_read_as_the_joined_array():
+    from mario_dqn.distill import Stacked
+
+    rng = np.random.default_rng(3)
+    parts = [rng.integers(0, 256, (n, 2, 3), dtype=np.uint8) for n in (4, 0, 1, 7)]
+    joined = np.concatenate(parts)
+    stacked = Stacked(parts)
+    assert len(stacked) == 12
+    for rows in (np.arange(12), np.array([0, 3, 4, 11]), np.array([4]), np.sort(rng.choice(12, 5, replace=False))):
+        np.testing.assert_array_equal(stacked[rows], joined[rows])
+
+
+def test_fit_on_stacked_states_trains_as_on_the_joined_array():
+    """The same minibatches in the same order: the same loss and weights, to the bit."""
+    import keras
+
+    from mario_dqn.distill import Stacked, fit
+
+    rng = np.random.default_rng(4)
+    parts = [rng.integers(0, 256, (n, 4, 4, 1), dtype=np.uint8) for n in (9, 14)]
+    teacher_q = rng.normal(0, 0.05, (23, 3)).astype(np.float32)
+    settings = DistillSettings(epochs=2, batch_size=5)
+    results = []
+    for states in (np.concatenate(parts), Stacked(parts)):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4, 4, 1), dtype="uint8"), keras.layers.Rescaling(1 / 255),
+                                  keras.layers.Flatten(), keras.layers.Dense(3)])
+        loss = fit(model, states, teacher_q, settings, keras.optimizers.Adam(1e-2))
+        results.append((loss, model.get_weights()))
+    (loss_a, weights_a), (loss_b, weights_b) = results
+    assert loss_a == loss_b
+    for a, b in zip(weights_a, weights_b, strict=True):
+        np.testing.assert_array_equal(a, b)
