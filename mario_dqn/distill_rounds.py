@@ -57,8 +57,10 @@ class Saved:
 
 def identity(settings: dict[str, Any], teachers: dict[str, Any]) -> dict[str, Any]:
     """What a resumed distillation must share with the one it continues: every setting
-    except :data:`RESUME_FREE`, and the teachers (stage -> their model's checksum and origin)."""
-    return {"settings": {k: v for k, v in settings.items() if k not in RESUME_FREE}, "teachers": teachers}
+    except :data:`RESUME_FREE`, the stages in their order (a state's stage is kept as its
+    index in it) and the teachers (stage -> their model's checksum)."""
+    kept = {k: v for k, v in settings.items() if k not in RESUME_FREE}
+    return {"settings": {**kept, "stages": ",".join(teachers)}, "teachers": teachers}
 
 
 class RoundStore:
@@ -86,7 +88,7 @@ class RoundStore:
             mine, theirs = self.ident[part], stored.get(part, {})
             for key in sorted(set(mine) | set(theirs)):
                 if mine.get(key) != theirs.get(key):
-                    what = f"--{key.replace('_', '-')}" if part == "settings" else f"the teacher of {key}"
+                    what = f"--{key.replace('_', '-')}" if part == "settings" else f"teacher of {key}"
                     raise DistillError(
                         f"{self.directory} holds rounds of a distillation with another {what} "
                         f"({theirs.get(key)!r}, now {mine.get(key)!r}); give its options again to continue it, "

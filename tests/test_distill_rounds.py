@@ -105,7 +105,8 @@ def test_a_distillation_that_starts_afresh_clears_what_a_stop_left(monkeypatch, 
 @pytest.mark.parametrize("changed, named", [
     ({"settings": {"seed": 1, "rounds": 5}}, "another --seed (0, now 1)"),
     ({"settings": {"seed": 0, "rounds": 4}}, "another --rounds (5, now 4)"),
-    ({"teachers": {"1-1": "aa", "1-2": "cc"}}, "another the teacher of 1-2 ('bb', now 'cc')"),
+    ({"teachers": {"1-1": "aa", "1-2": "cc"}}, "another teacher of 1-2 ('bb', now 'cc')"),
+    ({"teachers": {"1-2": "bb", "1-1": "aa"}}, "another --stages ('1-1,1-2', now '1-2,1-1')"),
 ])
 def test_rounds_of_another_distillation_are_refused_in_one_line(tmp_path, changed, named):
     started = {"settings": {"seed": 0, "rounds": 5}, "teachers": {"1-1": "aa", "1-2": "bb"}}
