@@ -22,7 +22,7 @@ from mario_dqn.distill import (DistillError, DistillSettings, distillation_loss,
                                soft_targets, student_config)
 from mario_dqn.checkpoint import model_source
 from mario_dqn.evaluation import EVAL_SEED_OFFSET
-from tests.processes import start, wait_for, wait_for_emulator
+from tests.processes import children, start, wait_for, wait_for_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "save" / "pretrained"
@@ -150,6 +150,7 @@ def test_distill_writes_an_agent_that_evaluate_plays_per_stage(tmp_path):
     partial = tmp_path / "student.partial"
     proc = start(*args)
     wait_for(lambda: (partial / "progress.json").exists() or proc.poll() is not None, "round 1 to be kept")
+    wait_for(lambda: _playing(proc.pid) or proc.poll() is not None, "round 2's players")  # not mid-spawn
     os.killpg(proc.pid, signal.SIGINT)
     first, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
@@ -197,6 +198,17 @@ def test_distill_writes_an_agent_that_evaluate_plays_per_stage(tmp_path):
         assert played.returncode == 0, played.stderr[-3000:]
         episode = json.loads(played.stdout)["per_episode"][0]
         assert episode["stage"] == stage and episode["x_pos"] == kept[stage]["mean_x_pos"]
+
+
+def _playing(pid: int) -> bool:
+    """Whether a child process of ``pid`` (a player of distill's pool) has the emulator loaded."""
+    for child in children(pid):
+        try:
+            if "nes_py/_native" in (Path("/proc") / str(child) / "maps").read_text():
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def test_ctrl_c_stops_distill_without_writing(tmp_path):
