@@ -387,8 +387,9 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
             student, config, record = D.distill(loaded, settings, log=click.echo,
                                                 stop=lambda: stop.name is not None, progress=progress, store=store)
         except (EvaluationStopped, D.DistillStopped):
-            kept = (f"; rounds 1-{store.rounds_done()} kept in {store.directory}, the same command continues"
-                    if store.exists() else "")
+            done = store.rounds_done() if store.exists() else 0
+            kept = (f"; {'round 1' if done == 1 else f'rounds 1-{done}'} kept in {store.directory}, "
+                    "the same command continues" if done else "")
             click.echo(f"stopped by {stop.name}; {out} not written{kept}", err=True)
             sys.exit(exit_code(stop.name))
         finally:

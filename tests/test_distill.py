@@ -154,7 +154,7 @@ def test_distill_writes_an_agent_that_evaluate_plays_per_stage(tmp_path):
     os.killpg(proc.pid, signal.SIGINT)
     first, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
-    assert err.strip().splitlines()[-1] == (f"stopped by SIGINT; {out} not written; rounds 1-1 kept in {partial}, "
+    assert err.strip().splitlines()[-1] == (f"stopped by SIGINT; {out} not written; round 1 kept in {partial}, "
                                             "the same command continues")
     assert "round 1/2, 1-4: teacher played 2 episodes (greedy flags 100%, with epsilon 0.05 " in first
     assert not out.exists()
