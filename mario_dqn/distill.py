@@ -122,7 +122,8 @@ class PlayJob:
     weights) and :func:`play_states`'s arguments."""
 
     config_json: str
-    weights: list[np.ndarray]
+    weights: list[np.ndarray] | str
+    """The policy weights, or the path of an ``.npz`` file holding them (what a worker gets)."""
     episodes: int
     seed: int
     epsilon: float
@@ -135,8 +136,36 @@ def _play_job(job: PlayJob) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]
 
     config = C.from_json(job.config_json)
     agent = build_agent(config, len(ACTIONS[config.env.action_set]))
-    agent.load_policy(job.weights)
+    agent.load_policy(_read_weights(job.weights) if isinstance(job.weights, str) else job.weights)
     return play_states(agent, config, job.episodes, job.seed, job.epsilon)
+
+
+def _read_weights(path: str) -> list[np.ndarray]:
+    with np.load(path) as saved:
+        return [saved[f"w{i}"] for i in range(len(saved.files))]
+
+
+def _weights_by_file(jobs: list[PlayJob], folder: Path) -> list[PlayJob]:
+    """``jobs`` with their weights written to ``folder``, once per list, and named by path.
+
+    Why: a job goes to its worker through a pipe, written by a thread of the pool. Sent
+    inline, a job's weights (megabytes) keep that thread mid-write until a worker reads
+    them, and a stop that kills workers still starting up then leaves it writing into a
+    closed pipe: the OSError a Ctrl-C printed after distill's stop line (Python 3.13.0's
+    pool does not guard that path, CPython gh-125451). A path fits the pipe at once.
+    """
+    paths: dict[int, str] = {}
+    sent = []
+    for job in jobs:
+        if isinstance(job.weights, str):
+            sent.append(job)
+            continue
+        if id(job.weights) not in paths:
+            path = folder / f"weights-{len(paths)}.npz"
+            np.savez(path, **{f"w{i}": array for i, array in enumerate(job.weights)})
+            paths[id(job.weights)] = str(path)
+        sent.append(PlayJob(job.config_json, paths[id(job.weights)], job.episodes, job.seed, job.epsilon))
+    return sent
 
 
 def _worker_init() -> None:
@@ -150,9 +179,15 @@ def play_all(jobs: list[PlayJob], workers: int,
     """:func:`play_states` of every job, in ``workers`` processes at once (in this one
     when 1): the emulator takes most of the time and runs on one core per process. The
     results are the same either way (each job's episodes depend only on its seeds).
-    A stop (``stop()`` true) ends the workers and raises :class:`DistillStopped`."""
+    A stop (``stop()`` true) ends the workers and raises :class:`DistillStopped`.
+
+    The pool is gone, threads and processes, before this returns or raises: a pool
+    thread still closing its pipes while the interpreter exits raced with the exit's own
+    wake-up of it (Python 3.13.0, CPython gh-125451) and printed an OSError after the stop
+    line."""
     import concurrent.futures as cf
     import multiprocessing
+    import tempfile
 
     from mario_dqn import signals
 
@@ -166,20 +201,25 @@ def play_all(jobs: list[PlayJob], workers: int,
             except EvaluationStopped:
                 raise DistillStopped() from None
         return results
-    pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
-    try:
-        with signals.blocked_while_spawning():
-            futures = [pool.submit(_play_job, job) for job in jobs]
-        while True:
-            done, pending = cf.wait(futures, timeout=0.2)
-            if not pending:
-                return [future.result() for future in futures]
-            if stop is not None and stop():
+    with tempfile.TemporaryDirectory(prefix="mario-dqn-players-") as folder:
+        sent = _weights_by_file(jobs, Path(folder))
+        pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_worker_init)
+        futures: list[cf.Future[Any]] = []
+        try:
+            with signals.blocked_while_spawning():
+                futures = [pool.submit(_play_job, job) for job in sent]
+            while True:
+                done, pending = cf.wait(futures, timeout=0.2)
+                if not pending:
+                    return [future.result() for future in futures]
+                if stop is not None and stop():
+                    raise DistillStopped()
+        finally:
+            if not all(future.done() for future in futures):  # stopped: the episodes being played go too
                 for process in list(getattr(pool, "_processes", {}).values()):
                     process.kill()
-                raise DistillStopped()
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)  # idle or killed workers: quick
 
 
 def label(teacher: Any, states: np.ndarray, chunk: int = 256) -> np.ndarray:

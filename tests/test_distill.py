@@ -22,7 +22,7 @@ from mario_dqn.distill import (DistillError, DistillSettings, distillation_loss,
                                soft_targets, student_config)
 from mario_dqn.checkpoint import model_source
 from mario_dqn.evaluation import EVAL_SEED_OFFSET
-from tests.processes import children, start, wait_for, wait_for_emulator
+from tests.processes import start, wait_for, wait_for_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "save" / "pretrained"
@@ -150,8 +150,7 @@ def test_distill_writes_an_agent_that_evaluate_plays_per_stage(tmp_path):
     partial = tmp_path / "student.partial"
     proc = start(*args)
     wait_for(lambda: (partial / "progress.json").exists() or proc.poll() is not None, "round 1 to be kept")
-    wait_for(lambda: _playing(proc.pid) or proc.poll() is not None, "round 2's players")  # not mid-spawn
-    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # as round 2's players start: the window that printed an OSError
     first, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
     assert err.strip().splitlines()[-1] == (f"stopped by SIGINT; {out} not written; round 1 kept in {partial}, "
@@ -200,17 +199,6 @@ def test_distill_writes_an_agent_that_evaluate_plays_per_stage(tmp_path):
         assert episode["stage"] == stage and episode["x_pos"] == kept[stage]["mean_x_pos"]
 
 
-def _playing(pid: int) -> bool:
-    """Whether a child process of ``pid`` (a player of distill's pool) has the emulator loaded."""
-    for child in children(pid):
-        try:
-            if "nes_py/_native" in (Path("/proc") / str(child) / "maps").read_text():
-                return True
-        except OSError:
-            continue
-    return False
-
-
 def test_ctrl_c_stops_distill_without_writing(tmp_path):
     out = tmp_path / "student"
     proc = start("distill", str(out), "--stages", "1-1,1-4", "--episodes", "1000", "--no-progress")
@@ -251,6 +239,51 @@ def test_played_states_are_the_agents_choices_with_its_q_values():
         np.testing.assert_allclose(q_a, q_b, rtol=1e-5, atol=1e-6)
         assert rows_a == rows_b
     assert len(alone[1][0]) != len(alone[0][0]) or not np.array_equal(alone[1][0], alone[0][0])
+
+
+def test_workers_get_the_weights_by_file_once_per_player(tmp_path):
+    """A job reaches its worker through a pipe: its weights go by file, so what is sent
+    is small (a write into the pipe never waits for a worker), and each player's weights
+    are written once however many jobs it has."""
+    import pickle
+
+    from mario_dqn.distill import PlayJob, _read_weights, _weights_by_file
+
+    rng = np.random.default_rng(0)
+    first = [rng.normal(size=(512, 512)).astype(np.float32), rng.normal(size=(7,)).astype(np.float32)]
+    second = [array + 1 for array in first]
+    jobs = [PlayJob("{}", weights, 1, seed, 0.0) for seed, weights in enumerate((first, first, second))]
+    sent = _weights_by_file(jobs, tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2
+    assert sent[0].weights == sent[1].weights != sent[2].weights
+    for job, weights in zip(sent, (first, first, second)):
+        assert len(pickle.dumps(job)) < 4096 < sum(array.nbytes for array in weights)
+        assert (job.config_json, job.episodes, job.epsilon) == ("{}", 1, 0.0)
+        for read, array in zip(_read_weights(job.weights), weights, strict=True):
+            np.testing.assert_array_equal(read, array)
+    assert [job.seed for job in sent] == [0, 1, 2]
+
+
+def test_a_stop_while_the_workers_start_leaves_no_pool_behind(tmp_path):
+    """A stop that lands while the players are still starting (the window a Ctrl-C hit
+    in distill) ends them, and no pool thread, process or weights file outlives the
+    call: a pool thread still closing its pipes at exit printed an OSError."""
+    import concurrent.futures.process as cfp
+    import glob
+    import multiprocessing
+    import tempfile
+    import threading
+
+    from mario_dqn.distill import DistillStopped, PlayJob, play_all
+
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "mario-dqn-players-*")))
+    weights = [np.zeros((1024, 1024), np.float32) for _ in range(4)]  # 16 MB: more than a pipe holds
+    jobs = [PlayJob("{}", weights, 1, seed, 0.0) for seed in range(6)]
+    with pytest.raises(DistillStopped):
+        play_all(jobs, workers=2, stop=lambda: True)
+    assert not [t for t in threading.enumerate() if isinstance(t, cfp._ExecutorManagerThread)]
+    assert not multiprocessing.active_children()
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "mario-dqn-players-*"))) == before
 
 
 def test_balancing_weights_by_hand():
