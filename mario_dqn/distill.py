@@ -141,6 +141,7 @@ def _play_job(job: PlayJob) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]
 
 
 def _read_weights(path: str) -> list[np.ndarray]:
+    """The weights :func:`_weights_by_file` wrote to ``path``, in their order."""
     with np.load(path) as saved:
         return [saved[f"w{i}"] for i in range(len(saved.files))]
 
@@ -150,9 +151,9 @@ def _weights_by_file(jobs: list[PlayJob], folder: Path) -> list[PlayJob]:
 
     Why: a job goes to its worker through a pipe, written by a thread of the pool. Sent
     inline, a job's weights (megabytes) keep that thread mid-write until a worker reads
-    them, and a stop that kills workers still starting up then leaves it writing into a
-    closed pipe: the OSError a Ctrl-C printed after distill's stop line (Python 3.13.0's
-    pool does not guard that path, CPython gh-125451). A path fits the pipe at once.
+    them, and a stop that kills workers still starting up leaves it writing into a pipe
+    nobody reads; Python 3.13.0's pool handles that error under a lock its shutdown
+    holds (CPython gh-125451, fixed in 3.13.1). A path fits the pipe at once.
     """
     paths: dict[int, str] = {}
     sent = []
@@ -181,10 +182,12 @@ def play_all(jobs: list[PlayJob], workers: int,
     results are the same either way (each job's episodes depend only on its seeds).
     A stop (``stop()`` true) ends the workers and raises :class:`DistillStopped`.
 
-    The pool is gone, threads and processes, before this returns or raises: a pool
-    thread still closing its pipes while the interpreter exits raced with the exit's own
-    wake-up of it (Python 3.13.0, CPython gh-125451) and printed an OSError after the stop
-    line."""
+    The pool is gone, threads and processes, before this returns or raises. A Ctrl-C while
+    the players were starting once printed ``OSError: [Errno 9] Bad file descriptor``
+    after distill's stop line; not traced to its line, but Python 3.13.0's pool has a
+    race of that kind (CPython gh-125451): at exit it wakes its manager thread without the
+    lock under which that thread closes the pipe, and the old stop path left the thread
+    closing it while the interpreter exited."""
     import concurrent.futures as cf
     import multiprocessing
     import tempfile
