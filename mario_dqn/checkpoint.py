@@ -322,7 +322,9 @@ def read_run_config(run_dir: Path) -> C.Config:
         raise CheckpointError(f"{path} is unreadable ({type(err).__name__})") from None
 
 
-def _load_npz(file: Path) -> list[np.ndarray]:
+def load_arrays(file: Path) -> list[np.ndarray]:
+    """The arrays ``np.savez(file, *arrays)`` wrote, in their order; :class:`CheckpointError`
+    when the file cannot be read."""
     try:
         with np.load(file, allow_pickle=False) as data:
             return [data[f"arr_{i}"] for i in range(len(data.files))]
@@ -362,7 +364,7 @@ def _read_complete(path: Path, required: tuple[str, ...]) -> tuple[Path, C.Confi
         raise CheckpointError(f"{path / 'online.npz'} is missing")
     if (path / "online.npz").is_file():
         _check_zip(path / "model.keras")  # not read here, but it is the file people use
-        online = _load_npz(path / "online.npz")
+        online = load_arrays(path / "online.npz")
     else:
         online = _weights_of_keras_file(path)
     return path, config, state, online
@@ -372,11 +374,11 @@ def load_checkpoint(path: Path) -> Checkpoint:
     """Read a complete checkpoint to continue training from; raise CheckpointError
     naming the first thing wrong."""
     path, config, state, online = _read_complete(path, REQUIRED)
-    average = _load_npz(path / "average.npz") if (path / "average.npz").is_file() else []
+    average = load_arrays(path / "average.npz") if (path / "average.npz").is_file() else []
     if config.agent.policy_average_steps > 0 and not average:
         raise CheckpointError(f"{path / 'average.npz'} is missing")
-    training = TrainingState(online=online, target=_load_npz(path / "target.npz"),
-                             optimizer=_load_npz(path / "optimizer.npz"), counters=state["agent"], average=average)
+    training = TrainingState(online=online, target=load_arrays(path / "target.npz"),
+                             optimizer=load_arrays(path / "optimizer.npz"), counters=state["agent"], average=average)
     return Checkpoint(path, config, state, training)
 
 
@@ -386,7 +388,7 @@ def load_policy(path: Path) -> Policy:
     policy is the weight average when the checkpoint holds one, else the online weights."""
     path, config, state, online = _read_complete(path, POLICY_FILES)
     if (path / "average.npz").is_file():
-        online = _load_npz(path / "average.npz")
+        online = load_arrays(path / "average.npz")
     return Policy(path, config, state, online)
 
 

@@ -132,18 +132,13 @@ class PlayJob:
 def _play_job(job: PlayJob) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """:func:`play_states` in a worker: the player rebuilt from its config and weights."""
     from mario_dqn.build import build_agent
+    from mario_dqn.checkpoint import load_arrays
     from mario_dqn.environment import ACTIONS
 
     config = C.from_json(job.config_json)
     agent = build_agent(config, len(ACTIONS[config.env.action_set]))
-    agent.load_policy(_read_weights(job.weights) if isinstance(job.weights, str) else job.weights)
+    agent.load_policy(load_arrays(Path(job.weights)) if isinstance(job.weights, str) else job.weights)
     return play_states(agent, config, job.episodes, job.seed, job.epsilon)
-
-
-def _read_weights(path: str) -> list[np.ndarray]:
-    """The weights :func:`_weights_by_file` wrote to ``path``, in their order."""
-    with np.load(path) as saved:
-        return [saved[f"w{i}"] for i in range(len(saved.files))]
 
 
 def _weights_by_file(jobs: list[PlayJob], folder: Path) -> list[PlayJob]:
@@ -163,7 +158,7 @@ def _weights_by_file(jobs: list[PlayJob], folder: Path) -> list[PlayJob]:
             continue
         if id(job.weights) not in paths:
             path = folder / f"weights-{len(paths)}.npz"
-            np.savez(path, **{f"w{i}": array for i, array in enumerate(job.weights)})
+            np.savez(path, *job.weights)  # checkpoint.load_arrays reads them back
             paths[id(job.weights)] = str(path)
         sent.append(PlayJob(job.config_json, paths[id(job.weights)], job.episodes, job.seed, job.epsilon))
     return sent

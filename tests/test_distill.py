@@ -247,7 +247,8 @@ def test_workers_get_the_weights_by_file_once_per_player(tmp_path):
     are written once however many jobs it has."""
     import pickle
 
-    from mario_dqn.distill import PlayJob, _read_weights, _weights_by_file
+    from mario_dqn.checkpoint import load_arrays
+    from mario_dqn.distill import PlayJob, _weights_by_file
 
     rng = np.random.default_rng(0)
     first = [rng.normal(size=(512, 512)).astype(np.float32), rng.normal(size=(7,)).astype(np.float32)]
@@ -259,7 +260,7 @@ def test_workers_get_the_weights_by_file_once_per_player(tmp_path):
     for job, weights in zip(sent, (first, first, second)):
         assert len(pickle.dumps(job)) < 4096 < sum(array.nbytes for array in weights)
         assert (job.config_json, job.episodes, job.epsilon) == ("{}", 1, 0.0)
-        for read, array in zip(_read_weights(job.weights), weights, strict=True):
+        for read, array in zip(load_arrays(Path(job.weights)), weights, strict=True):
             np.testing.assert_array_equal(read, array)
     assert [job.seed for job in sent] == [0, 1, 2]
 
