@@ -431,12 +431,15 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
         first_new = len(states)  # this round's states start here
         played: dict[str, Any] = {}
         jobs, owners = [], []
+        weights_of: dict[int, list[np.ndarray]] = {}  # one copy per player: the student plays every stage
         greedy = (settings.episodes + 1) // 2
         for stage, (teacher_config, teacher) in teachers.items():
             actor = teacher if r == 0 else student
             network = (teacher_config if r == 0 else config).agent.network  # the player's own torso
             stage_json = C.to_json(C.replace(config, {"env": {"stages": (stage,)}, "agent": {"network": network}}))
-            weights = actor.policy.get_weights()
+            if id(actor) not in weights_of:
+                weights_of[id(actor)] = actor.policy.get_weights()
+            weights = weights_of[id(actor)]
             seed = COLLECT_SEED + 10_000 * r
             for count, epsilon, first in ((greedy, 0.0, seed), (settings.episodes - greedy, settings.epsilon,
                                                                  seed + greedy)):
