@@ -185,6 +185,7 @@ FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
     ("env", "restart_keep"): 4,  # unused without restart_from_best
     ("env", "restart_guided"): 0,  # unused without restart_from_best
     ("env", "restart_explore"): 0,  # unused without restart_from_best
+    ("env", "restart_frontier"): False,  # unused without restart_from_best
     ("env", "noop_max"): 0,
     ("agent", "target_epsilon"): 0.0,
     ("runner", "init_from"): "",

@@ -121,7 +121,7 @@ def make_env(config: EnvConfig, seed: int | None = None, render_mode: str | None
     env = ResumableEpisode(env)
     if training and config.restart_from_best > 0:
         env = RestartFromBest(env, config.restart_from_best, config.restart_keep, config.restart_guided,
-                              config.restart_explore)
+                              config.restart_explore, config.restart_frontier)
     if training and config.noop_max > 0:
         env = NoopStart(env, config.noop_max)
     if seed is not None:

@@ -149,6 +149,42 @@ EXPLORE_HOLD = 6
 jump needs A held over several agent steps (the 1-3 probe that found the higher route
 held each random action 1-6 steps)."""
 
+FRONTIER_BINS = 10
+"""With ``frontier``: a kept episode's steps are cut into this many equal parts, and a
+restart first draws the part it starts in (:func:`frontier_weights`)."""
+
+FRONTIER_FLOOR = 0.05
+"""Every part's weight is at least this, so parts already mastered or still out of reach
+are still drawn now and then and their estimates follow the agent."""
+
+FRONTIER_RATE = 0.1
+"""Each restarted episode moves its part's success estimate this far toward its outcome
+(an average over about the last 1 / FRONTIER_RATE restarts there)."""
+
+
+def frontier_weights(success: list[float], floor: float = FRONTIER_FLOOR) -> np.ndarray:
+    """The probability of drawing each part of a kept episode, given the estimated chance
+    that a restart there succeeds: ``floor + p (1 - p)``, normalised.
+
+    Why ``p (1 - p)``: the reverse curriculum of Florensa et al. (2017) trains from the
+    start states whose success is neither sure nor hopeless, and Salimans and Chen (2018)
+    learned Montezuma's Revenge from one demonstration by starting from its end and
+    moving the start back as the agent learned to succeed there. A restart far behind the
+    frontier (p near 0) must clear several hard places before the one it could learn, one
+    near the goal (p near 1) teaches nothing new; ``p (1 - p)`` is largest between them.
+    """
+    p = np.asarray(success, dtype=np.float64)
+    weights = floor + p * (1.0 - p)
+    return weights / weights.sum()
+
+
+def start_in_part(rng: np.random.Generator, length: int, part: int, parts: int = FRONTIER_BINS) -> int:
+    """A uniformly drawn restart step in ``part`` of ``parts`` equal parts of [0, ``length``]
+    (the last part includes ``length`` itself, as the uniform draw does)."""
+    low = length * part // parts
+    high = length * (part + 1) // parts + (1 if part == parts - 1 else 0)
+    return int(rng.integers(low, max(high, low + 1)))
+
 
 class RestartFromBest(EpisodeStateLayer):
     """Start some training episodes from a state along one of this env's best episodes.
@@ -183,6 +219,15 @@ class RestartFromBest(EpisodeStateLayer):
     greedy path found the higher route where epsilon-greedy steps around it did not
     (run notes of w13-s0).
 
+    With ``frontier`` the restart step is not drawn uniformly: the kept episode's steps
+    are cut into :data:`FRONTIER_BINS` parts, each with a running estimate of how often a
+    restart there succeeds (reaches the flag, or gets at least as far as the kept episode
+    did), and the part is drawn by :func:`frontier_weights`, most often where success is
+    about even. Why: on 4-2 and 4-3 restarts late along the kept episodes reached the flag
+    every time and those early along them never, while a uniform draw spent most restarts
+    on one or the other (w43-any-s0 at 250k-400k); the agent learns the stage backwards
+    from the flag, and its frontier is the part worth practising.
+
     Sits above :class:`ResumableEpisode`, which records the replayed actions too, so a
     checkpoint's episode state rebuilds the emulator; the episode state adds
     this wrapper's own (the kept episodes, its generator, the running episode's
@@ -190,7 +235,8 @@ class RestartFromBest(EpisodeStateLayer):
     Training only: evaluations are built without it and start at the stage start.
     """
 
-    def __init__(self, env: gym.Env, probability: float, keep: int, guided: int = 0, explore: int = 0) -> None:
+    def __init__(self, env: gym.Env, probability: float, keep: int, guided: int = 0, explore: int = 0,
+                 frontier: bool = False) -> None:
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"restart probability must be in [0, 1], got {probability!r}")
         if not isinstance(keep, (int, np.integer)) or keep < 1:
@@ -214,6 +260,10 @@ class RestartFromBest(EpisodeStateLayer):
         self._best_x = 0
         self._best_len = 0
         self.restarted_at = 0  # replayed steps of the running episode (0: it began at the stage start)
+        self.frontier = bool(frontier)
+        self.success: dict[str, list[float]] = {}  # stage -> per part, the estimated chance a restart succeeds
+        self._part = -1  # the part the running episode restarted in (-1: not a frontier restart)
+        self._target_x = 0  # how far the kept episode it restarted along got
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
@@ -222,10 +272,17 @@ class RestartFromBest(EpisodeStateLayer):
         self._stage = f"{info.get('world')}-{info.get('stage')}"
         self._actions, self._best_x, self._best_len = [], int(info.get("x_pos", 0)), 0
         self.restarted_at, self._guide, self._explore_left, self._hold_left = 0, [], 0, 0
+        self._part = -1
         kept = self.best.get(self._stage, [])
         if kept and self.rng.random() < self.probability:
-            _, actions = kept[int(self.rng.integers(len(kept)))]
-            start = int(self.rng.integers(len(actions) + 1))
+            target_x, actions = kept[int(self.rng.integers(len(kept)))]
+            if self.frontier:
+                success = self.success.setdefault(self._stage, [0.5] * FRONTIER_BINS)
+                self._part = int(self.rng.choice(FRONTIER_BINS, p=frontier_weights(success)))
+                self._target_x = target_x
+                start = start_in_part(self.rng, len(actions), self._part)
+            else:
+                start = int(self.rng.integers(len(actions) + 1))
             for action in actions[:start]:
                 obs, _, terminated, truncated, info = self._take(action)
                 if terminated or truncated:  # cannot happen with the same config: the kept episode went on
@@ -239,6 +296,7 @@ class RestartFromBest(EpisodeStateLayer):
         guided = self._guide.pop(0) if self._guide else self._explore_action()
         obs, reward, terminated, truncated, info = self._take(int(action) if guided < 0 else guided)
         if terminated or truncated:
+            self._score(bool(info.get("flag_get", False)))
             self._remember()
         return obs, reward, terminated, truncated, {**info, "restart_steps": self.restarted_at,
                                                     "guided_action": guided}
@@ -262,6 +320,16 @@ class RestartFromBest(EpisodeStateLayer):
             self._best_x, self._best_len = x_pos, len(self._actions)
         return result
 
+    def _score(self, flag: bool) -> None:
+        """Move the estimate of the part the finished episode restarted in toward its outcome:
+        success is the flag, or getting at least as far as the kept episode it began along."""
+        if self._part < 0:
+            return
+        success = self.success[self._stage]
+        won = 1.0 if flag or self._best_x >= self._target_x else 0.0
+        success[self._part] += FRONTIER_RATE * (won - success[self._part])
+        self._part = -1
+
     def _remember(self) -> None:
         """Keep the finished episode if it is among the stage's ``keep`` furthest."""
         # the episode ended after its last action, so any shorter prefix replays without ending
@@ -284,7 +352,8 @@ class RestartFromBest(EpisodeStateLayer):
                 "rng_state": self.rng.bit_generator.state, "stage": self._stage, "actions": list(self._actions),
                 "best_x": self._best_x, "best_len": self._best_len, "restarted_at": self.restarted_at,
                 "guide": list(self._guide), "explore_left": self._explore_left, "held": self._held,
-                "hold_left": self._hold_left}
+                "hold_left": self._hold_left, "success": {stage: list(p) for stage, p in self.success.items()},
+                "part": self._part, "target_x": self._target_x}
 
     def _load_own(self, own: dict[str, Any]) -> None:
         self.best = {stage: [(int(x), [int(a) for a in actions]) for x, actions in kept]
@@ -297,6 +366,8 @@ class RestartFromBest(EpisodeStateLayer):
         self._guide = [int(a) for a in own.get("guide", [])]
         self._explore_left = int(own.get("explore_left", 0))
         self._held, self._hold_left = int(own.get("held", 0)), int(own.get("hold_left", 0))
+        self.success = {stage: [float(v) for v in p] for stage, p in own.get("success", {}).items()}
+        self._part, self._target_x = int(own.get("part", -1)), int(own.get("target_x", 0))
 
 
 NOOP_STREAM = 0x5EED_0000

@@ -489,6 +489,87 @@ def test_guided_restart_steps_follow_the_kept_episode_whatever_the_agent_asks():
         env.close()
 
 
+def test_frontier_weights_favour_parts_where_restarts_succeed_about_half_the_time():
+    """floor + p (1 - p), normalised, against hand-computed values."""
+    from mario_dqn.episode_start import frontier_weights
+
+    weights = frontier_weights([0.5, 0.0, 1.0, 0.1], floor=0.05)
+    np.testing.assert_allclose(weights, np.array([0.30, 0.05, 0.05, 0.14]) / 0.54)
+    np.testing.assert_allclose(frontier_weights([0.2] * 10), [0.1] * 10)
+
+
+@pytest.mark.parametrize("length", [0, 1, 5, 37, 200])
+def test_restart_parts_cover_every_step_of_the_kept_episode(length):
+    """start_in_part: each part draws within its tenth of [0, length], and together the
+    parts reach every step the uniform draw reaches, the last (length itself) included."""
+    from mario_dqn.episode_start import FRONTIER_BINS, start_in_part
+
+    rng = np.random.default_rng(0)
+    reached = set()
+    for part in range(FRONTIER_BINS):
+        draws = {start_in_part(rng, length, part) for _ in range(200)}
+        assert min(draws) >= length * part // FRONTIER_BINS
+        assert max(draws) <= max(length * (part + 1) // FRONTIER_BINS, length * part // FRONTIER_BINS)
+        reached |= draws
+    assert reached == set(range(length + 1))
+
+
+def test_a_frontier_restart_scores_its_part_by_the_flag_or_the_kept_episodes_reach():
+    """_score: the part's estimate moves FRONTIER_RATE of the way to 1 when the episode got
+    as far as the kept one (or took the flag), to 0 when it did not; episodes from the
+    stage start leave every estimate alone."""
+    from mario_dqn.episode_start import FRONTIER_BINS, FRONTIER_RATE
+
+    wrapper = RestartFromBest(make_env(PLAIN), probability=0.5, keep=2, frontier=True)
+    wrapper._stage, wrapper.success = "4-3", {"4-3": [0.5] * FRONTIER_BINS}
+
+    def finish(part: int, best_x: int, flag: bool = False) -> None:
+        wrapper._part, wrapper._target_x, wrapper._best_x = part, 1000, best_x
+        wrapper._score(flag)
+
+    finish(3, 1000)
+    finish(4, 999)
+    finish(5, 700, flag=True)
+    finish(-1, 5000)
+    expected = [0.5] * FRONTIER_BINS
+    expected[3] = 0.5 + FRONTIER_RATE * 0.5
+    expected[4] = 0.5 - FRONTIER_RATE * 0.5
+    expected[5] = 0.5 + FRONTIER_RATE * 0.5
+    assert wrapper.success["4-3"] == pytest.approx(expected)
+    assert wrapper._part == -1
+
+
+def test_frontier_restarts_start_mostly_where_success_is_even():
+    """env.restart_frontier: with one part at an even chance and the others sure or
+    hopeless, most restarts begin in that part of the kept episode (weights 0.30 against
+    0.05 each: 0.30 / 0.75 = 40%, four times the uniform draw's 10%)."""
+    from mario_dqn.episode_start import FRONTIER_BINS
+
+    config = cfg(restart_from_best=1.0, restart_keep=1, restart_frontier=True, max_episode_steps=40)
+    env = make_env(config, training=True)
+    try:
+        env.reset(seed=3)
+        done = False
+        while not done:
+            _, _, terminated, truncated, _ = env.step(RIGHT)
+            done = terminated or truncated
+        wrapper = find_wrapper(env, RestartFromBest)
+        length = len(wrapper.best["1-1"][0][1])
+        assert "1-1" not in wrapper.success, "nothing restarted yet: no estimates (each part starts at 0.5)"
+        wrapper.success["1-1"] = [0.0] * 7 + [0.5] + [1.0] * 2
+        part7 = range(length * 7 // FRONTIER_BINS, length * 8 // FRONTIER_BINS)
+        starts = []
+        for _ in range(60):
+            wrapper.success["1-1"] = [0.0] * 7 + [0.5] + [1.0] * 2  # undo the last episode's score
+            _, info = env.reset()
+            starts.append(info["restart_steps"])
+            env.step(RIGHT)
+        share = sum(t in part7 for t in starts) / len(starts)
+        assert 0.2 < share < 0.65, (share, starts)
+    finally:
+        env.close()
+
+
 def test_exploration_steps_after_the_guide_take_held_random_actions():
     """env.restart_explore: after the guided steps, the next ones take random actions held
     1-EXPLORE_HOLD steps (info says which, and they are the ones the episode records), then

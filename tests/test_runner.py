@@ -679,17 +679,19 @@ def test_every_env_decays_to_epsilon_end():
     np.testing.assert_allclose(at(50, config), [(1.0 + 0.05) / 2] * 4)
 
 
-@pytest.mark.parametrize("probability, guided, explore, noops, midway",
-                         [(1.0, 30, 0, 0, "guide"), (0.7, 2, 30, 10, "explore_left")])
-def test_a_run_with_restarts_resumes_exactly(tmp_path, probability, guided, explore, noops, midway):
+@pytest.mark.parametrize("probability, guided, explore, noops, frontier, midway",
+                         [(1.0, 30, 0, 0, False, "guide"), (0.7, 2, 30, 10, True, "explore_left")])
+def test_a_run_with_restarts_resumes_exactly(tmp_path, probability, guided, explore, noops, frontier, midway):
     """env.restart_from_best through the CLI, 2 envs: training episodes begin along
     earlier ones (restart_steps > 0 in metrics.csv), and a run stopped at 150 and resumed
     gives the numbers, checkpoint and kept episodes of one never stopped (stopped in the
     middle of guided restart steps, or of exploration steps, both part of the episode state;
-    the second also with no-op starts, whose generator is too)."""
+    the second also with no-op starts, whose generator is too, and with frontier restarts,
+    whose success estimates are)."""
     common = ("--envs", "2", "--save-dir", str(tmp_path), "--set", "checkpoint_every=100", *TINY,
               "--set", "max_episode_steps=30", "--set", f"restart_from_best={probability}",
-              "--set", f"restart_guided={guided}", "--set", f"restart_explore={explore}", "--set", f"noop_max={noops}")
+              "--set", f"restart_guided={guided}", "--set", f"restart_explore={explore}", "--set", f"noop_max={noops}",
+              "--set", f"restart_frontier={str(frontier).lower()}")
     straight, first = concurrently(lambda: cli("train", "--steps", "300", "--name", "straight", *common),
                                    lambda: cli("train", "--steps", "150", "--name", "resumed", *common))
     assert straight.returncode == 0, straight.stderr[-2000:]
@@ -707,6 +709,8 @@ def test_a_run_with_restarts_resumes_exactly(tmp_path, probability, guided, expl
     envs = json.loads((a / "state.json").read_text())["envs"]
     assert envs == json.loads((b / "state.json").read_text())["envs"]
     assert all(env["restarts"]["best"]["1-1"] for env in envs), "each env keeps its own furthest episodes"
+    if frontier:
+        assert any(p != 0.5 for env in envs for p in env["restarts"]["success"]["1-1"]), "restarts were scored"
 
 
 def test_guided_restart_steps_are_stored_with_the_actions_taken(tmp_path):
