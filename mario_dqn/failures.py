@@ -1,7 +1,7 @@
 """Where a run's training episodes end: the x_pos trace of its failures, per stage.
 
     python -m mario_dqn.failures RUN_DIR [--from-step STEP] [--to-step STEP] [--bin 100]
-                                         [--top 5] [--json] [--models | --every STEPS]
+                                         [--top 5] [--json] [--models | --every STEPS | --restarts STEPS]
 
 Issue 38 asks of every stage that a recipe does not solve: where does the agent fail?
 The answer is in metrics.csv already, one row per training episode with the x_pos it
@@ -24,6 +24,13 @@ measured before the harness kept them have none and are counted apart).
 ``--every STEPS`` reads the same training episodes over time instead: per window of that
 many agent steps and per stage, how many of them reached the flag. Training plays with
 epsilon, so this is the run's flag rate under random presses as it learns.
+
+``--restarts STEPS`` reads every training episode, restarted ones too, by where it began:
+per stage and per window of that many replayed steps (``env.restart_from_best``; the
+stage start is its own row), how many reached the flag and the median x_pos they ended
+at. A run with restarts learns a stage backwards from the flag: the deepest rows reach it
+first, and the row where the flag rate falls off is the agent's frontier (what
+``env.restart_frontier`` trains at).
 """
 
 from __future__ import annotations
@@ -32,10 +39,12 @@ import argparse
 import csv
 import json
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+
+import numpy as np
 
 from mario_dqn.metrics_log import began_at_stage_start
 from mario_dqn.time_to_solve import CACHE_FILE
@@ -119,6 +128,43 @@ def flags_per_window(metrics_csv: Path, every: int, from_step: int = 0,
         counts[1] += 1
     return {start: {stage: (c[0], c[1]) for stage, c in sorted(parts.items())}
             for start, parts in sorted(windows.items())}
+
+
+def flags_by_restart(metrics_csv: Path, width: int, from_step: int = 0,
+                     to_step: int | None = None) -> dict[str, dict[int, tuple[int, int, float]]]:
+    """Per stage and per window of ``width`` replayed steps (keyed by its first; -1 for the
+    episodes from the stage start): (flags, episodes, median end x_pos) of the training
+    episodes that ended at an agent step in [``from_step``, ``to_step``]."""
+    if width < 1:
+        raise ValueError(f"the window must be >= 1 replayed step, not {width}")
+    ends: dict[str, dict[int, list[tuple[bool, int]]]] = defaultdict(lambda: defaultdict(list))
+    with open(metrics_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["kind"] != "episode":
+                continue
+            step = int(row["step"])
+            if step < from_step or (to_step is not None and step > to_step):
+                continue
+            replayed = -1 if began_at_stage_start(row) else int(row["restart_steps"]) // width * width
+            ends[row.get("stage") or ""][replayed].append((row["flag"] == "1", int(float(row["x_pos"]))))
+    return {stage: {start: (sum(flag for flag, _ in episodes), len(episodes),
+                            float(np.median([x for _, x in episodes])))
+                    for start, episodes in sorted(windows.items())}
+            for stage, windows in sorted(ends.items())}
+
+
+def restart_report(stages: dict[str, dict[int, tuple[int, int, float]]], width: int) -> str:
+    """Lines for people: per stage, one row per window of replayed steps."""
+    if not stages:
+        return "no training episodes in these steps"
+    lines = []
+    for stage, windows in stages.items():
+        name = stage or "the run's stage"
+        lines.append(f"{name}: flags by where the episode began")
+        for start, (flags, episodes, median_x) in windows.items():
+            where = "the stage start" if start < 0 else f"after {start:,}-{start + width - 1:,} replayed steps"
+            lines.append(f"  {where}: {flags:,}/{episodes:,} ({flags / episodes:.0%}), median end x_pos {median_x:.0f}")
+    return "\n".join(lines)
 
 
 def window_report(windows: dict[int, dict[str, tuple[int, int]]], every: int) -> str:
@@ -220,14 +266,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=int, default=None, metavar="STEPS",
                         help="instead of where episodes end: the flags from the stage start per window of this "
                              "many agent steps, per stage (training's exploring play: its flag rate as it learns)")
+    parser.add_argument("--restarts", type=int, default=None, metavar="STEPS",
+                        help="instead: every training episode by where it began, per window of this many replayed "
+                             "steps (env.restart_from_best) and the stage start: its flags and median end x_pos")
     parser.add_argument("--models", action="store_true",
                         help="the kept models' harness episodes (time_to_solve.json: greedy, and with epsilon "
                              "where pick measured them), not training's")
     args = parser.parse_args(argv)
-    if args.bin < 1 or args.top < 1 or (args.every is not None and args.every < 1):
-        sys.exit("error: --bin, --top and --every must be >= 1")
-    if args.every is not None and args.models:
-        sys.exit("error: --every reads training's episodes; --models the harness's: give one")
+    if args.bin < 1 or args.top < 1 or any(value is not None and value < 1 for value in (args.every, args.restarts)):
+        sys.exit("error: --bin, --top, --every and --restarts must be >= 1")
+    if sum((args.every is not None, args.restarts is not None, args.models)) > 1:
+        sys.exit("error: --every, --restarts and --models each read the episodes another way: give one")
     if args.models:
         cache = args.run_dir / CACHE_FILE
         if not cache.is_file():
@@ -249,12 +298,20 @@ def main(argv: list[str] | None = None) -> None:
     if not metrics.is_file():
         sys.exit(f"error: {metrics} not found: give a run directory (save/runs/NAME)")
     try:
-        if args.every is not None:
+        if args.restarts is not None:
+            by_start = flags_by_restart(metrics, args.restarts, args.from_step, args.to_step)
+        elif args.every is not None:
             windows = flags_per_window(metrics, args.every, args.from_step, args.to_step)
         else:
             stages = read_failures(metrics, args.from_step, args.to_step, args.bin)
     except (KeyError, ValueError) as err:
         sys.exit(f"error: {metrics} is not a metrics.csv this version reads ({type(err).__name__}: {err})")
+    if args.restarts is not None:
+        print(json.dumps({"restarts": args.restarts, "stages": {stage: [
+            {"replayed_from": start, "flags": f, "episodes": n, "median_x_pos": x}
+            for start, (f, n, x) in windows.items()] for stage, windows in by_start.items()}}, indent=1)
+              if args.json else restart_report(by_start, args.restarts))
+        return
     if args.every is not None:
         print(json.dumps({"every": args.every, "windows": [
             {"from_step": start, "stages": {stage: {"flags": f, "episodes": n} for stage, (f, n) in parts.items()}}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mario_dqn.failures import (flags_per_window, model_report, read_failures, read_model_failures, report,
-                                window_report)
+from mario_dqn.failures import (flags_by_restart, flags_per_window, model_report, read_failures, read_model_failures,
+                                report, restart_report, window_report)
 from mario_dqn.metrics_log import METRIC_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,6 +86,24 @@ def test_flags_per_window_count_each_stage_over_time(tmp_path: Path) -> None:
         flags_per_window(metrics, 0)
 
 
+def test_flags_by_restart_group_every_episode_by_where_it_began(tmp_path: Path) -> None:
+    """Windows of 50 replayed steps over ROWS: 3-4's seven from the start (one flag; end
+    x_pos 420, 450, 499, 1600, 1650, 1699, 2300: median 1600), the one after 32 steps
+    (no flag, 1610) and the one after 64 (its flag, 2301); 3-3's two from the start."""
+    metrics = _write(tmp_path / "run", ROWS) / "metrics.csv"
+    stages = flags_by_restart(metrics, 50)
+    assert stages == {"3-3": {-1: (1, 2, 1575.0)},
+                      "3-4": {-1: (1, 7, 1600.0), 0: (0, 1, 1610.0), 50: (1, 1, 2301.0)}}
+    assert flags_by_restart(metrics, 50, from_step=850, to_step=1150) == {"3-3": {-1: (0, 1, 250.0)},
+                                                                         "3-4": {50: (1, 1, 2301.0)}}
+    lines = restart_report(stages, 50).splitlines()
+    assert "  the stage start: 1/7 (14%), median end x_pos 1600" in lines
+    assert "  after 50-99 replayed steps: 1/1 (100%), median end x_pos 2301" in lines
+    assert restart_report({}, 50) == "no training episodes in these steps"
+    with pytest.raises(ValueError):
+        flags_by_restart(metrics, 0)
+
+
 def _command(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mario_dqn.failures", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
@@ -104,6 +122,11 @@ def test_the_command_prints_json_and_refuses_a_directory_without_metrics(tmp_pat
         {"from_step": 1000, "stages": {"3-3": {"flags": 1, "episodes": 2}}}]}
     both = _command(str(run), "--every", "1000", "--models")
     assert both.returncode == 1 and both.stderr.count("\n") == 1 and "give one" in both.stderr
+    by_start = _command(str(run), "--json", "--restarts", "100", "--to-step", "900")
+    assert by_start.returncode == 0, by_start.stderr
+    assert json.loads(by_start.stdout) == {"restarts": 100, "stages": {"3-4": [
+        {"replayed_from": -1, "flags": 1, "episodes": 7, "median_x_pos": 1600.0},
+        {"replayed_from": 0, "flags": 1, "episodes": 2, "median_x_pos": 1955.5}]}}
     missing = _command(str(tmp_path / "nothing"))
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert missing.stderr.strip() == f"error: {tmp_path / 'nothing' / 'metrics.csv'} not found: give a run directory (save/runs/NAME)"
