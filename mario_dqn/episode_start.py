@@ -221,12 +221,13 @@ class RestartFromBest(EpisodeStateLayer):
 
     With ``frontier`` the restart step is not drawn uniformly: the kept episode's steps
     are cut into :data:`FRONTIER_BINS` parts, each with a running estimate of how often a
-    restart there succeeds (reaches the flag, or gets at least as far as the kept episode
+    restart there succeeds (reaches the flag, or gets further than the kept episode
     did), and the part is drawn by :func:`frontier_weights`, most often where success is
-    about even. Why: on 4-2 and 4-3 restarts late along the kept episodes reached the flag
-    every time and those early along them never, while a uniform draw spent most restarts
-    on one or the other (w43-any-s0 at 250k-400k); the agent learns the stage backwards
-    from the flag, and its frontier is the part worth practising.
+    about even. Why: on 4-3 restarts after 250 replayed steps reached the flag every time
+    and those in the first 100 never, and the uniform draw spent more than a third of its
+    restarts there (w43-any-s0 at 250k-400k, ``python -m mario_dqn.failures RUN --restarts 50``);
+    the agent learns a stage backwards from the flag, and its frontier is the part worth
+    practising.
 
     Sits above :class:`ResumableEpisode`, which records the replayed actions too, so a
     checkpoint's episode state rebuilds the emulator; the episode state adds
@@ -322,11 +323,14 @@ class RestartFromBest(EpisodeStateLayer):
 
     def _score(self, flag: bool) -> None:
         """Move the estimate of the part the finished episode restarted in toward its outcome:
-        success is the flag, or getting at least as far as the kept episode it began along."""
+        success is the flag, or getting further than the kept episode it began along. Only
+        further: a restart in the kept episode's last guided steps is led to where it got, and
+        counting that would mark the parts where Go-Explore explores past the frontier as
+        mastered before any flag is found."""
         if self._part < 0:
             return
         success = self.success[self._stage]
-        won = 1.0 if flag or self._best_x >= self._target_x else 0.0
+        won = 1.0 if flag or self._best_x > self._target_x else 0.0
         success[self._part] += FRONTIER_RATE * (won - success[self._part])
         self._part = -1
 

@@ -516,7 +516,8 @@ def test_restart_parts_cover_every_step_of_the_kept_episode(length):
 
 def test_a_frontier_restart_scores_its_part_by_the_flag_or_the_kept_episodes_reach():
     """_score: the part's estimate moves FRONTIER_RATE of the way to 1 when the episode got
-    as far as the kept one (or took the flag), to 0 when it did not; episodes from the
+    further than the kept one (or took the flag), to 0 when it did not (as far is not enough:
+    the guide leads a late restart there); episodes from the
     stage start leave every estimate alone."""
     from mario_dqn.episode_start import FRONTIER_BINS, FRONTIER_RATE
 
@@ -527,8 +528,8 @@ def test_a_frontier_restart_scores_its_part_by_the_flag_or_the_kept_episodes_rea
         wrapper._part, wrapper._target_x, wrapper._best_x = part, 1000, best_x
         wrapper._score(flag)
 
-    finish(3, 1000)
-    finish(4, 999)
+    finish(3, 1001)
+    finish(4, 1000)
     finish(5, 700, flag=True)
     finish(-1, 5000)
     expected = [0.5] * FRONTIER_BINS
