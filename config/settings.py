@@ -88,7 +88,7 @@ class EnvConfig:
            "the state it returns to: a way round a barrier where all kept episodes end must be found once "
            "before restarts can follow it. 0 = off.", low=0, high=100_000)
     restart_frontier: bool = spec(
-        False, "With restart_from_best: draw the restart step where restarts succeed about half the time "
+        False, "With restart_from_best: draw the restart step most often where restarts succeed about half the time "
                "(reach the flag, or get further than the kept episode) instead of uniformly along the kept episode, "
                "a reverse curriculum from the flag back to the stage start (Florensa et al. 2017; Salimans and "
                "Chen 2018): restarts late along a route that always succeed, and early ones that never do, "

@@ -179,9 +179,11 @@ def frontier_weights(success: list[float], floor: float = FRONTIER_FLOOR) -> np.
 
 
 def start_in_part(rng: np.random.Generator, length: int, part: int, parts: int = FRONTIER_BINS) -> int:
-    """A uniformly drawn restart step in ``part`` of ``parts`` equal parts of [0, ``length``]
-    (the last part includes ``length`` itself, as the uniform draw does)."""
-    low = length * part // parts
+    """A uniformly drawn restart step in ``part`` of ``parts`` equal parts of [1, ``length``]
+    (the last part includes ``length`` itself, as the uniform draw does). Never step 0 when
+    there is a step to replay: a restart there would be an episode from the stage start
+    in every record (``restart_steps`` 0) while its first steps follow the guide."""
+    low = max(length * part // parts, min(length, 1))
     high = length * (part + 1) // parts + (1 if part == parts - 1 else 0)
     return int(rng.integers(low, max(high, low + 1)))
 
@@ -220,10 +222,10 @@ class RestartFromBest(EpisodeStateLayer):
     (run notes of w13-s0).
 
     With ``frontier`` the restart step is not drawn uniformly: the kept episode's steps
-    are cut into :data:`FRONTIER_BINS` parts, each with a running estimate of how often a
-    restart there succeeds (reaches the flag, or gets further than the kept episode
-    did), and the part is drawn by :func:`frontier_weights`, most often where success is
-    about even. Why: on 4-3 restarts after 250 replayed steps reached the flag every time
+    are cut into :data:`FRONTIER_BINS` parts, and per stage each part (the same part of
+    whichever kept episode: they mostly share a route) has a running estimate of how often
+    a restart there succeeds (reaches the flag, or gets further than the kept episode did);
+    the part is drawn by :func:`frontier_weights`, most often where success is about even. Why: on 4-3 restarts after 250 replayed steps reached the flag every time
     and those in the first 100 never, and the uniform draw spent more than a third of its
     restarts there (w43-any-s0 at 250k-400k, ``python -m mario_dqn.failures RUN --restarts 50``);
     the agent learns a stage backwards from the flag, and its frontier is the part worth
@@ -232,7 +234,7 @@ class RestartFromBest(EpisodeStateLayer):
     Sits above :class:`ResumableEpisode`, which records the replayed actions too, so a
     checkpoint's episode state rebuilds the emulator; the episode state adds
     this wrapper's own (the kept episodes, its generator, the running episode's
-    actions) so a resumed run restarts from the same states as one never stopped.
+    actions, the frontier's estimates) so a resumed run restarts from the same states as one never stopped.
     Training only: evaluations are built without it and start at the stage start.
     """
 
@@ -370,7 +372,9 @@ class RestartFromBest(EpisodeStateLayer):
         self._guide = [int(a) for a in own.get("guide", [])]
         self._explore_left = int(own.get("explore_left", 0))
         self._held, self._hold_left = int(own.get("held", 0)), int(own.get("hold_left", 0))
-        self.success = {stage: [float(v) for v in p] for stage, p in own.get("success", {}).items()}
+        # estimates of another number of parts (a changed FRONTIER_BINS) start again at 0.5
+        self.success = {stage: [float(v) for v in p] for stage, p in own.get("success", {}).items()
+                        if len(p) == FRONTIER_BINS}
         self._part, self._target_x = int(own.get("part", -1)), int(own.get("target_x", 0))
 
 

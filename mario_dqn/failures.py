@@ -162,7 +162,7 @@ def restart_report(stages: dict[str, dict[int, tuple[int, int, float]]], width: 
         name = stage or "the run's stage"
         lines.append(f"{name}: flags by where the episode began")
         for start, (flags, episodes, median_x) in windows.items():
-            where = "the stage start" if start < 0 else f"after {start:,}-{start + width - 1:,} replayed steps"
+            where = "the stage start" if start < 0 else f"after {max(start, 1):,}-{start + width - 1:,} replayed steps"
             lines.append(f"  {where}: {flags:,}/{episodes:,} ({flags / episodes:.0%}), median end x_pos {median_x:.0f}")
     return "\n".join(lines)
 
