@@ -225,16 +225,18 @@ class RestartFromBest(EpisodeStateLayer):
     are cut into :data:`FRONTIER_BINS` parts, and per stage each part (the same part of
     whichever kept episode: they mostly share a route) has a running estimate of how often
     a restart there succeeds (reaches the flag, or gets further than the kept episode did);
-    the part is drawn by :func:`frontier_weights`, most often where success is about even. Why: on 4-3 restarts after 250 replayed steps reached the flag every time
-    and those in the first 100 never, and the uniform draw spent more than a third of its
-    restarts there (w43-any-s0 at 250k-400k, ``python -m mario_dqn.failures RUN --restarts 50``);
+    the part is drawn by :func:`frontier_weights`, most often where success is about even.
+    Why: on 4-3 restarts after 250 replayed steps reached the flag every time and those
+    in the first 100 never, and the uniform draw spent more than a third of its restarts
+    there (w43-any-s0 at 250k-400k, ``python -m mario_dqn.failures RUN --restarts 50``);
     the agent learns a stage backwards from the flag, and its frontier is the part worth
     practising.
 
     Sits above :class:`ResumableEpisode`, which records the replayed actions too, so a
     checkpoint's episode state rebuilds the emulator; the episode state adds
     this wrapper's own (the kept episodes, its generator, the running episode's
-    actions, the frontier's estimates) so a resumed run restarts from the same states as one never stopped.
+    actions, the frontier's estimates) so a resumed run restarts from the same states as
+    one never stopped.
     Training only: evaluations are built without it and start at the stage start.
     """
 
