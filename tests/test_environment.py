@@ -519,8 +519,8 @@ def test_restart_parts_cover_every_step_of_the_kept_episode(length):
 def test_a_frontier_restart_scores_its_part_by_the_flag_or_the_kept_episodes_reach():
     """_score: the part's estimate moves FRONTIER_RATE of the way to 1 when the episode got
     further than the kept one (or took the flag), to 0 when it did not (as far is not enough:
-    the guide leads a late restart there); episodes from the
-    stage start leave every estimate alone."""
+    the guide leads a late restart there); episodes from the stage start leave every
+    estimate alone."""
     from mario_dqn.episode_start import FRONTIER_BINS, FRONTIER_RATE
 
     wrapper = RestartFromBest(make_env(PLAIN), probability=0.5, keep=2, frontier=True)
@@ -545,8 +545,8 @@ def test_a_frontier_restart_scores_its_part_by_the_flag_or_the_kept_episodes_rea
 
 def test_frontier_restarts_start_mostly_where_success_is_even():
     """env.restart_frontier: with one part at an even chance and the others sure or
-    hopeless, most restarts begin in that part of the kept episode (weights 0.30 against
-    0.05 each: 0.30 / 0.75 = 40%, four times the uniform draw's 10%)."""
+    hopeless, restarts begin in that part of the kept episode four times as often as the
+    uniform draw would (weights 0.30 against 0.05 each: 0.30 / 0.75 = 40%, not 10%)."""
     from mario_dqn.episode_start import FRONTIER_BINS
 
     config = cfg(restart_from_best=1.0, restart_keep=1, restart_frontier=True, max_episode_steps=40)
