@@ -79,19 +79,27 @@ class StageFailures:
         return worst_bins(self.bins, count)
 
 
+def episode_rows(metrics_csv: Path, from_step: int = 0,
+                 to_step: int | None = None) -> Iterator[dict[str, str]]:
+    """The metrics.csv rows of the training episodes that ended at an agent step in
+    [``from_step``, ``to_step``] (evaluation rows are left out)."""
+    with open(metrics_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["kind"] != "episode":
+                continue
+            step = int(row["step"])
+            if from_step <= step and (to_step is None or step <= to_step):
+                yield row
+
+
 def episodes_from_start(metrics_csv: Path, from_step: int = 0,
                         to_step: int | None = None) -> Iterator[tuple[int, str, bool, int]]:
     """(step, stage, flag, x_pos) of each training episode of ``metrics_csv`` that began at
     the stage start and ended at an agent step in [``from_step``, ``to_step``]; the stage
     is ``""`` in records written before the ``stage`` column."""
-    with open(metrics_csv, newline="") as f:
-        for row in csv.DictReader(f):
-            if row["kind"] != "episode" or not began_at_stage_start(row):
-                continue
-            step = int(row["step"])
-            if step < from_step or (to_step is not None and step > to_step):
-                continue
-            yield step, row.get("stage") or "", row["flag"] == "1", int(float(row["x_pos"]))
+    for row in episode_rows(metrics_csv, from_step, to_step):
+        if began_at_stage_start(row):
+            yield int(row["step"]), row.get("stage") or "", row["flag"] == "1", int(float(row["x_pos"]))
 
 
 def read_failures(metrics_csv: Path, from_step: int = 0, to_step: int | None = None,
@@ -138,15 +146,9 @@ def flags_by_restart(metrics_csv: Path, width: int, from_step: int = 0,
     if width < 1:
         raise ValueError(f"the window must be >= 1 replayed step, not {width}")
     ends: dict[str, dict[int, list[tuple[bool, int]]]] = defaultdict(lambda: defaultdict(list))
-    with open(metrics_csv, newline="") as f:
-        for row in csv.DictReader(f):
-            if row["kind"] != "episode":
-                continue
-            step = int(row["step"])
-            if step < from_step or (to_step is not None and step > to_step):
-                continue
-            replayed = -1 if began_at_stage_start(row) else int(row["restart_steps"]) // width * width
-            ends[row.get("stage") or ""][replayed].append((row["flag"] == "1", int(float(row["x_pos"]))))
+    for row in episode_rows(metrics_csv, from_step, to_step):
+        replayed = -1 if began_at_stage_start(row) else int(row["restart_steps"]) // width * width
+        ends[row.get("stage") or ""][replayed].append((row["flag"] == "1", int(float(row["x_pos"]))))
     return {stage: {start: (sum(flag for flag, _ in episodes), len(episodes),
                             float(np.median([x for _, x in episodes])))
                     for start, episodes in sorted(windows.items())}
