@@ -196,8 +196,9 @@ def _end_stopped(played: Any, quiet: bool = False) -> None:
               help="Evaluate on this stage only (e.g. 1-3; for an agent of several stages, or to try an "
                    "agent on a stage it was not trained on). Default: the agent's own stages.")
 def evaluate(path, episodes, seed, epsilon, as_json, only_stage):
-    """Evaluate a run or checkpoint on fixed seeds: mean return, x_pos and flag rate
-    (pooled, and per stage when there are several)."""
+    """Evaluate a run, checkpoint, shipped agent or kept model (RUN/models/step-N.weights.h5)
+    on fixed seeds: mean return, x_pos and flag rate (pooled, and per stage when there are
+    several)."""
     from mario_dqn.play_session import episode_line, play_episodes, summary_lines
     from mario_dqn.signals import StopRequest
 
@@ -241,7 +242,8 @@ def evaluate(path, episodes, seed, epsilon, as_json, only_stage):
               help="Play this stage (e.g. 1-3). Without PATH: the shipped agent of that stage, or the "
                    "shipped agent of its world.")
 def play(path, episodes, seed, epsilon, record, video_dir, explain, window, speed, only_stage):
-    """Play a trained agent from PATH (a run directory or a checkpoint; default: the shipped agent).
+    """Play a trained agent from PATH (a run directory, a checkpoint, a kept model
+    RUN/models/step-N.weights.h5; default: the shipped agent).
 
     The model runs through the wrapper stack saved with it, never today's defaults.
     Watch it live with --window, record it with --record, and see what the network

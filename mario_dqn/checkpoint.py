@@ -257,11 +257,25 @@ def keep_model(directory: Path, step: int, agent: Any, info: dict[str, Any]) -> 
     return final
 
 
+KEPT_SUFFIX = ".weights.h5"
+
+
+def kept_model_run(path: Path) -> Path | None:
+    """The run directory when ``path`` is one of its kept models
+    (``<run>/models/step-<N>.weights.h5``, which ``play`` and ``evaluate`` accept as they
+    accept a checkpoint), else None."""
+    path = Path(path)
+    if (path.name.startswith(PREFIX) and path.name.endswith(KEPT_SUFFIX)
+            and path.parent.name == MODELS_DIR and path.is_file()):
+        return path.parent.parent
+    return None
+
+
 def kept_models(run_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     """The run's kept models, oldest first, as (weights file, its info with ``step``)."""
     found = []
     for meta in sorted((Path(run_dir) / MODELS_DIR).glob(f"{PREFIX}*.json")):
-        weights = meta.with_name(meta.name[: -len(".json")] + ".weights.h5")
+        weights = meta.with_name(meta.name[: -len(".json")] + KEPT_SUFFIX)
         if weights.is_file():
             found.append((weights, json.loads(meta.read_text())))
     return found

@@ -95,7 +95,8 @@ def recorder(path: Path, config: C.Config, video_dir: Path | None = None, explai
     from mario_dqn import checkpoint as ckpt
     from mario_dqn.video import EpisodeVideos
 
-    checkpoint_dir = ckpt.resolve(Path(path))
+    kept = ckpt.kept_model_run(Path(path)) is not None
+    name = Path(path).name[: -len(ckpt.KEPT_SUFFIX)] if kept else ckpt.resolve(Path(path)).name
     target = video_dir or run_dir.videos_dir(run_dir.run_of(path))
     try:
         target.mkdir(parents=True, exist_ok=True)
@@ -106,8 +107,8 @@ def recorder(path: Path, config: C.Config, video_dir: Path | None = None, explai
         from mario_dqn.environment import action_meanings
         from mario_dqn.explain import ExplainVideos
 
-        return ExplainVideos(target, checkpoint_dir.name, fps, action_meanings(config.env))
-    return EpisodeVideos(target, checkpoint_dir.name, fps)
+        return ExplainVideos(target, name, fps, action_meanings(config.env))
+    return EpisodeVideos(target, name, fps)
 
 
 def sinks(recorder: Any, window: Any) -> tuple[Callable[[int, Any], None] | None, Callable[[Any], None] | None]:

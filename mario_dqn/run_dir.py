@@ -51,8 +51,11 @@ def videos_dir(run_dir: Path) -> Path:
 
 
 def run_of(path: Path) -> Path:
-    """The run directory of ``path`` (a run directory or one of its checkpoints); a
-    checkpoint or agent directory outside a run is its own."""
+    """The run directory of ``path`` (a run directory, one of its checkpoints or one of
+    its kept models); a checkpoint or agent directory outside a run is its own."""
+    kept_in = ckpt.kept_model_run(Path(path))
+    if kept_in is not None:
+        return kept_in
     checkpoint = ckpt.resolve(Path(path))
     return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINTS_DIR else checkpoint
 

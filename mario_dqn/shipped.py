@@ -56,17 +56,26 @@ def teacher_paths(stages: Sequence[str], given: dict[str, Path]) -> dict[str, Pa
 
 
 def load_for_play(path: Path, stage: str | None = None) -> tuple[C.Config, Any]:
-    """(config, agent) from a run directory, checkpoint or agent directory: the saved
-    config, never today's defaults; ``stage`` ('W-S') replaces its stages (the wrapper
-    stack stays the one it was trained with). A wrong path is refused (CheckpointError)
-    before TensorFlow starts."""
-    policy = ckpt.load_policy(Path(path))
+    """(config, agent) from a run directory, checkpoint, agent directory or one of a run's
+    kept models (``<run>/models/step-<N>.weights.h5``, so any model the harness measured
+    can be watched): the saved config, never today's defaults; ``stage`` ('W-S') replaces
+    its stages (the wrapper stack stays the one it was trained with). A wrong path is
+    refused (CheckpointError) before TensorFlow starts."""
+    kept_in = ckpt.kept_model_run(Path(path))
+    policy = None if kept_in is not None else ckpt.load_policy(Path(path))
+    config = ckpt.read_run_config(kept_in) if kept_in is not None else policy.config
     from mario_dqn.build import build_agent  # TensorFlow: only once the files are known to be there
     from mario_dqn.environment import ACTIONS
 
-    agent = build_agent(policy.config, len(ACTIONS[policy.config.env.action_set]))
-    ckpt.restore_policy(policy, agent)
-    config = policy.config
+    agent = build_agent(config, len(ACTIONS[config.env.action_set]))
+    if policy is not None:
+        ckpt.restore_policy(policy, agent)
+    else:
+        try:
+            agent.load_weights_file(path)
+        except Exception as err:  # noqa: BLE001 - h5py and Keras raise many kinds
+            raise ckpt.CheckpointError(f"{path} does not match the model built from "
+                                       f"{kept_in / 'config.json'} ({type(err).__name__})") from None
     if stage is not None:
         config = C.replace(config, {"env": {"stages": (stage,)}})
     return config, agent

@@ -10,6 +10,7 @@ run (one video frame per state, the expected size).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -228,3 +229,26 @@ def test_play_record_explain_writes_one_explain_video_per_episode(tmp_path):
 def test_explain_needs_record(args, message):
     out = cli("play", str(ROOT / "save" / "pretrained" / "world-1-1"), *args)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+
+
+def test_a_kept_model_plays_and_evaluates_like_the_checkpoint_it_was_kept_with(tmp_path):
+    """`evaluate` and `play --record` take RUN/models/step-N.weights.h5 (the models the
+    harness measures): its config from the run, its videos in the run's videos/."""
+    run = tmp_path / "runs" / "tiny"
+    trained = cli("train", "--steps", "20", "--envs", "1", "--save-dir", str(tmp_path / "runs"), "--name", "tiny",
+                  "--no-progress", "--set", "max_episode_steps=15", "--set", "eval_every=0",
+                  "--set", "network=small")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    kept = run / "models" / "step-000000000020.weights.h5"
+    assert kept.is_file()
+    args = ("--episodes", "2", "--epsilon", "0.3", "--json")
+    from_kept = cli("evaluate", str(kept), *args)
+    from_run = cli("evaluate", str(run), *args)
+    assert from_kept.returncode == 0 and from_run.returncode == 0, from_kept.stderr[-2000:] + from_run.stderr[-2000:]
+    assert json.loads(from_kept.stdout)["per_episode"] == json.loads(from_run.stdout)["per_episode"]
+    played = cli("play", str(kept), "--record")
+    assert played.returncode == 0, played.stderr[-2000:]
+    assert [p.name for p in (run / "videos").glob("*.mp4")] == ["step-000000000020-episode-000.mp4"]
+    (run / "config.json").unlink()
+    refused = cli("evaluate", str(kept))
+    assert refused.returncode != 0 and refused.stderr.count("\n") == 1 and "config.json is missing" in refused.stderr
