@@ -388,7 +388,8 @@ def play_to_gif(out: Path, seed: int, gif: str, *flags: str, seconds: float | No
                 mp4: str | None = None) -> str:
     """Play one greedy episode of evaluation seed ``seed`` from OUT with ``--record`` (and
     ``flags``), write its first ``seconds`` (all when None) as OUT/``gif`` at half size and
-    every other frame, keep the mp4 as OUT/``mp4`` when named; returns play's output."""
+    every other frame, keep the mp4 as OUT/``mp4`` when named; returns play's output
+    line, the video named as the file kept in OUT."""
     import imageio.v2 as imageio
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -403,8 +404,10 @@ def play_to_gif(out: Path, seed: int, gif: str, *flags: str, seconds: float | No
         last = float("inf") if seconds is None else seconds * fps
         frames = [frame[::2, ::2] for i, frame in enumerate(reader) if i % 2 == 0 and i < last]
         reader.close()
+        # The record names the file kept beside it, not the temporary directory gone with it.
+        output = done.stdout.strip().replace(str(video), mp4 or gif)
     imageio.mimsave(out / gif, frames, duration=2000 / fps, loop=0)
-    return done.stdout.strip()
+    return output
 
 
 def record(out: Path, seed: int, mp4: bool = True) -> dict:

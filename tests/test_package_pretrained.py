@@ -181,3 +181,18 @@ def test_a_distilled_agent_refuses_the_options_of_a_trained_run(tmp_path, monkey
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.splitlines()) == 1
     assert (out / "keep").read_text() == "shipped before"
+
+
+def test_the_recorded_play_line_names_the_kept_video_not_a_temporary_one(tmp_path):
+    """play_to_gif plays the agent through the CLI; its record must not name the temporary
+    directory the video was written to (gone when packaging ends)."""
+    import shutil
+
+    agent = tmp_path / "agent"
+    shutil.copytree(ROOT / "save" / "pretrained" / "world-1-1", agent,
+                    ignore=shutil.ignore_patterns("*.gif", "*.mp4", "*.png"))
+    line = package.play_to_gif(agent, 0, "short.gif", seconds=0.5, mp4="short.mp4")
+    assert line.startswith("episode 0: stage 1-1") and line.endswith(" video short.mp4"), line
+    assert (agent / "short.gif").stat().st_size > 0 and (agent / "short.mp4").stat().st_size > 0
+    line = package.play_to_gif(agent, 0, "only.gif", seconds=0.5)
+    assert line.endswith(" video only.gif") and "/tmp" not in line, line
