@@ -181,6 +181,9 @@ FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
     ("agent", "learning_rate_end"): 2.5e-5,  # unused without a decay
     ("agent", "policy_average_steps"): 0,
     ("env", "end_on_ceiling"): False,
+    # True, today's default: no run before it was on a stage that loops (4-4, 7-4, 8-4), and
+    # on every other stage it never fires, so on or off those runs behaved the same.
+    ("env", "end_on_loopback"): True,
     ("env", "restart_from_best"): 0.0,
     ("env", "restart_keep"): 4,  # unused without restart_from_best
     ("env", "restart_guided"): 0,  # unused without restart_from_best

@@ -57,6 +57,10 @@ class EnvConfig:
         True, "End an episode as a death when Mario climbs onto an underground ceiling: in 1-2 (and 4-2) "
               "it leads to the warp zone, a dead end without the Down button that the progress reward "
               "pays more for than the way to the flag.")
+    end_on_loopback: bool = spec(
+        True, "Training only: end an episode as a death when the game loops Mario back for a wrong route "
+              "through a castle maze (4-4, 7-4, 8-4): the progress reward pays the repeated ground again, "
+              "so without it a wrong route is worth as much as the way out. Never fires on other stages.")
     no_progress_steps: int = spec(
         120, "Truncate an episode when x position has not improved for this many agent steps (0 = off).",
         low=0, high=100_000)

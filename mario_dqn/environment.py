@@ -5,6 +5,8 @@
     SuperMarioBrosEnv (one per stage; StageSelector when several)
       -> JoypadSpace        action reduction (RIGHT_ONLY / SIMPLE_MOVEMENT / COMPLEX_MOVEMENT)
       -> CeilingIsDeath     on an underground ceiling (1-2's way to the warp zone): a death
+      -> LoopbackIsDeath    training envs only: the castle mazes' loop back for a wrong route
+                            (4-4, 7-4, 8-4) is a death
       -> SkipMaxPool        k frames per action, rewards summed, native grayscale, max of last two
       -> ResizeObservation  84x84, cv2.INTER_AREA (Gymnasium's wrapper)
       -> FrameStackLast     (84, 84, 4) uint8, channels-last, oldest to newest
@@ -43,7 +45,8 @@ from nes_py.wrappers import JoypadSpace
 from config import ACTION_SETS, ConfigError, EnvConfig, parse_stage
 from mario_dqn import signals
 from mario_dqn.episode_start import NoopStart, RestartFromBest, ResumableEpisode
-from mario_dqn.wrappers import CeilingIsDeath, FrameStackLast, InfoFilter, NoProgressTruncation, SkipMaxPool, StageSelector
+from mario_dqn.wrappers import (CeilingIsDeath, FrameStackLast, InfoFilter, LoopbackIsDeath, NoProgressTruncation,
+                                SkipMaxPool, StageSelector)
 
 ACTIONS: dict[str, list[list[str]]] = {
     "right_only": RIGHT_ONLY,
@@ -92,7 +95,8 @@ def make_env(config: EnvConfig, seed: int | None = None, render_mode: str | None
              training: bool = False) -> gym.Env:
     """Build the wrapped Mario env for ``config``.
 
-    ``training`` adds what only training episodes do (``config.restart_from_best``,
+    ``training`` adds what only training episodes do (``config.end_on_loopback``: in
+    evaluation a looped Mario plays on, as in the game; ``config.restart_from_best``,
     ``config.noop_max``: evaluation draws its own no-op starts);
     evaluation, play and videos build the env without it.
 
@@ -108,6 +112,8 @@ def make_env(config: EnvConfig, seed: int | None = None, render_mode: str | None
     env = JoypadSpace(env, ACTIONS[config.action_set])
     if config.end_on_ceiling:
         env = CeilingIsDeath(env)
+    if training and config.end_on_loopback:
+        env = LoopbackIsDeath(env)
     env = SkipMaxPool(env, config.frame_skip)
     env = ResizeObservation(env, (config.frame_size, config.frame_size))
     env = FrameStackLast(env, config.stack_size)

@@ -203,6 +203,59 @@ class CeilingIsDeath(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
+PLAYER_PAGE_ADDRESS = 0x006D
+"""Super Mario Bros RAM: the page (256 px) Mario is on; ``info['x_pos']`` is page * 256 + x."""
+AREA_POINTER_ADDRESS = 0x0750
+"""Super Mario Bros RAM: the area being played; a pipe or vine into another area changes it."""
+LOOPBACK_PAGES = 4
+"""How far the game's loopback sends Mario (ExecGameLoopback in the disassembly: Player_PageLoc,
+the screen's and the area parser's pages all minus 4)."""
+
+
+class LoopbackIsDeath(gym.Wrapper):
+    """End the episode as a death (terminated, with the game's death reward) on the frame
+    the game loops Mario back for taking a wrong route through a castle maze.
+
+    Why: 4-4 and 7-4 check Mario's height at fixed pages and, when it is the wrong one,
+    send him four pages (1,024 px) back over ground he has already run (8-4 does the same
+    when he passes its pipes). The env's progress reward ignores that jump (it pays no
+    x_pos change over 5 px per frame) and then pays every pixel of the same ground again,
+    and NoProgressTruncation ends the repeat as a truncation, which bootstraps: a wrong
+    route is worth as much as the right one, so nothing teaches the agent the way out.
+    Ending a loop as a death makes the wrong route a dead end, which the restarts along
+    the furthest episodes then keep away from. No other stage loops (the game's loop table
+    names worlds 4, 7 and 8 only), so elsewhere this never fires.
+
+    A loop is told apart from a pipe or vine into another area (which can also move x_pos
+    far back) by the area pointer, which a loop leaves alone. Sits right above the emulator,
+    like :class:`CeilingIsDeath`, so the episode ends on the frame it happens.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.death_reward = float(env.unwrapped.reward_range[0])
+        self._where: tuple[int, int] | None = None
+
+    def _position(self) -> tuple[int, int]:
+        ram = self.env.unwrapped.ram
+        return int(ram[PLAYER_PAGE_ADDRESS]), int(ram[AREA_POINTER_ADDRESS])
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._where = self._position()
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        where = self._position()
+        if (not terminated and self._where is not None and where[1] == self._where[1]
+                and (self._where[0] - where[0]) % 256 in range(LOOPBACK_PAGES - 1, LOOPBACK_PAGES + 2)):
+            terminated = True
+            reward = self.death_reward
+        self._where = where
+        return obs, reward, terminated, truncated, info
+
+
 class NoProgressTruncation(gym.Wrapper):
     """Truncate an episode when ``info['x_pos']`` has not improved for ``patience`` steps.
 

@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 import json
 import warnings
+from pathlib import Path
 
 import cv2
 import gymnasium as gym
@@ -29,7 +30,7 @@ from mario_dqn.environment import (
     make_vector_env,
 )
 from mario_dqn.episode_start import RestartFromBest
-from mario_dqn.wrappers import CeilingIsDeath, FrameStackLast, NoProgressTruncation, SkipMaxPool
+from mario_dqn.wrappers import CeilingIsDeath, FrameStackLast, LoopbackIsDeath, NoProgressTruncation, SkipMaxPool
 
 RIGHT = 1  # index of ['right'] in every action set
 NOOP = 0
@@ -242,6 +243,69 @@ def test_ceiling_rule_reads_underground_height_and_leaves_other_ends_alone():
     # a head-bump below the ceiling, high in a ground area, just under the line: played on;
     # a death the game already ended keeps its own reward; on the ceiling underground: a death
     assert steps == [(1.0, False), (1.0, False), (1.0, False), (1.0, True), (-15.0, True)]
+
+
+LOOPBACK_4_4 = Path(__file__).parent / "data" / "loopback-4-4.json"
+
+
+def _loopback_actions() -> list[int]:
+    recorded = json.loads(LOOPBACK_4_4.read_text())
+    return [action for action, frames in recorded["actions"] for _ in range(frames)]
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_4_4_s_loop_back_for_a_wrong_route_is_a_death(wrapped):
+    """The real emulator on 4-4, replaying a recorded route (found by a search) whose last
+    frame is the game's loopback: x_pos falls 1,023 px on that frame. Unwrapped, Mario plays
+    on and the env pays nothing for it; wrapped, the episode ends there as a death."""
+    env = JoypadSpace(SuperMarioBrosEnv(target=(4, 4)), ACTIONS["right_only"])
+    if wrapped:
+        env = LoopbackIsDeath(env)
+    env.reset(seed=0)
+    actions = _loopback_actions()
+    xs = []
+    for i, action in enumerate(actions):
+        _, reward, terminated, truncated, info = env.step(action)
+        xs.append(info["x_pos"])
+        assert not truncated and (not terminated or i == len(actions) - 1), (i, xs[-3:])
+    assert xs[-2] - xs[-1] == 1023 and info["life"] == 2
+    assert (terminated, reward) == ((True, -15.0) if wrapped else (False, 0.0))
+    env.close()
+
+
+def test_make_env_ends_a_loop_in_training_only():
+    config = cfg(stages=("4-4",))
+    assert find_wrapper(make_env(config, training=True), LoopbackIsDeath) is not None
+    assert find_wrapper(make_env(config), LoopbackIsDeath) is None  # evaluation plays on, as the game does
+    assert find_wrapper(make_env(cfg(stages=("4-4",), end_on_loopback=False), training=True), LoopbackIsDeath) is None
+
+
+class _Pages(_Scripted):
+    """Replays (Mario's page, area pointer, terminated) per step."""
+
+    def reset(self, *, seed=None, options=None):
+        self.ram[0x006D], self.ram[0x0750] = self.start
+        return 0, {}
+
+    def step(self, action):
+        page, area, terminated = self.script.pop(0)
+        self.ram[0x006D], self.ram[0x0750] = page, area
+        return 0, 1.0, terminated, False, {}
+
+
+def test_loop_rule_reads_a_four_page_fall_within_one_area():
+    script = [(9, 97, False), (8, 97, False), (4, 97, False), (5, 97, False), (1, 12, False), (1, 12, True),
+              (253, 12, False), (251, 12, False)]
+    env = _Pages(script)
+    env.start = (9, 97)
+    env = LoopbackIsDeath(env)
+    env.reset()
+    steps = [env.step(0)[1:3] for _ in range(len(script))]
+    # on; back over a page edge; four pages back in one area (a loop: a death); onward; four
+    # pages back into another area (a pipe: played on); a death the game ended itself (its
+    # reward kept); four pages back across page 0 (the byte wraps: a loop); two back: played on
+    assert steps == [(1.0, False), (1.0, False), (-15.0, True), (1.0, False), (1.0, False), (1.0, True),
+                     (-15.0, True), (1.0, False)]
 
 
 def test_reward_scale_multiplies_the_reward():
