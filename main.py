@@ -150,6 +150,9 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
                 from mario_dqn.runner import Trainer
 
                 click.echo(f"run directory: {run_dir}")
+                hint = _recipe_hint(config.env.stages, preset)
+                if hint:
+                    click.echo(hint, err=True)
                 trainer = Trainer(config, run_dir, progress=not no_progress, stop=stop)
                 if start is not None:
                     source = IF.record(run_dir, config.runner.init_from)
@@ -170,6 +173,16 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
         sys.exit(exit_code(result["stopped_by"]))
     click.echo(f"done: step {result['step']:,}, {result['episodes']} episodes, {result['flags']} flags, "
                f"best x_pos {result['best_x']}; checkpoint {result['checkpoint']}")
+
+
+def _recipe_hint(stages: tuple[str, ...], preset: str | None) -> str | None:
+    """A note when a stage beyond World 1 is trained with World 1's defaults alone: they
+    reach the flag on 1-1, while the stages of Worlds 2-4 were trained with ``any-stage``."""
+    beyond = [stage for stage in stages if not stage.startswith("1-")]
+    if not beyond or preset is not None:
+        return None
+    return (f"note: {', '.join(beyond)} with the defaults (tuned on 1-1); the recipe the agents of Worlds 2-4 "
+            f"were trained with is --preset any-stage (README's stage table)")
 
 
 def _end_stopped(played: Any, quiet: bool = False) -> None:

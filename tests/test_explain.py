@@ -196,6 +196,7 @@ def test_play_record_explain_writes_one_explain_video_per_episode(tmp_path):
                   "--no-progress", "--set", "max_episode_steps=15", "--set", "eval_every=0",
                   "--set", "network=small")
     assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "any-stage" not in trained.stderr  # 1-1: the defaults are its recipe
     videos = tmp_path / "videos"
     out = cli("play", str(run), "--episodes", "2", "--epsilon", "0.2", "--record", "--explain",
               "--video-dir", str(videos))
@@ -236,9 +237,11 @@ def test_a_kept_model_plays_and_evaluates_like_the_checkpoint_it_was_kept_with(t
     harness measures): its config from the run, its videos in the run's videos/."""
     run = tmp_path / "runs" / "tiny"
     trained = cli("train", "--steps", "20", "--envs", "1", "--save-dir", str(tmp_path / "runs"), "--name", "tiny",
-                  "--no-progress", "--set", "max_episode_steps=15", "--set", "eval_every=0",
-                  "--set", "network=small")
+                  "--no-progress", "--world", "2", "--stage", "1", "--set", "max_episode_steps=15",
+                  "--set", "eval_every=0", "--set", "network=small")
     assert trained.returncode == 0, trained.stderr[-2000:]
+    # a stage beyond World 1 without a preset: one note on stderr names the recipe
+    assert trained.stderr.count("--preset any-stage") == 1 and "note: 2-1 with the defaults" in trained.stderr
     kept = run / "models" / "step-000000000020.weights.h5"
     assert kept.is_file()
     args = ("--episodes", "2", "--epsilon", "0.3", "--json")
