@@ -228,13 +228,16 @@ class LoopbackIsDeath(gym.Wrapper):
 
     A loop is told apart from a pipe or vine into another area (which can also move x_pos
     far back) by the area pointer, which a loop leaves alone. Sits right above the emulator,
-    like :class:`CeilingIsDeath`, so the episode ends on the frame it happens.
+    like :class:`CeilingIsDeath`, so the episode ends on the frame it happens. That frame's
+    ``info['x_pos']`` is where Mario was just before the loop, where the route went wrong
+    (the game's is 1,024 px behind it), so failure traces show the episode ending there.
     """
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         self.death_reward = float(env.unwrapped.reward_range[0])
         self._where: tuple[int, int] | None = None
+        self._x_pos: Any = None
 
     def _position(self) -> tuple[int, int]:
         ram = self.env.unwrapped.ram
@@ -242,7 +245,7 @@ class LoopbackIsDeath(gym.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
-        self._where = self._position()
+        self._where, self._x_pos = self._position(), info.get("x_pos")
         return obs, info
 
     def step(self, action):
@@ -252,7 +255,9 @@ class LoopbackIsDeath(gym.Wrapper):
                 and (self._where[0] - where[0]) % 256 in range(LOOPBACK_PAGES - 1, LOOPBACK_PAGES + 2)):
             terminated = True
             reward = self.death_reward
-        self._where = where
+            if self._x_pos is not None:
+                info = {**info, "x_pos": self._x_pos}
+        self._where, self._x_pos = where, info.get("x_pos")
         return obs, reward, terminated, truncated, info
 
 
