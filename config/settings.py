@@ -60,7 +60,8 @@ class EnvConfig:
     end_on_loopback: bool = spec(
         True, "Training only: end an episode as a death when the game loops Mario back for a wrong route "
               "through a castle maze (4-4, 7-4, 8-4): the progress reward pays the repeated ground again, "
-              "so without it a wrong route is worth as much as the way out. Never fires on other stages.")
+              "so without it a wrong route is worth as much as the way out. It fires only on the game's loop "
+              "(Mario and the screen 4 pages back in a castle), so on other stages it changes nothing.")
     no_progress_steps: int = spec(
         120, "Truncate an episode when x position has not improved for this many agent steps (0 = off).",
         low=0, high=100_000)

@@ -264,7 +264,7 @@ def kept_model_run(path: Path) -> Path | None:
     """The run directory when ``path`` is one of its kept models
     (``<run>/models/step-<N>.weights.h5``, which ``play`` and ``evaluate`` accept as they
     accept a checkpoint), else None."""
-    path = Path(path)
+    path = Path(path).absolute()  # a bare file name given from inside models/ has a parent too
     if (path.name.startswith(PREFIX) and path.name.endswith(KEPT_SUFFIX)
             and path.parent.name == MODELS_DIR and path.is_file()):
         return path.parent.parent

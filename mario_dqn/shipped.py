@@ -60,7 +60,8 @@ def load_for_play(path: Path, stage: str | None = None) -> tuple[C.Config, Any]:
     kept models (``<run>/models/step-<N>.weights.h5``, so any model the harness measured
     can be watched): the saved config, never today's defaults; ``stage`` ('W-S') replaces
     its stages (the wrapper stack stays the one it was trained with). A wrong path is
-    refused (CheckpointError) before TensorFlow starts."""
+    refused (CheckpointError) before TensorFlow starts; a kept model that does not fit its
+    run's network, once the network is built."""
     kept_in = ckpt.kept_model_run(Path(path))
     policy = None if kept_in is not None else ckpt.load_policy(Path(path))
     config = ckpt.read_run_config(kept_in) if kept_in is not None else policy.config

@@ -203,13 +203,17 @@ class CeilingIsDeath(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-PLAYER_PAGE_ADDRESS = 0x006D
-"""Super Mario Bros RAM: the page (256 px) Mario is on; ``info['x_pos']`` is page * 256 + x."""
-AREA_POINTER_ADDRESS = 0x0750
-"""Super Mario Bros RAM: the area being played; a pipe or vine into another area changes it."""
-LOOPBACK_PAGES = 4
-"""How far the game's loopback sends Mario (ExecGameLoopback in the disassembly: Player_PageLoc,
-the screen's and the area parser's pages all minus 4)."""
+PLAYER_X_ADDRESSES = (0x006D, 0x0086)
+"""Super Mario Bros RAM: Mario's page (256 px) and x within it; ``info['x_pos']`` is page * 256 + x."""
+SCREEN_LEFT_X_ADDRESSES = (0x071A, 0x071C)
+"""Super Mario Bros RAM: the page and x of the screen's left edge."""
+CASTLE = 3
+"""AREA_TYPE_ADDRESS's value in a castle: the only areas with loops (4-4, 7-4, 8-4)."""
+LOOPBACK_PX = 4 * 256
+"""How far the game's loopback sends Mario and the screen back (ExecGameLoopback in the
+disassembly: Player_PageLoc, ScreenLeft_PageLoc and the area parser's pages all minus 4)."""
+LOOPBACK_SLACK_PX = 16
+"""Mario and the screen may also move a few pixels on the frame of the loop."""
 
 
 class LoopbackIsDeath(gym.Wrapper):
@@ -223,12 +227,14 @@ class LoopbackIsDeath(gym.Wrapper):
     and NoProgressTruncation ends the repeat as a truncation, which bootstraps: a wrong
     route is worth as much as the right one, so nothing teaches the agent the way out.
     Ending a loop as a death makes the wrong route a dead end, which the restarts along
-    the furthest episodes then keep away from. No other stage loops (the game's loop table
-    names worlds 4, 7 and 8 only), so elsewhere this never fires.
+    the furthest episodes then keep away from.
 
-    A loop is told apart from a pipe or vine into another area (which can also move x_pos
-    far back) by the area pointer, which a loop leaves alone. Sits right above the emulator,
-    like :class:`CeilingIsDeath`, so the episode ends on the frame it happens. That frame's
+    A loop is recognised by its own signature: in a castle, Mario *and* the screen's left
+    edge both 1,024 px (+-16) further back than on the frame before. A pipe or vine into
+    another area (which can also put Mario pages back, like 1-1's bonus room with a Down
+    button) places the screen afresh, and the game's loop table names castles only, so
+    elsewhere this never fires. Sits right above the emulator, like
+    :class:`CeilingIsDeath`, so the episode ends on the frame it happens. That frame's
     ``info['x_pos']`` is where Mario was just before the loop, where the route went wrong
     (the game's is 1,024 px behind it), so failure traces show the episode ending there.
     """
@@ -236,23 +242,33 @@ class LoopbackIsDeath(gym.Wrapper):
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         self.death_reward = float(env.unwrapped.reward_range[0])
-        self._where: tuple[int, int] | None = None
+        self._where: tuple[int, int, int] | None = None
         self._x_pos: Any = None
 
-    def _position(self) -> tuple[int, int]:
+    def _position(self) -> tuple[int, int, int]:
+        """(area type, Mario's x, the screen's left x) from the RAM."""
         ram = self.env.unwrapped.ram
-        return int(ram[PLAYER_PAGE_ADDRESS]), int(ram[AREA_POINTER_ADDRESS])
+        return (int(ram[AREA_TYPE_ADDRESS]),
+                int(ram[PLAYER_X_ADDRESSES[0]]) * 256 + int(ram[PLAYER_X_ADDRESSES[1]]),
+                int(ram[SCREEN_LEFT_X_ADDRESSES[0]]) * 256 + int(ram[SCREEN_LEFT_X_ADDRESSES[1]]))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         self._where, self._x_pos = self._position(), info.get("x_pos")
         return obs, info
 
+    @staticmethod
+    def _looped(before: tuple[int, int, int], after: tuple[int, int, int]) -> bool:
+        # Positions are 16-bit (page byte, x byte) and wrap: on 4-4's first loop the
+        # screen's page goes from 3 to 255.
+        return (before[0] == after[0] == CASTLE
+                and all(abs((b - a) % 65536 - LOOPBACK_PX) <= LOOPBACK_SLACK_PX
+                        for b, a in zip(before[1:], after[1:])))
+
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         where = self._position()
-        if (not terminated and self._where is not None and where[1] == self._where[1]
-                and (self._where[0] - where[0]) % 256 in range(LOOPBACK_PAGES - 1, LOOPBACK_PAGES + 2)):
+        if not terminated and self._where is not None and self._looped(self._where, where):
             terminated = True
             reward = self.death_reward
             if self._x_pos is not None:

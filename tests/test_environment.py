@@ -245,11 +245,11 @@ def test_ceiling_rule_reads_underground_height_and_leaves_other_ends_alone():
     assert steps == [(1.0, False), (1.0, False), (1.0, False), (1.0, True), (-15.0, True)]
 
 
-LOOPBACK_4_4 = Path(__file__).parent / "data" / "loopback-4-4.json"
+DATA = Path(__file__).parent / "data"
 
 
-def _loopback_actions() -> list[int]:
-    recorded = json.loads(LOOPBACK_4_4.read_text())
+def _recorded_actions(name: str) -> list[int]:
+    recorded = json.loads((DATA / name).read_text())
     return [action for action, frames in recorded["actions"] for _ in range(frames)]
 
 
@@ -262,7 +262,7 @@ def test_4_4_s_loop_back_for_a_wrong_route_is_a_death(wrapped):
     if wrapped:
         env = LoopbackIsDeath(env)
     env.reset(seed=0)
-    actions = _loopback_actions()
+    actions = _recorded_actions("loopback-4-4.json")
     xs = []
     for i, action in enumerate(actions):
         _, reward, terminated, truncated, info = env.step(action)
@@ -276,6 +276,23 @@ def test_4_4_s_loop_back_for_a_wrong_route_is_a_death(wrapped):
     env.close()
 
 
+def test_a_pipe_that_puts_mario_pages_back_is_not_a_loop():
+    """The real emulator on 1-1 with the Down button, replaying a recorded route into the
+    bonus room: x_pos falls from 916 to 24 (3.5 pages) and the area pointer was set to the
+    room's before Mario reached the pipe, so only the loop's own signature tells the two
+    apart. The wrapped episode plays on."""
+    env = LoopbackIsDeath(JoypadSpace(SuperMarioBrosEnv(target=(1, 1)), ACTIONS["complex"]))
+    env.reset(seed=0)
+    xs = []
+    for action in _recorded_actions("bonus-pipe-1-1.json"):
+        _, reward, terminated, truncated, info = env.step(action)
+        xs.append(info["x_pos"])
+        assert not terminated and not truncated
+    fall = max(a - b for a, b in zip(xs, xs[1:]))
+    assert fall == 916 - 24 and xs[-1] < 100 and info["life"] == 2
+    env.close()
+
+
 def test_make_env_ends_a_loop_in_training_only():
     config = cfg(stages=("4-4",))
     assert find_wrapper(make_env(config, training=True), LoopbackIsDeath) is not None
@@ -283,32 +300,49 @@ def test_make_env_ends_a_loop_in_training_only():
     assert find_wrapper(make_env(cfg(stages=("4-4",), end_on_loopback=False), training=True), LoopbackIsDeath) is None
 
 
-class _Pages(_Scripted):
-    """Replays (Mario's page, area pointer, terminated) per step."""
+class _Positions(_Scripted):
+    """Replays (area type, Mario's x, the screen's left x, terminated) per step, into the RAM."""
+
+    def _write(self, area, mario, screen):
+        self.ram[0x074E] = area
+        self.ram[0x006D], self.ram[0x0086] = divmod(mario % 65536, 256)
+        self.ram[0x071A], self.ram[0x071C] = divmod(screen % 65536, 256)
 
     def reset(self, *, seed=None, options=None):
-        self.ram[0x006D], self.ram[0x0750] = self.start
-        return 0, {}
+        self._write(*self.start)
+        return 0, {"x_pos": self.start[1]}
 
     def step(self, action):
-        page, area, terminated = self.script.pop(0)
-        self.ram[0x006D], self.ram[0x0750] = page, area
-        return 0, 1.0, terminated, False, {}
+        area, mario, screen, terminated = self.script.pop(0)
+        self._write(area, mario, screen)
+        return 0, 1.0, terminated, False, {"x_pos": mario}
 
 
-def test_loop_rule_reads_a_four_page_fall_within_one_area():
-    script = [(9, 97, False), (8, 97, False), (4, 97, False), (5, 97, False), (1, 12, False), (1, 12, True),
-              (253, 12, False), (251, 12, False)]
-    env = _Pages(script)
-    env.start = (9, 97)
+def test_loop_rule_wants_mario_and_the_screen_four_pages_back_in_a_castle():
+    castle, underground = 3, 2
+    script = [(castle, 1500, 1400, False),  # onward
+              (castle, 1496, 1400, False),  # a step back
+              (castle, 1496 - 1030, 1400 - 1020, False),  # both 4 pages back, +-16: a loop
+              (castle, 600, 500, False),  # onward again (a new episode would have begun here)
+              (castle, 600 - 1024, 500 - 1024, False),  # back across page 0 (the bytes wrap): a loop
+              (castle, 1200, 1100, False),
+              (castle, 1200 - 1024, 0, False),  # Mario 4 pages back, the screen placed afresh: a pipe
+              (underground, 1200, 1100, False),
+              (underground, 1200 - 1024, 1100 - 1024, False),  # not a castle: played on
+              (castle, 1200, 1100, False),
+              (castle, 1200 - 1024, 1100 - 1024, True),  # the game ended it itself: its reward kept
+              (castle, 1200, 1100, False),
+              (castle, 1200 - 1050, 1100 - 1024, False)]  # 26 px more than 4 pages: played on
+    env = _Positions(script)
+    env.start = (castle, 1490, 1400)
     env = LoopbackIsDeath(env)
     env.reset()
-    steps = [env.step(0)[1:3] for _ in range(len(script))]
-    # on; back over a page edge; four pages back in one area (a loop: a death); onward; four
-    # pages back into another area (a pipe: played on); a death the game ended itself (its
-    # reward kept); four pages back across page 0 (the byte wraps: a loop); two back: played on
-    assert steps == [(1.0, False), (1.0, False), (-15.0, True), (1.0, False), (1.0, False), (1.0, True),
-                     (-15.0, True), (1.0, False)]
+    steps = [env.step(0) for _ in range(len(script))]
+    assert [(reward, terminated) for _, reward, terminated, _, _ in steps] == [
+        (1.0, False), (1.0, False), (-15.0, True), (1.0, False), (-15.0, True), (1.0, False), (1.0, False),
+        (1.0, False), (1.0, False), (1.0, False), (1.0, True), (1.0, False), (1.0, False)]
+    # a loop's x_pos is the one before it
+    assert [steps[i][4]["x_pos"] for i in (2, 4, 6)] == [1496, 600, 1200 - 1024]
 
 
 def test_reward_scale_multiplies_the_reward():

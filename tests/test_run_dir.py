@@ -100,3 +100,20 @@ def test_training_failures_map_to_one_line_or_stay_bugs(tmp_path):
     stale = RD.training_failure(KeyError("ep_return"), run, restoring)
     assert isinstance(stale, UserInputError) and f"{restoring} does not match this version" in str(stale)
     assert json.loads(RD.config_path(run).read_text())["runner"]["total_steps"] == 300
+
+
+def test_a_kept_model_is_known_by_its_place_in_a_run(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    models = run / "models"
+    models.mkdir(parents=True)
+    kept = models / "step-000000000100.weights.h5"
+    kept.write_bytes(b"weights")
+    (models / "notes.weights.h5").write_bytes(b"")
+    (tmp_path / "step-000000000100.weights.h5").write_bytes(b"")
+    assert ckpt.kept_model_run(kept) == run and RD.run_of(kept) == run
+    monkeypatch.chdir(models)  # a bare file name, from inside models/
+    assert ckpt.kept_model_run(kept.name) == run
+    # not a kept model: a file of another name, one outside a models/ directory, a missing one
+    for path in (models / "notes.weights.h5", tmp_path / "step-000000000100.weights.h5",
+                 models / "step-000000000200.weights.h5"):
+        assert ckpt.kept_model_run(path) is None
