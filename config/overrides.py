@@ -138,6 +138,8 @@ def validate(config: Config) -> Config:
         raise ConfigError("agent.epsilon_end must be <= agent.epsilon_start")
     if config.agent.anchor_weight > 0 and config.agent.policy_average_steps <= 0:
         raise ConfigError("agent.anchor_weight anchors to the weight average: it needs agent.policy_average_steps > 0")
+    if config.runner.stop_when_solved > 0 and config.runner.eval_every <= 0:
+        raise ConfigError("runner.stop_when_solved counts evaluations: it needs runner.eval_every > 0")
     if config.env.action_set not in ACTION_SETS:  # pragma: no cover - guarded by choices
         raise ConfigError(f"env.action_set must be one of {', '.join(ACTION_SETS)}")
     return config
@@ -194,6 +196,8 @@ FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
     ("runner", "init_from"): "",
     ("agent", "anchor_weight"): 0.0,
     ("agent", "anchor_margin"): 0.8,  # unused without anchor_weight
+    ("runner", "stop_when_solved"): 0,
+    ("runner", "solved_flag_rate"): 0.8,  # unused without stop_when_solved
 }
 """Fields that configs written before them lack, each with the value that reproduces how
 those runs behaved (not necessarily today's default): old runs and shipped agents keep

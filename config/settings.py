@@ -194,6 +194,13 @@ class RunnerConfig:
                                "start fresh; the network settings must match the agent's.")
     keep_models: bool = spec(True, "Also keep each checkpoint's policy model in <run>/models/ (weights only, a few "
                                    "MB each), for benchmarks/time_to_solve.py.")
+    stop_when_solved: int = spec(
+        0, "End the run once this many evaluations in a row reach runner.solved_flag_rate flags (each "
+           "stage's, with several): a campaign's trial stops when its stage is learned instead of running "
+           "to total_steps; resuming a solved run does nothing. The model to ship is still picked from the "
+           "kept models (python -m mario_dqn.pick). 0 = never.", low=0, high=1000)
+    solved_flag_rate: float = spec(0.8, "The flag rate an evaluation needs to count for runner.stop_when_solved.",
+                                   low=0.0, high=1.0)
 
 
 @dataclass(frozen=True)

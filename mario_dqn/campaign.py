@@ -121,6 +121,12 @@ def trained_step(run_dir: Path) -> int | None:
         return None
 
 
+def trained(run_dir: Path, steps: int) -> bool:
+    """Trained to ``steps``, or ended solved before them."""
+    step = trained_step(run_dir)
+    return step is not None and (step >= steps or RD.ended_solved(run_dir))
+
+
 def next_train_args(campaign_dir: Path, trial: Trial, plan: Plan) -> list[str] | None:
     """The ``main.py`` arguments that take the trial on: None when it is trained to its
     steps; ``train --resume`` when it has any complete checkpoint (an unreadable newest one
@@ -129,8 +135,7 @@ def next_train_args(campaign_dir: Path, trial: Trial, plan: Plan) -> list[str] |
     run_dir = campaign_dir / trial.name
     if ckpt.latest_checkpoint(RD.checkpoints_dir(run_dir)) is None:  # never started, or stopped before its first
         return plan.train_args(trial, campaign_dir) + (["--force"] if run_dir.exists() else [])
-    step = trained_step(run_dir)
-    if step is not None and step >= trial.steps:
+    if trained(run_dir, trial.steps):
         return None
     return ["train", "--resume", str(run_dir), "--steps", str(trial.steps), "--no-progress"]
 
@@ -147,10 +152,9 @@ def needs_measuring(run_dir: Path, plan: Plan) -> bool:
 
 
 def trial_finished(campaign_dir: Path, trial: Trial, plan: Plan) -> bool:
-    """Trained to its steps (its newest checkpoint is at ``--steps``) and measured."""
+    """Trained to its steps (its newest checkpoint is at ``--steps``, or it ended solved) and measured."""
     run_dir = campaign_dir / trial.name
-    step = trained_step(run_dir)
-    return step is not None and step >= trial.steps and not needs_measuring(run_dir, plan)
+    return trained(run_dir, trial.steps) and not needs_measuring(run_dir, plan)
 
 
 def child_env(cpus: float, gpus: float) -> dict[str, str]:

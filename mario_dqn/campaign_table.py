@@ -61,6 +61,8 @@ def trial_row(campaign_dir: Path, trial: Trial, episodes: int, result: dict[str,
         row["status"] = "failed"
     elif row["steps"] >= trial.steps:
         row["status"] = "done"
+    elif RD.ended_solved(run_dir):
+        row["status"] = "solved"
     else:
         row["status"] = "stopped" if row["steps"] else "not started"
     flag = first_training_flag(run_dir)

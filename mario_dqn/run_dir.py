@@ -22,6 +22,7 @@ from pathlib import Path
 import config as C
 from mario_dqn import checkpoint as ckpt
 from mario_dqn.errors import MarioDQNError, RunDirError, RunWriteError, UserInputError, tensorflow_write_error
+from mario_dqn.solved import STREAK, is_solved
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS_DIR = "checkpoints"
@@ -114,8 +115,8 @@ def resume_point(run_dir: Path, steps: int | None = None) -> tuple[C.Config, ckp
     """(config, checkpoint) to continue ``run_dir`` from, ``steps`` (a new total) applied.
 
     Refused before the model loads where it can be: a run with no complete checkpoint
-    (CheckpointError), and one already at its total (resuming would only rewrite the
-    newest checkpoint).
+    (CheckpointError), one already at its total and one that ended solved
+    (``runner.stop_when_solved``): resuming either would only rewrite the newest checkpoint.
     """
     config = ckpt.read_run_config(run_dir)
     if steps is not None:
@@ -123,11 +124,28 @@ def resume_point(run_dir: Path, steps: int | None = None) -> tuple[C.Config, ckp
     path = ckpt.latest_checkpoint(checkpoints_dir(run_dir))
     if path is None:
         raise ckpt.CheckpointError(f"{run_dir} holds no complete checkpoint to resume from")
-    done_step = ckpt.read_state(path / "state.json")["step"]
+    state = ckpt.read_state(path / "state.json")
+    done_step = state["step"]
+    if is_solved(state, config.runner):
+        raise UserInputError(f"{run_dir} ended solved at step {done_step:,} ({state[STREAK]} evaluations in a row "
+                             f"at >= {config.runner.solved_flag_rate:.0%} flags, runner.stop_when_solved); "
+                             f"nothing to resume")
     if config.runner.total_steps <= done_step:
         raise UserInputError(f"{run_dir} is already at step {done_step:,} of {config.runner.total_steps:,}; "
                              f"pass --steps N with N > {done_step} to train further")
     return config, ckpt.load_checkpoint(path)
+
+
+def ended_solved(run_dir: Path) -> bool:
+    """Whether the run's newest complete checkpoint says it ended solved
+    (``runner.stop_when_solved``): then it is trained, short of its steps."""
+    path = ckpt.latest_checkpoint(checkpoints_dir(run_dir))
+    if path is None:
+        return False
+    try:
+        return is_solved(ckpt.read_state(path / "state.json"), ckpt.read_run_config(run_dir).runner)
+    except (ckpt.CheckpointError, KeyError, ValueError):
+        return False
 
 
 def write_failure(run_dir: Path, err: BaseException) -> str | None:

@@ -33,6 +33,7 @@ from mario_dqn.replay import make_replay
 from mario_dqn.run_dir import checkpoints_dir, models_dir
 from mario_dqn.schedules import linear_schedule
 from mario_dqn.signals import StopRequest
+from mario_dqn.solved import STREAK, is_solved, next_streak
 
 RECENT_EPISODES = 20
 """Episodes behind the progress bar's mean return."""
@@ -60,11 +61,13 @@ class Counters:
     """Returns of the last :data:`RECENT_EPISODES` episodes, oldest first."""
     eval_pending: bool = False
     """An evaluation that a stop signal cut short: the resumed run does it first."""
+    solved_streak: int = 0
+    """Evaluations in a row at ``runner.solved_flag_rate`` flags (mario_dqn.solved)."""
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    ADDED_LATER: ClassVar[frozenset[str]] = frozenset({"eval_pending"})
+    ADDED_LATER: ClassVar[frozenset[str]] = frozenset({"eval_pending", "solved_streak"})
     """Counters that older checkpoints lack: they keep their defaults there. Any other
     missing one is a damaged state.json (KeyError), never a silent zero."""
 
@@ -216,6 +219,9 @@ class Trainer:
                 self.metrics.write({"kind": "eval", "step": self.step, "episode": c.episodes, "stage": stage,
                                     "return": round(part["mean_return"], 6), "x_pos": part["mean_x_pos"],
                                     "flag_rate": part["flag_rate"], "wall_s": round(self.wall_s(), 1)})
+        rates = ([part["flag_rate"] for part in result["per_stage"].values()] if len(self.config.env.stages) > 1
+                 else [result["flag_rate"]])
+        c.solved_streak = next_streak(c.solved_streak, rates, self.config.runner.solved_flag_rate)
         score = result["mean_return"]
         if c.best_eval is None or score > c.best_eval:
             c.best_eval = score
@@ -253,7 +259,7 @@ class Trainer:
         try:
             if c.eval_pending:
                 self._evaluate()
-            while self.step < r.total_steps and self.stop.name is None:
+            while self.step < r.total_steps and self.stop.name is None and not self.solved():
                 epsilon = self.epsilon()
                 actions = self.agent.act(self.obs, epsilon)
                 # The envs emulate in their own processes while this one learns: the two
@@ -297,5 +303,12 @@ class Trainer:
         if self.stop.name:
             pending = " (the evaluation it interrupted runs first on --resume)" if c.eval_pending else ""
             self.log(f"stopped by {self.stop.name} at step {self.step}; checkpoint: {last_path}{pending}")
+        elif self.solved():
+            self.log(f"solved: {c.solved_streak} evaluations in a row at >= {r.solved_flag_rate:.0%} flags "
+                     f"(runner.stop_when_solved); ended at step {self.step}")
         return {"step": self.step, "episodes": c.episodes, "flags": c.flags, "best_x": c.best_x,
-                "checkpoint": str(last_path), "stopped_by": self.stop.name}
+                "checkpoint": str(last_path), "stopped_by": self.stop.name, "solved": self.solved()}
+
+    def solved(self) -> bool:
+        """Whether ``runner.stop_when_solved`` has been met (then the run ends, and stays ended)."""
+        return is_solved({STREAK: self.counters.solved_streak}, self.config.runner)

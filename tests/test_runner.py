@@ -732,3 +732,41 @@ def test_guided_restart_steps_are_stored_with_the_actions_taken(tmp_path):
     ring, cursor = trainer.replay._ring["action"][0], int(trainer.replay._cursor[0])
     stored = ring[cursor - 1 - len(visible): cursor - 1].tolist()  # the newest entry has no action yet
     assert stored == visible
+
+
+def test_the_solved_streak_counts_evaluations_in_a_row_at_the_rate_on_every_stage():
+    import config as C
+    from mario_dqn.solved import is_solved, next_streak
+
+    assert next_streak(0, [0.8], 0.8) == 1 and next_streak(1, [1.0], 0.8) == 2
+    assert next_streak(2, [0.6], 0.8) == 0  # one evaluation under it starts the count again
+    assert next_streak(2, [1.0, 0.6], 0.8) == 0 and next_streak(2, [1.0, 0.8], 0.8) == 3  # every stage's own
+    runner = C.apply_overrides(C.Config(), ["stop_when_solved=3"]).runner
+    assert is_solved({"solved_streak": 3}, runner) and not is_solved({"solved_streak": 2}, runner)
+    assert not is_solved({}, runner)  # a checkpoint from before the counter
+    assert not is_solved({"solved_streak": 99}, C.Config().runner)  # off by default
+    with pytest.raises(C.ConfigError, match="needs runner.eval_every > 0"):
+        C.apply_overrides(C.Config(), ["stop_when_solved=3", "eval_every=0"])
+
+
+def test_a_run_ends_when_solved_and_stays_ended(tmp_path):
+    """With runner.stop_when_solved the run ends after that many evaluations in a row at the
+    flag rate (0% here, so a tiny run gets there), with its checkpoint; resuming it is
+    refused in one line, and a campaign counts it trained."""
+    from mario_dqn import campaign
+    from mario_dqn import run_dir as RD
+
+    run = tmp_path / "solved"
+    out = cli("train", "--steps", "1000", "--envs", "1", "--save-dir", str(tmp_path), "--name", "solved", *TINY,
+              "--set", "eval_every=40", "--set", "eval_episodes=1", "--set", "max_episode_steps=15",
+              "--set", "checkpoint_every=1000", "--set", "stop_when_solved=2", "--set", "solved_flag_rate=0")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "solved: 2 evaluations in a row at >= 0% flags (runner.stop_when_solved); ended at step 80" in out.stdout
+    assert [row["step"] for row in metrics_rows(run) if row["kind"] == "eval"] == ["40", "80"]
+    latest = run / "checkpoints" / "step-000000000080"
+    assert json.loads((latest / "state.json").read_text())["solved_streak"] == 2
+    assert RD.ended_solved(run) and campaign.trained(run, 1000) and not campaign.trained(tmp_path / "nowhere", 1000)
+    again = cli("train", "--resume", str(run), "--steps", "2000", "--no-progress")
+    assert again.returncode == 2 and again.stderr.count("\n") == 1, again.stderr
+    assert "ended solved at step 80 (2 evaluations in a row at >= 0% flags" in again.stderr
+    assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == ["step-000000000080"]
