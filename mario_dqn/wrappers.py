@@ -232,8 +232,9 @@ class LoopbackIsDeath(gym.Wrapper):
     A loop is recognised by its own signature: in a castle, Mario *and* the screen's left
     edge both 1,024 px (+-16) further back than on the frame before. A pipe or vine into
     another area (which can also put Mario pages back, like 1-1's bonus room with a Down
-    button) places the screen afresh, and the game's loop table names castles only, so
-    elsewhere this never fires. Sits right above the emulator, like
+    button) places the screen afresh, and loops are only in the castles 4-4, 7-4 and 8-4
+    (the game's loop table names worlds 4, 7 and 8, and only those areas hold loop
+    commands), so elsewhere this never fires. Sits right above the emulator, like
     :class:`CeilingIsDeath`, so the episode ends on the frame it happens. That frame's
     ``info['x_pos']`` is where Mario was just before the loop, where the route went wrong
     (the game's is 1,024 px behind it), so failure traces show the episode ending there.
