@@ -323,6 +323,29 @@ def test_a_retry_resumes_a_run_whose_newest_checkpoint_is_unreadable_never_force
     assert K.next_train_args(tmp_path, trial, made) is None  # trained to its steps
 
 
+def test_a_trial_that_ended_solved_is_trained_short_of_its_steps(tmp_path):
+    """runner.stop_when_solved: a trial whose newest checkpoint met it is not run again and
+    its row says solved; the same checkpoint without the setting is a stopped trial."""
+    import config as C
+    from mario_dqn.campaign_table import trial_row
+    from mario_dqn.checkpoint import MARKER, STATE_FORMAT_VERSION, step_name
+
+    made = plan("1-1", "0")
+    trial = made.trials[0]
+    run = tmp_path / trial.name
+    newest = run / "checkpoints" / step_name(STEPS // 2)
+    newest.mkdir(parents=True)
+    newest.joinpath("state.json").write_text(json.dumps({"format_version": STATE_FORMAT_VERSION, "step": STEPS // 2,
+                                                          "agent": {}, "solved_streak": 3}))
+    newest.joinpath(MARKER).write_text("")
+    for setting, solved in ((3, True), (4, False), (0, False)):
+        config = C.apply_overrides(C.Config(), ["env.stages=1-1", f"runner.stop_when_solved={setting}"])
+        (run / "config.json").write_text(C.to_json(config))
+        args = K.next_train_args(tmp_path, trial, made)
+        assert (args is None) is solved and (solved or args[:2] == ["train", "--resume"])
+        assert trial_row(tmp_path, trial, 0, None)["status"] == ("solved" if solved else "stopped")
+
+
 def test_a_second_driver_of_a_running_campaign_is_one_error_line(tmp_path):
     """Two drivers would start the same trials, and two trainers would write one run."""
     import fcntl
