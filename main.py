@@ -501,11 +501,12 @@ def campaign(stages, seeds, grid, preset, overrides, steps, envs, name, save_dir
         from mario_dqn.signals import exit_code
 
         sys.exit(exit_code(stopped.signal_name))
-    from mario_dqn.campaign_table import markdown
+    from mario_dqn.campaign_table import FINISHED, markdown
 
     click.echo(markdown(rows), nl=False)
-    failed = [row["trial"] for row in rows if row["status"] != "done"]
-    click.echo(f"results: {campaign_dir}/results.csv, .json, .md" + (f"; not done: {', '.join(failed)}" if failed else ""))
+    failed = [row["trial"] for row in rows if row["status"] not in FINISHED]
+    click.echo(f"results: {campaign_dir}/results.csv, .json, .md"
+               + (f"; not done: {', '.join(failed)}" if failed else ""))
     if failed:
         sys.exit(1)
 

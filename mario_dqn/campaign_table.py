@@ -30,6 +30,9 @@ the harness's seeds; the best kept model by flag rate (then mean x_pos; the earl
 equals); and the Ray nodes its attempts ran on, in order (a node lost mid-trial shows
 as two)."""
 FILES = ("results.csv", "results.json", "results.md")
+FINISHED = ("done", "solved")
+"""The statuses of a trial that needs no more training: at its steps, or ended early by
+runner.stop_when_solved. Any other ends the campaign with exit 1."""
 
 
 def _h(seconds: float | None) -> float | None:
