@@ -347,10 +347,10 @@ def test_a_trial_that_ended_solved_is_trained_short_of_its_steps(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_campaign_whose_trial_ended_solved_exits_0_and_resume_runs_nothing(tmp_path):
+def test_a_campaign_whose_trial_ended_solved_exits_0(tmp_path):
     """The CLI on its own local Ray: a trial that runner.stop_when_solved ends short of its
-    steps (at 0% flags here, so a tiny run gets there) is finished, not failed: exit 0, its
-    row says solved, and --resume has nothing to run."""
+    steps (at 0% flags here, so a tiny run gets there) is finished, not failed: exit 0 and
+    its row says solved (that --resume does not run it again: the test above)."""
     sets = [arg for item in (*TINY, "eval_every=40", "eval_episodes=1", "max_episode_steps=15",
                              "stop_when_solved=2", "solved_flag_rate=0") for arg in ("--set", item)]
     done = cli("--stages", "1-1", "--seeds", "0", "--steps", "1000", "--envs", "1", "--cpus-per-trial", "2",
@@ -360,10 +360,7 @@ def test_a_campaign_whose_trial_ended_solved_exits_0_and_resume_runs_nothing(tmp
     campaign_dir = tmp_path / "solved"
     rows = json.loads((campaign_dir / "results.json").read_text())
     assert [(row["trial"], row["status"], row["steps"]) for row in rows] == [("1-1-s0", "solved", 80)]
-    again = cli("--resume", str(campaign_dir))
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert "1 trials, 0 to run" in again.stdout, again.stdout
-    assert len(attempts(campaign_dir, "1-1-s0")) == 1, "a solved trial is not run again"
+
 
 def test_a_second_driver_of_a_running_campaign_is_one_error_line(tmp_path):
     """Two drivers would start the same trials, and two trainers would write one run."""
