@@ -167,6 +167,7 @@ def _weights_by_file(jobs: list[PlayJob], folder: Path) -> list[PlayJob]:
 def _worker_init() -> None:
     from mario_dqn import signals
 
+    signals.exit_with_parent()  # a distillation killed outright must not leave its players playing
     signals.ignore_in_worker()  # the main process owns stopping (see mario_dqn.signals)
 
 

@@ -55,6 +55,33 @@ def ignore_in_worker() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
+def exit_with_parent() -> None:
+    """In a pool worker (a ``multiprocessing`` child): end this process as soon as its
+    parent is gone, however the parent died.
+
+    Why: unlike an env worker, a ``ProcessPoolExecutor`` worker does not notice: it
+    finishes the task it holds and then waits on its task queue, whose write end it holds
+    itself, for ever. The harness killed with a plain ``kill`` (SIGTERM to it alone, not
+    its group) left its worker evaluating a model for half an hour beside two training
+    runs, and then idle with a network and an emulator in memory. ``multiprocessing``
+    gives a child its parent's sentinel, which becomes ready when the parent exits; a
+    daemon thread waits on it. Call it first in the pool's initializer.
+    """
+    import multiprocessing
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class StopRequest:
     """Records the first stop signal instead of raising; the loop polls :attr:`name`.
 

@@ -99,6 +99,9 @@ _WORKER: dict[str, Any] = {}
 
 
 def _start_worker(run_dir: str, episodes: int, seed: int, epsilon: float) -> None:
+    from mario_dqn.signals import exit_with_parent
+
+    exit_with_parent()  # a harness killed alone must not leave its worker evaluating
     os.nice(10)  # beside a training run, this must be the one that waits
     from mario_dqn import checkpoint as ckpt
     from mario_dqn.environment import ACTIONS
