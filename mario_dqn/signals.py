@@ -62,8 +62,8 @@ def exit_with_parent() -> None:
     Why: unlike an env worker, a ``ProcessPoolExecutor`` worker does not notice: it
     finishes the task it holds and then waits on its task queue, whose write end it holds
     itself, for ever. The harness killed with a plain ``kill`` (SIGTERM to it alone, not
-    its group) left its worker evaluating a model for half an hour beside two training
-    runs, and then idle with a network and an emulator in memory. ``multiprocessing``
+    its group) left its worker evaluating the rest of its model's episodes beside the
+    training runs, and then idle with a network and an emulator in memory. ``multiprocessing``
     gives a child its parent's sentinel, which becomes ready when the parent exits; a
     daemon thread waits on it. Call it first in the pool's initializer.
     """
