@@ -12,7 +12,8 @@ run's config.json), which is how a checkpoint picked by benchmarks/time_to_solve
 after the run pruned it.
 
 Writes into OUT (default save/pretrained/world-W-S for a one-stage run, world-W for a run
-over several stages of one world), replacing what was there:
+over several stages of one world, worlds-A-B for stages of worlds A to B), replacing what
+was there (the evaluations run --jobs at a time):
 
     what play/evaluate read (model.keras, state.json, config.json, COMPLETE: no target
                        network, optimizer state or replay memory, which only training needs)
@@ -54,7 +55,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -185,17 +188,21 @@ def plot_distill_curve(record: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def default_out(run: Path) -> Path:
-    """save/pretrained/world-W-S for a one-stage run, world-W for one world's stages."""
-    stages = json.loads((run / "config.json").read_text())["env"]["stages"]
-    worlds = {stage.split("-")[0] for stage in stages}
+def agent_name(stages: list[str]) -> str:
+    """The shipped name of an agent of ``stages``: world-W-S for one stage, world-W for
+    stages of one world, worlds-A-B for stages of worlds A to B (issue 40's worlds-1-4)."""
+    worlds = sorted({int(stage.split("-")[0]) for stage in stages})
     if len(stages) == 1:
-        name = f"world-{stages[0]}"
-    elif len(worlds) == 1:
-        name = f"world-{worlds.pop()}"
-    else:
-        raise SystemExit(f"error: {run} trains on several worlds ({', '.join(stages)}); pass --out")
-    return ROOT / "save" / "pretrained" / name
+        return f"world-{stages[0]}"
+    if len(worlds) == 1:
+        return f"world-{worlds[0]}"
+    return f"worlds-{worlds[0]}-{worlds[-1]}"
+
+
+def default_out(run: Path) -> Path:
+    """save/pretrained/ and the agent's name (:func:`agent_name`)."""
+    stages = json.loads((run / "config.json").read_text())["env"]["stages"]
+    return ROOT / "save" / "pretrained" / agent_name(stages)
 
 
 def read_metrics(run: Path) -> list[dict[str, str]]:
@@ -456,14 +463,34 @@ def evaluate_summary(out: Path, seed: int, epsilon: float, stage: str | None = N
             **{k: result[k] for k in ("episodes", "flag_rate", "mean_x_pos", "mean_return")}}
 
 
-def stage_summaries(out: Path, stages: list[str]) -> dict:
+def evaluate_all(out: Path, protocols: dict[Any, tuple], jobs: int) -> dict:
+    """:func:`evaluate_summary` of each of ``protocols`` ((seed, epsilon[, stage])), ``jobs``
+    at a time, keyed and ordered as given. Each is its own ``evaluate`` process, so threads
+    that wait on them are enough; an agent of nine stages needs 30 of them (600 episodes),
+    which one at a time left a core idle for most of an hour. Results depend only on the
+    seeds, not on the order they run in."""
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {key: pool.submit(evaluate_summary, out, *protocol) for key, protocol in protocols.items()}
+        return {key: future.result() for key, future in futures.items()}
+
+
+def stage_protocols(stages: list[str]) -> dict[tuple[str, str], tuple]:
     """An agent of several stages, measured on each as a one-stage agent is: 20 greedy
     episodes on seeds 0-19 and 20 on seeds 1000-1019, all on that stage (``evaluate
-    --stage``). results.json's 20 episodes let each seed pick its stage, so a stage gets
-    only a few of them; issue 19's target for one World 1 agent is per stage."""
-    return {stage: {"seeds_0_19": evaluate_summary(out, 0, 0.0, stage),
-                    "other_seeds_greedy": evaluate_summary(out, HELD_OUT_SEED, 0.0, stage),
-                    "epsilon_0.05_held_out": evaluate_summary(out, HELD_OUT_SEED, 0.05, stage)} for stage in stages}
+    --stage``), and 20 there with epsilon 0.05. results.json's 20 episodes let each seed
+    pick its stage, so a stage gets only a few of them; issue 19's target for one World 1
+    agent is per stage. Keyed (stage, check) for :func:`evaluate_all`."""
+    checks = {"seeds_0_19": (0, 0.0), "other_seeds_greedy": (HELD_OUT_SEED, 0.0),
+              "epsilon_0.05_held_out": (HELD_OUT_SEED, 0.05)}
+    return {(stage, name): (*protocol, stage) for stage in stages for name, protocol in checks.items()}
+
+
+def per_stage(measured: dict[tuple[str, str], dict]) -> dict[str, dict[str, dict]]:
+    """stages.json from :func:`evaluate_all`'s results of :func:`stage_protocols`."""
+    stages: dict[str, dict[str, dict]] = {}
+    for (stage, name), summary in measured.items():
+        stages.setdefault(stage, {})[name] = summary
+    return stages
 
 
 def main() -> int:
@@ -474,7 +501,8 @@ def main() -> int:
                         help="checkpoint under RUN/checkpoints to ship (default: best)")
     source.add_argument("--model", type=int, metavar="STEP",
                         help="ship the model the run kept at agent step STEP (RUN/models/)")
-    parser.add_argument("--out", type=Path, help="where to write (default: save/pretrained/world-W-S or world-W)")
+    parser.add_argument("--out", type=Path,
+                        help="where to write (default: save/pretrained/world-W-S, world-W or worlds-A-B)")
     parser.add_argument("--curve", type=Path, metavar="PNG",
                         help="only draw the run's learning curve so far into PNG (per stage for several stages); "
                              "ship nothing (the other options are ignored)")
@@ -484,9 +512,13 @@ def main() -> int:
     parser.add_argument("--reproduce", metavar="COMMAND",
                         help="record the `python main.py train ...` command that trains this run (training.json; "
                              "README's stage table shows it and tests/test_reproduce.py checks it)")
+    parser.add_argument("--jobs", type=int, default=2, metavar="N",
+                        help="evaluations run at once, each its own process (default: 2)")
     parser.add_argument("--extras", action=argparse.BooleanOptionalAction, default=None,
                         help="write episode.mp4 and explain.gif (default: only for World 1's stages)")
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     if args.curve is not None:
         stages = json.loads((args.run / "config.json").read_text())["env"]["stages"]
         args.curve.parent.mkdir(parents=True, exist_ok=True)
@@ -529,11 +561,13 @@ def main() -> int:
                                 cwd=ROOT, capture_output=True, text=True, check=True)
     results = json.loads(evaluation.stdout)
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    checks = {name: evaluate_summary(args.out, *protocol) for name, protocol in ROBUSTNESS.items()}
-    (args.out / "robustness.json").write_text(json.dumps(checks, indent=1) + "\n")
     stages = json.loads((args.run / "config.json").read_text())["env"]["stages"]
+    protocols = {**ROBUSTNESS, **(stage_protocols(stages) if len(stages) > 1 else {})}
+    measured = evaluate_all(args.out, protocols, args.jobs)
+    (args.out / "robustness.json").write_text(json.dumps({name: measured[name] for name in ROBUSTNESS}, indent=1) + "\n")
     if len(stages) > 1:
-        (args.out / "stages.json").write_text(json.dumps(stage_summaries(args.out, stages), indent=1) + "\n")
+        stage_checks = per_stage({key: measured[key] for key in measured if key not in ROBUSTNESS})
+        (args.out / "stages.json").write_text(json.dumps(stage_checks, indent=1) + "\n")
     flags = [i for i, episode in enumerate(results["per_episode"]) if episode["flag"]]
     extras = wants_extras(list(stages), args.extras)
     played = record(args.out, flags[0] if flags else 0, mp4=extras)  # `evaluate --seed 0` plays episode i with seed i

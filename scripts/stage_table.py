@@ -4,7 +4,7 @@
     python scripts/stage_table.py --check    # exit 1 when README's table is not what it would write
 
 One row per stage of Worlds 1-4, then a row per agent of several stages (``world-W``, after
-its world's stages). A stage's row reads its shipped agent, ``save/pretrained/world-W-S/``
+its world's stages; ``worlds-A-B``, of several worlds, at the end). A stage's row reads its shipped agent, ``save/pretrained/world-W-S/``
 (scripts/package_pretrained.py writes these files):
 
     training.json     first_flag (agent steps and wall hours to the first training flag),
@@ -167,6 +167,7 @@ def render(shipped: Path = SHIPPED) -> str:
         agent = shipped / f"world-{world}"
         if (agent / "stages.json").is_file():
             rows.append(world_row(agent))
+    rows += [world_row(agent) for agent in sorted(shipped.glob("worlds-*")) if (agent / "stages.json").is_file()]
     return "\n".join([BEGIN, *rows, END])
 
 

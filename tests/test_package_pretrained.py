@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,38 @@ def test_the_default_destination_follows_the_run_s_stages(tmp_path):
     shipped = ROOT / "save" / "pretrained"
     assert package.default_out(_run(tmp_path, ["1-3"])) == shipped / "world-1-3"
     assert package.default_out(_run(tmp_path, ["1-1", "1-2", "1-3", "1-4"])) == shipped / "world-1"
-    with pytest.raises(SystemExit, match="several worlds"):
-        package.default_out(_run(tmp_path, ["1-1", "2-1"]))
+    # several worlds: worlds-A-B, from the lowest world to the highest (issue 40's worlds-1-4)
+    assert package.default_out(_run(tmp_path, ["1-1", "1-3", "2-3", "4-1", "3-4"])) == shipped / "worlds-1-4"
+    assert package.agent_name(["2-1", "3-1"]) == "worlds-2-3"
+
+
+def test_the_evaluations_run_jobs_at_a_time_and_keep_their_order(monkeypatch):
+    """30 evaluate processes for a nine-stage agent: two run at once, each result under its
+    own key, in the order given (the fake's results carry their arguments; a barrier of two
+    is passed only when two calls are inside at the same time)."""
+    barrier = threading.Barrier(2, timeout=30)
+    inside, most = [0], [0]
+    lock = threading.Lock()
+
+    def fake_summary(out, seed, epsilon, stage=None):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        barrier.wait()
+        with lock:
+            inside[0] -= 1
+        return {"seed": seed, "epsilon": epsilon, "stage": stage}
+
+    monkeypatch.setattr(package, "evaluate_summary", fake_summary)
+    protocols = {**package.ROBUSTNESS, **package.stage_protocols(["1-1", "2-3", "4-1"])}
+    assert len(protocols) == 3 + 3 * 3
+    measured = package.evaluate_all(Path("agent"), protocols, jobs=2)
+    assert list(measured) == list(protocols) and most[0] == 2
+    assert measured[("2-3", "epsilon_0.05_held_out")] == {"seed": 1000, "epsilon": 0.05, "stage": "2-3"}
+    stages = package.per_stage({key: value for key, value in measured.items() if key not in package.ROBUSTNESS})
+    assert list(stages) == ["1-1", "2-3", "4-1"]
+    assert list(stages["4-1"]) == ["seeds_0_19", "other_seeds_greedy", "epsilon_0.05_held_out"]
+    assert stages["4-1"]["seeds_0_19"] == {"seed": 0, "epsilon": 0.0, "stage": "4-1"}
 
 
 def _episode(step: int, flag: int, wall_s: str, sps: str = "50.0") -> dict[str, str]:

@@ -60,8 +60,11 @@ def test_shipped_files_are_there(agent):
         assert not (agent / name).exists(), f"the shipped agent carries no {name}"
     recorded = _recorded(agent)
     assert recorded["episodes"] == 20 and len(recorded["per_episode"]) == 20
-    # one stage: world-W-S; several stages of one world: world-W (what play --stage looks for)
-    expected = f"world-{stages[0]}" if len(stages) == 1 else f"world-{stages[0].split('-')[0]}"
+    # one stage: world-W-S; several stages of one world: world-W (what play --stage looks for);
+    # stages of worlds A to B: worlds-A-B
+    worlds = sorted({int(stage.split("-")[0]) for stage in stages})
+    expected = (f"world-{stages[0]}" if len(stages) == 1 else f"world-{worlds[0]}" if len(worlds) == 1
+                else f"worlds-{worlds[0]}-{worlds[-1]}")
     assert agent.name == expected
     if len(stages) > 1:  # an agent of several stages is also measured on each (issue 19's target is per stage)
         per_stage = json.loads((agent / "stages.json").read_text())

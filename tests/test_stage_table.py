@@ -38,7 +38,7 @@ def test_every_shipped_agent_has_each_flag_figure_of_its_row():
         checks = table.agent_checks(agent)
         assert all(checks[name]["flag_rate"] is not None for name, _ in table.FLAG_CHECKS), agent.name
         assert "reproduce" in json.loads((agent / "training.json").read_text()), agent.name
-    for agent in sorted(shipped.glob("world-?")):
+    for agent in sorted([*shipped.glob("world-?"), *shipped.glob("worlds-*")]):
         for stage, checks in json.loads((agent / "stages.json").read_text()).items():
             assert all(checks[name]["flag_rate"] is not None for name, _ in table.FLAG_CHECKS), (agent.name, stage)
 
@@ -72,6 +72,13 @@ def shipped(tmp_path: Path) -> Path:
     _write(world, "stages.json", {"3-2": {"seeds_0_19": _check(0.9), "other_seeds_greedy": _check(0.75),
                                           "epsilon_0.05_held_out": _check(0.5)},
                                   "3-1": {"seeds_0_19": _check(1.0), "other_seeds_greedy": _check(1.0)}})
+    worlds = shipped / "worlds-2-3"
+    _write(worlds, "training.json", {"run": "w23d", "distilled_from": {}, "distillation_wall_hours": 1.0,
+                                     "teacher_training_wall_hours": {"2-1": 2.5, "3-1": 1.25}, "reproduce": "c"})
+    _write(worlds, "stages.json", {"3-1": {"seeds_0_19": _check(0.6), "other_seeds_greedy": _check(0.55),
+                                           "epsilon_0.05_held_out": _check(0.25)},
+                                   "2-1": {"seeds_0_19": _check(0.85), "other_seeds_greedy": _check(0.9),
+                                           "epsilon_0.05_held_out": _check(0.5)}})
     _write(shipped, table.STATUS, {"4-4": "in training: run w44-any-s0"})
     return shipped
 
@@ -83,7 +90,7 @@ def _rows(block: str) -> dict[str, str]:
 
 def test_rows_read_the_records_and_mark_what_is_below_the_bar(shipped):
     rows = _rows(table.render(shipped))
-    assert len(rows) == 17  # 16 stages and World 3's agent
+    assert len(rows) == 18  # 16 stages, World 3's agent and the agent of Worlds 2-3
     assert rows["2-1"] == ("| 2-1 | `save/pretrained/world-2-1` | 70k, 0.15 h | 900k, 1.80 h (shipped: 1.25M, 2.50 h) "
                            "| 95% / 80% / 45%✗ | `python main.py train --preset any-stage --world 2 --stage 1` |")
     # World 3's agent: its own row after 3-4, per stage in the order of the stages; 1.25 + 2.0 h of teachers
@@ -96,6 +103,11 @@ def test_rows_read_the_records_and_mark_what_is_below_the_bar(shipped):
     assert rows["3-3"] == "| 3-3 | not trained yet | - | - | - | - |"  # not in world-3's stages.json
     assert rows["4-4"] == "| 4-4 | in training: run w44-any-s0 | - | - | - | - |"
     assert rows["1-1"] == "| 1-1 | not trained yet | - | - | - | - |"
+    # an agent of several worlds: its row after every stage's; a stage's own agent still shows on that stage
+    assert list(rows)[-1] == "2-1 / 3-1"
+    assert rows["2-1 / 3-1"].startswith("| 2-1 / 3-1 | `save/pretrained/worlds-2-3` | - | distilled in 1.00 h ")
+    assert "| 85%, 60%✗ / 90%, 55%✗ / 50%, 25%✗ |" in rows["2-1 / 3-1"]
+    assert rows["2-1"].startswith("| 2-1 | `save/pretrained/world-2-1` |")
 
 
 def test_a_record_without_the_80_figure_says_so():
