@@ -564,7 +564,8 @@ def main() -> int:
     stages = json.loads((args.run / "config.json").read_text())["env"]["stages"]
     protocols = {**ROBUSTNESS, **(stage_protocols(stages) if len(stages) > 1 else {})}
     measured = evaluate_all(args.out, protocols, args.jobs)
-    (args.out / "robustness.json").write_text(json.dumps({name: measured[name] for name in ROBUSTNESS}, indent=1) + "\n")
+    robustness = {name: measured[name] for name in ROBUSTNESS}
+    (args.out / "robustness.json").write_text(json.dumps(robustness, indent=1) + "\n")
     if len(stages) > 1:
         stage_checks = per_stage({key: measured[key] for key in measured if key not in ROBUSTNESS})
         (args.out / "stages.json").write_text(json.dumps(stage_checks, indent=1) + "\n")

@@ -4,8 +4,9 @@
     python scripts/stage_table.py --check    # exit 1 when README's table is not what it would write
 
 One row per stage of Worlds 1-4, then a row per agent of several stages (``world-W``, after
-its world's stages; ``worlds-A-B``, of several worlds, at the end). A stage's row reads its shipped agent, ``save/pretrained/world-W-S/``
-(scripts/package_pretrained.py writes these files):
+its world's stages; ``worlds-A-B``, of several worlds, at the end). A stage's row reads its
+shipped agent, ``save/pretrained/world-W-S/`` (scripts/package_pretrained.py writes these
+files):
 
     training.json     first_flag (agent steps and wall hours to the first training flag),
                       to_80 (to the first model with >= 80% flags on seeds 0-19, where it was
