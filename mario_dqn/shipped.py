@@ -1,6 +1,7 @@
 """The agents shipped in save/pretrained/, and loading any agent to play it.
 
-``world-W-S`` holds one stage's agent, ``world-W`` one agent of a whole world. They are
+``world-W-S`` holds one stage's agent, ``world-W`` one agent of a whole world, ``worlds-A-B``
+one agent of stages in worlds A to B (played with its path and ``--stage``). They are
 found from the repository, wherever a command is run from; records name them relative
 to it (:func:`shown`), so a shipped agent's record reads the same on every clone.
 """
@@ -18,7 +19,8 @@ from mario_dqn.errors import UserInputError
 ROOT = Path(__file__).resolve().parent.parent
 """The repository (the package's parent directory)."""
 SHIPPED = ROOT / "save" / "pretrained"
-"""Shipped agents: ``world-W-S`` for one stage, ``world-W`` for one agent of a whole world."""
+"""Shipped agents: ``world-W-S`` for one stage, ``world-W`` for one agent of a whole world,
+``worlds-A-B`` for one agent of several worlds."""
 PRETRAINED = SHIPPED / "world-1-1"
 """What ``play`` plays without PATH or --stage."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -86,7 +87,7 @@ def test_seed_0_episode_reproduces_results_json(agent):
     assert replayed["return"] == pytest.approx(expected["return"], abs=1e-6)
 
 
-@pytest.mark.parametrize("agent", [a for a in AGENTS if a.name.count("-") == 2 and a != PRETRAINED],
+@pytest.mark.parametrize("agent", [a for a in AGENTS if re.fullmatch(r"world-\d-\d", a.name) and a != PRETRAINED],
                          ids=lambda agent: agent.name)
 def test_play_stage_plays_that_stages_shipped_agent(agent, tmp_path):
     """`play --stage W-S` (no PATH) finds save/pretrained/world-W-S from any directory."""
