@@ -468,10 +468,14 @@ def evaluate_all(out: Path, protocols: dict[Any, tuple], jobs: int) -> dict:
     at a time, keyed and ordered as given. Each is its own ``evaluate`` process, so threads
     that wait on them are enough; an agent of nine stages needs 30 of them (600 episodes),
     which one at a time left a core idle for most of an hour. Results depend only on the
-    seeds, not on the order they run in."""
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    seeds, not on the order they run in. A failed one ends the packaging without starting
+    the ones still queued (they would take many minutes to no purpose)."""
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         futures = {key: pool.submit(evaluate_summary, out, *protocol) for key, protocol in protocols.items()}
         return {key: future.result() for key, future in futures.items()}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def stage_protocols(stages: list[str]) -> dict[tuple[str, str], tuple]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -194,6 +195,24 @@ def test_robustness_measures_epsilon_on_the_held_out_seeds():
     """Issue 38's epsilon bar is on seeds 1000-1019: README's stage table reads this check."""
     assert package.ROBUSTNESS["epsilon_0.05_held_out"] == (package.HELD_OUT_SEED, 0.05) == (1000, 0.05)
     assert package.ROBUSTNESS["epsilon_0.05"] == (0, 0.05)
+
+
+def test_a_failed_evaluation_starts_none_of_those_still_queued(monkeypatch):
+    """One process at a time, the first fails: the worker may have taken the next one by
+    the time the failure is seen (each takes 0.5 s here), none after it; without the cancel
+    all nine would run."""
+    calls = []
+
+    def failing_summary(out, seed, epsilon, stage=None):
+        calls.append((stage, seed, epsilon))
+        if len(calls) > 1:
+            time.sleep(0.5)
+        raise package.subprocess.CalledProcessError(1, ["evaluate"])
+
+    monkeypatch.setattr(package, "evaluate_summary", failing_summary)
+    with pytest.raises(package.subprocess.CalledProcessError):
+        package.evaluate_all(Path("agent"), package.stage_protocols(["1-1", "2-3", "4-1"]), jobs=1)
+    assert calls[0] == ("1-1", 0, 0.0) and len(calls) <= 2
 
 
 def test_a_distilled_agent_refuses_the_options_of_a_trained_run(tmp_path, monkeypatch, capsys):
