@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -292,6 +293,53 @@ def test_a_stop_while_the_workers_start_leaves_no_pool_behind(tmp_path):
     assert pool_threads() <= before[0]
     assert set(multiprocessing.active_children()) <= before[1]
     assert folders() == before[2]
+
+
+PLAYERS_SCRIPT = """
+import config as C
+from mario_dqn.build import build_agent
+from mario_dqn.distill import PlayJob, play_all
+from mario_dqn.environment import ACTIONS
+
+config = C.replace(C.Config(), {"env": {"stages": ("1-1",)}})
+agent = build_agent(config, len(ACTIONS[config.env.action_set]))
+play_all([PlayJob(C.to_json(config), agent.policy.get_weights(), 200, seed, 0.0) for seed in (0, 1)], workers=2)
+"""
+
+
+def test_a_distillation_killed_alone_leaves_no_player_playing():
+    """`kill -9` of a distillation (no handler of ours runs) must take its players with it
+    (mario_dqn.signals.exit_with_parent in the pool's initializer): a pool worker holds its
+    own end of the task queue, so it would play its 200 episodes on, minutes, and then wait
+    for work for ever beside whatever the machine does next."""
+    from tests.processes import children, running
+
+    proc = subprocess.Popen([sys.executable, "-c", PLAYERS_SCRIPT], cwd=ROOT,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        def cmdline(pid: int) -> bytes:
+            try:
+                return Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                return b"resource_tracker"  # gone: not a player to watch
+
+        def players() -> list[int]:
+            return [pid for pid in children(proc.pid) if b"resource_tracker" not in cmdline(pid)]
+
+        wait_for(lambda: len(players()) == 2 or proc.poll() is not None, "the two players", timeout=120)
+        assert proc.poll() is None, proc.communicate()
+        pids = players()
+        time.sleep(10)  # time for the players to build their networks and start playing
+        assert all(running(pid) for pid in pids), "the players should still be playing"
+        proc.kill()
+        proc.wait(timeout=30)
+        wait_for(lambda: not any(running(pid) for pid in pids), "the players to exit with their parent", timeout=20)
+    finally:
+        try:  # the whole group: a player left behind by a failure too
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_balancing_weights_by_hand():
