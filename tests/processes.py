@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -85,3 +86,39 @@ def running(pid: int) -> bool:
 def group_gone(pgid: int) -> bool:
     """No process of the group is left, zombies aside."""
     return not any(group == pgid and state != "Z" for _, state, _, group in processes())
+
+
+def pool_workers(pid: int) -> list[int]:
+    """The pool workers of process ``pid``: its children but multiprocessing's resource
+    tracker (a child gone meanwhile is not a worker to watch either)."""
+    def cmdline(child: int) -> bytes:
+        try:
+            return Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            return b"resource_tracker"
+    return [child for child in children(pid) if b"resource_tracker" not in cmdline(child)]
+
+
+def check_killed_alone_takes_its_workers(args: list[str], workers: int, what: str) -> None:
+    """Start ``python ARGS`` in a session of its own, wait for its ``workers`` pool workers
+    and 10 s more (they build their networks and start playing), SIGKILL it alone (no
+    handler of ours runs), and wait for its workers to exit with it
+    (mario_dqn.signals.exit_with_parent); a pool worker holds its own end of the task
+    queue, so it would otherwise play its episodes on, minutes, then wait for work for ever.
+    The whole group is killed at the end, so a failure leaves no worker behind."""
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for(lambda: len(pool_workers(proc.pid)) >= workers or proc.poll() is not None, what, timeout=120)
+        assert proc.poll() is None, proc.communicate()
+        pids = pool_workers(proc.pid)
+        time.sleep(10)
+        assert all(running(pid) for pid in pids), f"{what} should still be playing"
+        proc.kill()
+        proc.wait(timeout=30)
+        wait_for(lambda: not any(running(pid) for pid in pids), f"{what} to exit with their parent", timeout=20)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -308,38 +307,12 @@ play_all([PlayJob(C.to_json(config), agent.policy.get_weights(), 200, seed, 0.0)
 
 
 def test_a_distillation_killed_alone_leaves_no_player_playing():
-    """`kill -9` of a distillation (no handler of ours runs) must take its players with it
-    (mario_dqn.signals.exit_with_parent in the pool's initializer): a pool worker holds its
-    own end of the task queue, so it would play its 200 episodes on, minutes, and then wait
-    for work for ever beside whatever the machine does next."""
-    from tests.processes import children, running
+    """`kill -9` of a distillation must take its players with it (distill's pool
+    initializer calls mario_dqn.signals.exit_with_parent), as the harness's test checks
+    for its worker."""
+    from tests.processes import check_killed_alone_takes_its_workers
 
-    proc = subprocess.Popen([sys.executable, "-c", PLAYERS_SCRIPT], cwd=ROOT,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        def cmdline(pid: int) -> bytes:
-            try:
-                return Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                return b"resource_tracker"  # gone: not a player to watch
-
-        def players() -> list[int]:
-            return [pid for pid in children(proc.pid) if b"resource_tracker" not in cmdline(pid)]
-
-        wait_for(lambda: len(players()) == 2 or proc.poll() is not None, "the two players", timeout=120)
-        assert proc.poll() is None, proc.communicate()
-        pids = players()
-        time.sleep(10)  # time for the players to build their networks and start playing
-        assert all(running(pid) for pid in pids), "the players should still be playing"
-        proc.kill()
-        proc.wait(timeout=30)
-        wait_for(lambda: not any(running(pid) for pid in pids), "the players to exit with their parent", timeout=20)
-    finally:
-        try:  # the whole group: a player left behind by a failure too
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    check_killed_alone_takes_its_workers(["-c", PLAYERS_SCRIPT], 2, "the two players")
 
 
 def test_balancing_weights_by_hand():

@@ -7,9 +7,6 @@ load back into an agent, is tested on real runs in tests/test_runner.py
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 from mario_dqn.time_to_solve import cache_key, first_training_flag, summarize
 
 
@@ -77,47 +74,18 @@ def test_a_flag_from_a_restarted_episode_is_not_a_first_flag(tmp_path) -> None:
 
 
 def test_a_harness_killed_alone_leaves_no_worker_evaluating(tmp_path) -> None:
-    """`kill` of the harness alone (SIGKILL here: no handler of ours runs) must take its
-    worker with it; a pool worker would otherwise play the rest of its model's episodes
-    (here 200 with a random network, minutes) beside whatever the machine does next."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
+    """`kill` of the harness alone must take its worker with it; a pool worker would
+    otherwise play the rest of its model's episodes (here 200 with a random network,
+    minutes) beside whatever the machine does next."""
     import config as C
     from mario_dqn import checkpoint as ckpt
     from mario_dqn.build import build_agent
     from mario_dqn.environment import ACTIONS
-    from tests.processes import ROOT, children, running, wait_for
+    from tests.processes import check_killed_alone_takes_its_workers
 
     config = C.replace(C.Config(), {"env": {"stages": ("1-1",)}})
     (tmp_path / "config.json").write_text(C.to_json(config))
     agent = build_agent(config, len(ACTIONS[config.env.action_set]))
     ckpt.keep_model(tmp_path / "models", 100, agent, {"step": 100, "wall_s": 1.0})
-    proc = subprocess.Popen([sys.executable, "-m", "mario_dqn.time_to_solve", str(tmp_path), "--episodes", "200",
-                             "--quiet"], cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        def cmdline(pid: int) -> bytes:
-            try:
-                return Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                return b"resource_tracker"  # gone: not a worker to watch
-
-        def worker() -> list[int]:
-            return [pid for pid in children(proc.pid) if b"resource_tracker" not in cmdline(pid)]
-
-        wait_for(lambda: worker() or proc.poll() is not None, "the harness's worker", timeout=120)
-        assert proc.poll() is None, proc.communicate()
-        pids = worker()
-        time.sleep(10)  # time for the worker to build its network and start playing
-        assert all(running(pid) for pid in pids), "the worker should still be evaluating"
-        proc.kill()
-        proc.wait(timeout=30)
-        wait_for(lambda: not any(running(pid) for pid in pids), "the worker to exit with its parent", timeout=20)
-    finally:
-        try:  # the whole group: a worker left behind by a failure too
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    check_killed_alone_takes_its_workers(["-m", "mario_dqn.time_to_solve", str(tmp_path), "--episodes", "200",
+                                          "--quiet"], 1, "the harness's worker")
