@@ -348,11 +348,14 @@ def _teacher_paths(stages: str, teachers: tuple[str, ...]) -> dict[str, Path]:
 @click.option("--network", type=click.Choice(C.NETWORKS), default=None,
               help="The student's torso (see 'config': agent.network). Default: its teachers'; wide doubles "
                    "the hidden units that hold every stage's policy.")
-@click.option("--force", is_flag=True, help="Replace OUT if it exists, and start over instead of continuing the "
-                                           "rounds a stopped distillation kept in OUT.partial.")
+@click.option("--keep-rounds", is_flag=True,
+              help="Also write each round's student, as it finishes, to OUT.rounds/round-NNN (agent directories "
+                   "like OUT), to check the round choice on more episodes than --eval-episodes.")
+@click.option("--force", is_flag=True, help="Replace OUT (and OUT.rounds) if it exists, and start over instead of "
+                                           "continuing the rounds a stopped distillation kept in OUT.partial.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperature, learning_rate, eval_episodes,
-            seed, workers, average_steps, average_warmup, network, force, no_progress):
+            seed, workers, average_steps, average_warmup, network, keep_rounds, force, no_progress):
     """Distil one agent for several stages from one teacher per stage into OUT.
 
     Policy distillation (Rusu et al. 2016) with DAgger-style rounds: the teachers play
@@ -363,7 +366,8 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
     'evaluate OUT --stage 1-3', play it with 'play OUT --stage 1-3'.
 
     A stop signal (Ctrl-C) ends it without writing OUT; the rounds it finished stay in
-    OUT.partial, and the same command continues after them (--workers may change).
+    OUT.partial, and the same command continues after them (--workers may change, and
+    --keep-rounds, which writes the rounds run with it).
     """
     from mario_dqn import distill as D
     from mario_dqn.evaluation import EvaluationStopped
@@ -381,6 +385,13 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
         sources = {stage: model_source(path, shown[stage]) for stage, path in paths.items()}  # what taught
         store = RoundStore(out.with_name(out.name + ".partial"),
                            identity(asdict(settings), {s: src["model_sha256"] for s, src in sources.items()}))
+        each_round = None
+        if keep_rounds:
+            rounds_dir = out.with_name(out.name + ".rounds")
+            D.check_rounds_out(rounds_dir, store.exists() and not force, force)  # before --force removes anything
+
+            def each_round(student: Any, config: C.Config, record: dict[str, Any]) -> None:
+                D.write_round(rounds_dir, student, config, record, shown, sources)
         if force:
             store.remove()
         elif store.exists():
@@ -400,7 +411,8 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
 
         try:
             student, config, record = D.distill(loaded, settings, log=click.echo,
-                                                stop=lambda: stop.name is not None, progress=progress, store=store)
+                                                stop=lambda: stop.name is not None, progress=progress, store=store,
+                                                each_round=each_round)
         except (EvaluationStopped, D.DistillStopped):
             done = store.rounds_done() if store.exists() else 0
             kept = (f"; {'round 1' if done == 1 else f'rounds 1-{done}'} kept in {store.directory}, "

@@ -379,7 +379,9 @@ def round_score(evaluation: dict[str, dict[str, float]]) -> tuple[float, float, 
 def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings,
             log: Callable[[str], None] = print, stop: Callable[[], bool] | None = None,
             progress: Callable[[int], Callable[[], None]] | None = None,
-            store: RoundStore | None = None) -> tuple[Any, C.Config, dict[str, Any]]:
+            store: RoundStore | None = None,
+            each_round: Callable[[Any, C.Config, dict[str, Any]], None] | None = None,
+            ) -> tuple[Any, C.Config, dict[str, Any]]:
     """Distil ``teachers`` (stage -> (config, agent)) into one student agent.
 
     Returns the student, its config and a record of the rounds (states per stage, the
@@ -400,6 +402,13 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
     is written to it; when it already holds rounds (the caller has checked that they are
     this distillation's), it goes on after the last of them with their states, weights
     and optimizer, to the student it would have given without the stop.
+
+    ``each_round(student, config, record)``, when given, is called after each round with
+    the student as that round left it (playing with that round's policy) and the record of
+    the rounds so far, ``kept_round`` being this one: what ``distill --keep-rounds`` writes,
+    so that the round choice, made on a few evaluation episodes, can be checked on more. It
+    is called before the round reaches the store: a stop in between repeats the round on
+    resume (to the same student) and calls it again.
     """
     from mario_dqn.build import build_agent, seed_everything
     from mario_dqn.environment import ACTIONS
@@ -490,6 +499,9 @@ def distill(teachers: dict[str, tuple[C.Config, Any]], settings: DistillSettings
             log(f"round {r + 1}: loss {loss:.4f}")
         row["wall_s"] = round(time.monotonic() - started, 1)
         rounds.append(row)
+        if each_round is not None:
+            each_round(student, config, {"settings": recorded_settings(settings), "rounds": list(rounds),
+                                         "kept_round": r + 1, "wall_s": row["wall_s"]})
         if store is not None:
             new = [np.concatenate(part[first_new:]) for part in (states, labels, groups)]
             states[first_new:], labels[first_new:], groups[first_new:] = new[:1], new[1:2], new[2:]  # one array each
@@ -551,6 +563,48 @@ def replace_out(out: Path) -> None:
             shutil.rmtree(out)
         except OSError as err:
             raise DistillError(f"cannot remove {err.filename or out}: {err.strerror or err}") from None
+
+
+ROUND_DIR = "round-{:03d}"
+"""A round's student in ``distill --keep-rounds``' OUT.rounds directory."""
+
+
+def check_rounds_out(directory: Path, continuing: bool, force: bool) -> None:
+    """Prepare OUT.rounds for ``--keep-rounds``: a distillation that continues writes on
+    into it; a new one refuses it when it exists, unless ``force``, which removes the
+    rounds' students in it and refuses (like :func:`check_out`) a directory holding
+    anything else. Checked before the distillation starts."""
+    import re
+    import shutil
+
+    if continuing or not (directory.exists() or directory.is_symlink()):
+        return
+    if not force:
+        raise DistillError(f"{directory} exists; pass --force to replace it")
+    children = list(directory.iterdir()) if directory.is_dir() and not directory.is_symlink() else None
+    if children is None or any(not re.fullmatch(r"round-\d{3}", c.name) or not (c / "model.keras").is_file()
+                               for c in children):
+        raise DistillError(f"refusing to replace {directory} with --force: it holds more than rounds' students")
+    try:
+        shutil.rmtree(directory)
+    except OSError as err:
+        raise DistillError(f"cannot remove {err.filename or directory}: {err.strerror or err}") from None
+
+
+def write_round(directory: Path, student: Any, config: C.Config, record: dict[str, Any],
+                teachers: dict[str, str], sources: dict[str, dict[str, Any]]) -> Path:
+    """Write one round's student (``record['kept_round']``) into ``directory`` as an agent
+    directory like OUT (:func:`save_student`), replacing the one a stopped distillation
+    wrote for the same round (a resumed round gives the same student)."""
+    import shutil
+
+    path = Path(directory) / ROUND_DIR.format(record["kept_round"])
+    shutil.rmtree(path, ignore_errors=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return save_student(path, student, config, record, teachers, sources)
+    except OSError as err:
+        raise DistillError(f"cannot write {path}: {err.strerror or err}") from None
 
 
 def save_student(directory: Path, student: Any, config: C.Config, record: dict[str, Any],

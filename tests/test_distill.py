@@ -147,8 +147,8 @@ def test_distill_writes_an_agent_that_evaluate_plays_per_stage(tmp_path):
     out = tmp_path / "student"
     args = ("distill", str(out), "--stages", "1-1,1-4", "--rounds", "2", "--episodes", "2", "--epochs", "1",
             "--eval-episodes", "1", "--no-progress")
-    partial = tmp_path / "student.partial"
-    proc = start(*args)
+    partial, each = tmp_path / "student.partial", tmp_path / "student.rounds"
+    proc = start(*args, "--keep-rounds")
     wait_for(lambda: (partial / "progress.json").exists() or proc.poll() is not None, "round 1 to be kept")
     os.killpg(proc.pid, signal.SIGINT)  # as round 2's players start: the window that printed an OSError
     first, err = proc.communicate(timeout=120)
@@ -157,7 +157,8 @@ def test_distill_writes_an_agent_that_evaluate_plays_per_stage(tmp_path):
                                             "the same command continues")
     assert "round 1/2, 1-4: teacher played 2 episodes (greedy flags 100%, with epsilon 0.05 " in first
     assert not out.exists()
-    result = _main(*args)
+    assert [p.name for p in each.iterdir()] == ["round-001"], "--keep-rounds writes each round as it finishes"
+    result = _main(*args, "--keep-rounds")
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith(f"continuing after round 1/2 ({partial})\n"), result.stdout[:500]
     assert "round 2/2, 1-4: student played" in result.stdout and "round 1/2, " not in result.stdout
@@ -197,6 +198,33 @@ def test_distill_writes_an_agent_that_evaluate_plays_per_stage(tmp_path):
         assert played.returncode == 0, played.stderr[-3000:]
         episode = json.loads(played.stdout)["per_episode"][0]
         assert episode["stage"] == stage and episode["x_pos"] == kept[stage]["mean_x_pos"]
+    # --keep-rounds: every round's student, recorded as if it were the one kept, is that round's
+    # network (round 1's replays round 1's evaluation episode, before and after the stop)
+    assert sorted(p.name for p in each.iterdir()) == ["round-001", "round-002"]
+    for r in (1, 2):
+        each_record = json.loads((each / f"round-{r:03d}" / "state.json").read_text())["distilled"]
+        assert each_record["kept_round"] == r and each_record["rounds"] == record["rounds"][:r]
+        assert each_record["teacher_sources"] == record["teacher_sources"]
+    played = _main("evaluate", str(each / "round-001"), "--stage", "1-4", "--episodes", "1", "--seed",
+                   str(EVAL_SEED_OFFSET), "--json")
+    assert played.returncode == 0, played.stderr[-3000:]
+    assert json.loads(played.stdout)["per_episode"][0]["x_pos"] == record["rounds"][0]["eval"]["1-4"]["mean_x_pos"]
+
+
+def test_keep_rounds_refuses_a_rounds_directory_in_the_way(tmp_path):
+    """OUT.rounds of another distillation is kept without --force, and --force removes
+    only rounds' students: a directory holding anything else is refused (one line, exit 2)."""
+    each = tmp_path / "out.rounds"
+    (each / "round-001").mkdir(parents=True)
+    (each / "round-001" / "model.keras").write_text("a student")
+    result = _main("distill", str(tmp_path / "out"), "--keep-rounds")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"{each} exists; pass --force" in result.stderr
+    (each / "notes.txt").write_text("mine")
+    result = _main("distill", str(tmp_path / "out"), "--keep-rounds", "--force")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "holds more than rounds' students" in result.stderr
+    assert (each / "notes.txt").read_text() == "mine" and (each / "round-001" / "model.keras").is_file()
 
 
 def test_ctrl_c_stops_distill_without_writing(tmp_path):
@@ -690,3 +718,17 @@ def test_a_wide_student_is_taught_by_teachers_playing_round_1_with_their_own_tor
     assert [net for seed, net in players if seed >= D.COLLECT_SEED + 10_000] == ["wide", "wide"]
     assert config.agent.network == "wide" and record["settings"]["network"] == "wide"
     assert student.policy.get_layer("hidden").units == 1024
+
+
+def test_keep_rounds_with_force_removes_only_rounds_students_and_a_continuation_keeps_them(tmp_path):
+    from mario_dqn.distill import check_rounds_out
+
+    each = tmp_path / "out.rounds"
+    for r in (1, 2):
+        (each / f"round-00{r}").mkdir(parents=True)
+        (each / f"round-00{r}" / "model.keras").write_text("a student")
+    check_rounds_out(each, continuing=True, force=False)  # the same distillation writes on into it
+    assert sorted(p.name for p in each.iterdir()) == ["round-001", "round-002"]
+    check_rounds_out(each, continuing=False, force=True)
+    assert not each.exists()
+    check_rounds_out(each, continuing=False, force=False)  # nothing in the way
