@@ -10,6 +10,7 @@ written before it stay whole, and --resume continues from the newest. The work i
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from dataclasses import asdict
@@ -385,13 +386,11 @@ def distill(out, stages, teachers, rounds, episodes, epochs, epsilon, temperatur
         sources = {stage: model_source(path, shown[stage]) for stage, path in paths.items()}  # what taught
         store = RoundStore(out.with_name(out.name + ".partial"),
                            identity(asdict(settings), {s: src["model_sha256"] for s, src in sources.items()}))
-        each_round = None
+        each_round = None  # --keep-rounds: (student, config, record) -> OUT.rounds/round-NNN
         if keep_rounds:
             rounds_dir = out.with_name(out.name + ".rounds")
             D.check_rounds_out(rounds_dir, store.exists() and not force, force)  # before --force removes anything
-
-            def each_round(student: Any, config: C.Config, record: dict[str, Any]) -> None:
-                D.write_round(rounds_dir, student, config, record, shown, sources)
+            each_round = functools.partial(D.write_round, rounds_dir, teachers=shown, sources=sources)
         if force:
             store.remove()
         elif store.exists():
