@@ -1,7 +1,8 @@
 """Where a run's training episodes end: the x_pos trace of its failures, per stage.
 
     python -m mario_dqn.failures RUN_DIR [--from-step STEP] [--to-step STEP] [--bin 100]
-                                         [--top 5] [--json] [--models | --every STEPS | --restarts STEPS]
+                                         [--top 5] [--json] [--models | --every STEPS [--past X] |
+                                          --restarts STEPS]
 
 Issue 38 asks of every stage that a recipe does not solve: where does the agent fail?
 The answer is in metrics.csv already, one row per training episode with the x_pos it
@@ -23,7 +24,10 @@ measured before the harness kept them have none and are counted apart).
 
 ``--every STEPS`` reads the same training episodes over time instead: per window of that
 many agent steps and per stage, how many of them reached the flag. Training plays with
-epsilon, so this is the run's flag rate under random presses as it learns.
+epsilon, so this is the run's flag rate under random presses as it learns. With ``--past X``
+it counts those that got to x_pos X (or the flag) instead: how often the agent gets past
+one barrier by itself as it learns, long before any flag (4-4's first loop check,
+docs/every-stage.md).
 
 ``--restarts STEPS`` reads every training episode, restarted ones too, by where it began:
 per stage and per window of that many replayed steps (``env.restart_from_best``; the
@@ -120,19 +124,20 @@ def read_failures(metrics_csv: Path, from_step: int = 0, to_step: int | None = N
     return dict(sorted(stages.items()))
 
 
-def flags_per_window(metrics_csv: Path, every: int, from_step: int = 0,
-                     to_step: int | None = None) -> dict[int, dict[str, tuple[int, int]]]:
+def flags_per_window(metrics_csv: Path, every: int, from_step: int = 0, to_step: int | None = None,
+                     past: int | None = None) -> dict[int, dict[str, tuple[int, int]]]:
     """Per window of ``every`` agent steps (keyed by its first step) and stage: (flags,
     episodes) of the training episodes from the stage start that ended in it. Training
     plays with epsilon (its floor after the decay), so this is the run's flag rate under
     random presses as it learns: what the epsilon bar measures, and, in a fine-tuning run,
-    whether the agent it started from gets better or forgets (docs/world-1.md)."""
+    whether the agent it started from gets better or forgets (docs/world-1.md). With
+    ``past``, an episode counts when it reached the flag or ended at x_pos >= ``past``."""
     if every < 1:
         raise ValueError(f"the window must be >= 1 agent step, not {every}")
     windows: dict[int, dict[str, list[int]]] = {}
-    for step, stage, flag, _ in episodes_from_start(metrics_csv, from_step, to_step):
+    for step, stage, flag, x_pos in episodes_from_start(metrics_csv, from_step, to_step):
         counts = windows.setdefault(step // every * every, {}).setdefault(stage, [0, 0])
-        counts[0] += flag
+        counts[0] += flag or (past is not None and x_pos >= past)
         counts[1] += 1
     return {start: {stage: (c[0], c[1]) for stage, c in sorted(parts.items())}
             for start, parts in sorted(windows.items())}
@@ -169,8 +174,9 @@ def restart_report(stages: dict[str, dict[int, tuple[int, int, float]]], width: 
     return "\n".join(lines)
 
 
-def window_report(windows: dict[int, dict[str, tuple[int, int]]], every: int) -> str:
-    """A table for people: one row per window, one column per stage, 'flags/episodes (rate)'."""
+def window_report(windows: dict[int, dict[str, tuple[int, int]]], every: int, past: int | None = None) -> str:
+    """A table for people: one row per window, one column per stage, 'flags/episodes (rate)'
+    (with ``past``: those past that x_pos, flags included)."""
     if not windows:
         return "no training episodes from the stage start in these steps"
     stages = sorted({stage for parts in windows.values() for stage in parts})
@@ -181,7 +187,8 @@ def window_report(windows: dict[int, dict[str, tuple[int, int]]], every: int) ->
     header = ["agent steps"] + [stage or "the run's stage" for stage in stages]
     widths = [max(len(row[i]) for row in [header, *cells]) for i in range(len(header))]
     lines = ["  ".join(text.ljust(width) for text, width in zip(row, widths)).rstrip() for row in [header, *cells]]
-    return "flags of the training episodes from the stage start\n" + "\n".join(lines)
+    what = "flags" if past is None else f"x_pos >= {past:,} (or the flag)"
+    return f"{what} of the training episodes from the stage start\n" + "\n".join(lines)
 
 
 def report(stages: dict[str, StageFailures], bin_width: int, top: int) -> str:
@@ -268,6 +275,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=int, default=None, metavar="STEPS",
                         help="instead of where episodes end: the flags from the stage start per window of this "
                              "many agent steps, per stage (training's exploring play: its flag rate as it learns)")
+    parser.add_argument("--past", type=int, default=None, metavar="X",
+                        help="with --every: count the episodes that got to x_pos X or the flag, not only the "
+                             "flag (how often one barrier is passed from the stage start as the run learns)")
     parser.add_argument("--restarts", type=int, default=None, metavar="STEPS",
                         help="instead: every training episode by where it began, per window of this many replayed "
                              "steps (env.restart_from_best) and the stage start: its flags and median end x_pos")
@@ -279,6 +289,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("error: --bin, --top, --every and --restarts must be >= 1")
     if sum((args.every is not None, args.restarts is not None, args.models)) > 1:
         sys.exit("error: --every, --restarts and --models each read the episodes another way: give one")
+    if args.past is not None and args.every is None:
+        sys.exit("error: --past counts per window of --every STEPS: give --every too")
     if args.models:
         cache = args.run_dir / CACHE_FILE
         if not cache.is_file():
@@ -303,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.restarts is not None:
             by_start = flags_by_restart(metrics, args.restarts, args.from_step, args.to_step)
         elif args.every is not None:
-            windows = flags_per_window(metrics, args.every, args.from_step, args.to_step)
+            windows = flags_per_window(metrics, args.every, args.from_step, args.to_step, args.past)
         else:
             stages = read_failures(metrics, args.from_step, args.to_step, args.bin)
     except (KeyError, ValueError) as err:
@@ -315,9 +327,11 @@ def main(argv: list[str] | None = None) -> None:
               if args.json else restart_report(by_start, args.restarts))
         return
     if args.every is not None:
-        print(json.dumps({"every": args.every, "windows": [
-            {"from_step": start, "stages": {stage: {"flags": f, "episodes": n} for stage, (f, n) in parts.items()}}
-            for start, parts in windows.items()]}, indent=1) if args.json else window_report(windows, args.every))
+        counted = "flags" if args.past is None else "past"
+        print(json.dumps({"every": args.every, **({"past": args.past} if args.past is not None else {}), "windows": [
+            {"from_step": start, "stages": {stage: {counted: f, "episodes": n} for stage, (f, n) in parts.items()}}
+            for start, parts in windows.items()]}, indent=1) if args.json
+              else window_report(windows, args.every, args.past))
         return
     print(json.dumps(as_json(stages, args.bin), indent=1) if args.json else report(stages, args.bin, args.top))
 

@@ -86,6 +86,22 @@ def test_flags_per_window_count_each_stage_over_time(tmp_path: Path) -> None:
         flags_per_window(metrics, 0)
 
 
+def test_past_counts_the_episodes_that_got_that_far_per_window(tmp_path: Path) -> None:
+    """--past 1650 over ROWS' windows of 500: 3-4's 100-400 end at 450, 499, 1650, 1699 (two
+    past), 500-700 at 1600, the flag, 420 (the flag only); 3-3's 250 and its flag (one)."""
+    metrics = _write(tmp_path / "run", ROWS) / "metrics.csv"
+    windows = flags_per_window(metrics, 500, past=1650)
+    assert windows == {0: {"3-4": (2, 4)}, 500: {"3-4": (1, 3)}, 1000: {"3-3": (1, 2)}}
+    lines = window_report(windows, 500, past=1650).splitlines()
+    assert lines[0] == "x_pos >= 1,650 (or the flag) of the training episodes from the stage start"
+    assert lines[2].split() == ["0-499", "-", "2/4", "(50%)"]
+    done = _command(str(metrics.parent), "--every", "500", "--past", "1650", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["windows"][0] == {"from_step": 0, "stages": {"3-4": {"past": 2, "episodes": 4}}}
+    alone = _command(str(metrics.parent), "--past", "1650")
+    assert alone.returncode == 1 and alone.stderr.count("\n") == 1 and "give --every too" in alone.stderr
+
+
 def test_flags_by_restart_group_every_episode_by_where_it_began(tmp_path: Path) -> None:
     """Windows of 50 replayed steps over ROWS: 3-4's seven from the start (one flag; end
     x_pos 420, 450, 499, 1600, 1650, 1699, 2300: median 1600), the one after 32 steps
