@@ -77,7 +77,12 @@ def _plain(value: Any) -> Any:
 @dataclass(frozen=True, eq=False, repr=False)
 class EpisodeRow(_JsonRecord):
     """One evaluation episode: its return (no-op starts included), length in agent steps,
-    furthest x_pos, whether it reached the flag, and its stage ('W-S')."""
+    x_pos where it ended, whether it reached the flag, and its stage ('W-S').
+
+    The x_pos is the last one, not the furthest. The two differ when Mario walks left (the
+    simple and complex action sets) or the game moves him back: on a castle maze that loops
+    a wrong route (4-4) it is the repeated ground the episode ended on, short of the check
+    that sent it back (evaluation does not end an episode at a loop as training does)."""
 
     episode_return: float
     length: int
@@ -116,7 +121,7 @@ class Summary(_JsonRecord):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Evaluation(Summary):
-    """What an evaluation returns: the pooled :class:`Summary`, the furthest x_pos, the
+    """What an evaluation returns: the pooled :class:`Summary`, the largest episode-end x_pos, the
     summary of each stage played (sorted by stage) and the episodes themselves."""
 
     max_x_pos: int = 0
@@ -276,8 +281,8 @@ def evaluate_each_stage(agent: Any, config: C.Config, episodes: int, seed: int, 
 
 
 def evaluation_result(rows: list[EpisodeRow]) -> Evaluation:
-    """What an evaluation returns from its episodes' rows: the pooled summary, the furthest
-    x_pos, the summary of each stage played (sorted) and the rows themselves."""
+    """What an evaluation returns from its episodes' rows: the pooled summary, the largest
+    episode-end x_pos, the summary of each stage played (sorted) and the rows themselves."""
     pooled = summarize_episodes(rows)
     return Evaluation(pooled.episodes, pooled.mean_return, pooled.mean_x_pos, pooled.flag_rate,
                       max_x_pos=int(max(r.x_pos for r in rows)),
