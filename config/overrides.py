@@ -198,6 +198,7 @@ FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
     ("agent", "anchor_margin"): 0.8,  # unused without anchor_weight
     ("runner", "stop_when_solved"): 0,
     ("runner", "solved_flag_rate"): 0.8,  # unused without stop_when_solved
+    ("agent", "loop_gamma"): 0.0,
 }
 """Fields that configs written before them lack, each with the value that reproduces how
 those runs behaved (not necessarily today's default): old runs and shipped agents keep

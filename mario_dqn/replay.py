@@ -127,6 +127,14 @@ class ReplayMemory:
         self._stream_base = self._streams * self.capacity_per_env
         self._build_tables()
 
+    def set_gamma(self, gamma: float) -> None:
+        """Discount the samples drawn from now on with ``gamma`` (returns are summed at
+        sampling time, so the stored transitions need no change)."""
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+        self.gamma = float(gamma)
+        self._build_tables()
+
     def _build_tables(self) -> None:
         """Lookup tables that turn per-sample (back, k) into columns and coefficients.
 

@@ -63,11 +63,13 @@ class Counters:
     """An evaluation that a stop signal cut short: the resumed run does it first."""
     solved_streak: int = 0
     """Evaluations in a row at ``runner.solved_flag_rate`` flags (mario_dqn.solved)."""
+    looped: bool = False
+    """A training episode has ended at a castle maze's loop (``agent.loop_gamma`` is on from then)."""
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    ADDED_LATER: ClassVar[frozenset[str]] = frozenset({"eval_pending", "solved_streak"})
+    ADDED_LATER: ClassVar[frozenset[str]] = frozenset({"eval_pending", "solved_streak", "looped"})
     """Counters that older checkpoints lack: they keep their defaults there. Any other
     missing one is a damaged state.json (KeyError), never a silent zero."""
 
@@ -141,6 +143,8 @@ class Trainer:
         self.counters = Counters.from_json(state)
         self.ep_return = np.asarray(state["ep_return"], np.float64)
         self.ep_length = np.asarray(state["ep_length"], np.int64)
+        if self.counters.looped:
+            self._lengthen_horizon()
         self._wall_before = float(state.get("wall_s", 0.0))  # absent before it existed: the clock starts here
         self.envs.set_attr("pending_state", list(state["envs"]))
         restored = self.envs.call("restore_pending")
@@ -183,8 +187,29 @@ class Trainer:
             self.replay.update_priorities(batch.index, out["td_errors"])  # a no-op for uniform replay
             self.counters.last_loss, self.counters.last_mean_q = out["loss"], out["mean_q"]
 
+    def _note(self, message: str) -> None:
+        """A line in the middle of training: above the progress bar when there is one."""
+        if self.progress:
+            from tqdm import tqdm
+
+            tqdm.write(message)
+        else:
+            self.log(message)
+
+    def _lengthen_horizon(self) -> None:
+        """Discount with ``agent.loop_gamma`` from now on (when it is set)."""
+        if self.config.agent.loop_gamma > 0 and self.replay.gamma != self.config.agent.loop_gamma:
+            self.replay.set_gamma(self.config.agent.loop_gamma)
+
     def _end_episodes(self, done: np.ndarray, info: dict[str, Any], epsilon: np.ndarray, sps: float) -> None:
         final, c = info["final_info"], self.counters
+        looped = np.asarray(final.get("looped", np.zeros(len(done), bool)), bool) & done
+        if looped.any() and not c.looped:
+            c.looped = True
+            if self.config.agent.loop_gamma > 0:
+                self._lengthen_horizon()
+                self._note(f"step {self.step:,}: the game looped Mario back for a wrong route; "
+                           f"gamma {self.config.agent.gamma} -> {self.config.agent.loop_gamma} (agent.loop_gamma)")
         for i in np.flatnonzero(done):
             x_pos, flag = int(final["x_pos"][i]), bool(final["flag_get"][i])
             stage = f"{int(final['world'][i])}-{int(final['stage'][i])}"

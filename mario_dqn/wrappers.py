@@ -18,7 +18,7 @@ import numpy as np
 from gymnasium import spaces
 
 INFO_KEYS: tuple[str, ...] = (
-    "x_pos", "y_pos", "flag_get", "world", "stage", "score", "coins", "time", "life", "status",
+    "x_pos", "y_pos", "flag_get", "world", "stage", "score", "coins", "time", "life", "status", "looped",
 )
 """The ``info`` entries kept per step: what training, evaluation and logging use.
 The base env returns ~40 entries; vector envs merge every key on every step, so
@@ -237,7 +237,9 @@ class LoopbackIsDeath(gym.Wrapper):
     commands), so elsewhere this never fires. Sits right above the emulator, like
     :class:`CeilingIsDeath`, so the episode ends on the frame it happens. That frame's
     ``info['x_pos']`` is where Mario was just before the loop, where the route went wrong
-    (the game's is 1,024 px behind it), so failure traces show the episode ending there.
+    (the game's is 1,024 px behind it), so failure traces show the episode ending there,
+    and ``info['looped']`` is True (absent otherwise), which is how the trainer learns that
+    its stage loops (``agent.loop_gamma``).
     """
 
     def __init__(self, env: gym.Env) -> None:
@@ -272,8 +274,9 @@ class LoopbackIsDeath(gym.Wrapper):
         if not terminated and self._where is not None and self._looped(self._where, where):
             terminated = True
             reward = self.death_reward
+            info = {**info, "looped": True}
             if self._x_pos is not None:
-                info = {**info, "x_pos": self._x_pos}
+                info["x_pos"] = self._x_pos
         self._where, self._x_pos = where, info.get("x_pos")
         return obs, reward, terminated, truncated, info
 

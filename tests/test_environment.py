@@ -270,9 +270,9 @@ def test_4_4_s_loop_back_for_a_wrong_route_is_a_death(wrapped):
         assert not truncated and (not terminated or i == len(actions) - 1), (i, xs[-3:])
     assert info["life"] == 2
     if wrapped:  # the loop's frame reports where Mario was before it, where the route went wrong
-        assert (terminated, reward, xs[-2], xs[-1]) == (True, -15.0, 1033, 1033)
+        assert (terminated, reward, xs[-2], xs[-1], info["looped"]) == (True, -15.0, 1033, 1033, True)
     else:
-        assert (terminated, reward, xs[-2], xs[-1]) == (False, 0.0, 1033, 10)
+        assert (terminated, reward, xs[-2], xs[-1]) == (False, 0.0, 1033, 10) and "looped" not in info
     env.close()
 
 
@@ -287,7 +287,7 @@ def test_a_pipe_that_puts_mario_pages_back_is_not_a_loop():
     for action in _recorded_actions("bonus-pipe-1-1.json"):
         _, reward, terminated, truncated, info = env.step(action)
         xs.append(info["x_pos"])
-        assert not terminated and not truncated
+        assert not terminated and not truncated and "looped" not in info
     fall = max(a - b for a, b in zip(xs, xs[1:]))
     assert fall == 916 - 24 and xs[-1] < 100 and info["life"] == 2
     env.close()
@@ -772,3 +772,17 @@ def test_taken_actions_are_the_guided_ones_where_an_env_was_guided():
     ended = {"guided_action": np.array([-1, -1, -1, 0]), "final_info": {
         "guided_action": np.array([0, 2, -1, 0]), "_guided_action": np.array([False, True, True, False])}}
     assert taken_actions(asked, ended).tolist() == [3, 2, 4, 0]
+
+
+def test_a_training_env_reports_the_loop_to_the_trainer():
+    """``info['looped']`` (agent.loop_gamma's trigger) comes through the whole training stack,
+    InfoFilter included: the recorded wrong route of 4-4, one action per frame."""
+    env = make_env(cfg(stages=("4-4",), frame_skip=1, no_progress_steps=0, max_episode_steps=0), training=True)
+    env.reset(seed=0)
+    actions = _recorded_actions("loopback-4-4.json")
+    for i, action in enumerate(actions):
+        _, _, terminated, truncated, info = env.step(action)
+        assert not truncated and (not terminated or i == len(actions) - 1)
+        assert info.get("looped", False) == (i == len(actions) - 1)
+    assert terminated and info["x_pos"] == 1033
+    env.close()

@@ -288,6 +288,31 @@ def test_hand_computed_n_step_returns_and_termination() -> None:
     np.testing.assert_array_equal(batch.obs[starts[0]], first_c)
 
 
+@pytest.mark.parametrize("cls", [ReplayMemory, PrioritizedReplayMemory])
+def test_a_new_gamma_discounts_what_is_stored_already(cls) -> None:
+    """agent.loop_gamma changes the discount mid-run: returns are summed when sampled, so
+    the transitions stored under the old gamma come out with the new one (hand-computed)."""
+    memory = cls(capacity=40, frame_shape=FRAME, stack_size=2, n_step=3, gamma=0.5, seed=0)
+    stack = np.repeat(make_frame(0, 0, 0)[..., None], 2, axis=-1)
+    for step, r in enumerate([1.0, 2.0, 4.0, 8.0], start=1):
+        nxt = np.concatenate([stack[..., 1:], make_frame(0, 0, step)[..., None]], axis=-1)
+        memory.add(stack[None], np.array([step]), np.array([r]), nxt[None], np.array([False]), np.array([False]))
+        stack = nxt
+
+    def first_transition() -> tuple[float, float]:
+        batch = memory.sample(64)
+        i = next(i for i in range(64) if decode(batch.obs[i, ..., -1]) == (0, 0, 0))
+        return float(batch.reward[i]), float(batch.discount[i])
+
+    assert first_transition() == (1 + 0.5 * 2 + 0.25 * 4, 0.125)
+    memory.set_gamma(0.75)
+    assert memory.gamma == 0.75
+    assert first_transition() == (1 + 0.75 * 2 + 0.5625 * 4, 0.421875)
+    with pytest.raises(ValueError):
+        memory.set_gamma(1.5)
+    assert memory.gamma == 0.75
+
+
 def test_sampling_needs_a_complete_window() -> None:
     memory = ReplayMemory(capacity=20, frame_shape=FRAME, stack_size=2, n_step=3, seed=0)
     roll = Rollout(memory, seed=0, max_len=100, min_len=100)

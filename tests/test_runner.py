@@ -770,3 +770,67 @@ def test_a_run_ends_when_solved_and_stays_ended(tmp_path):
     assert again.returncode == 2 and again.stderr.count("\n") == 1, again.stderr
     assert "ended solved at step 80 (2 evaluations in a row at >= 0% flags" in again.stderr
     assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == ["step-000000000080"]
+
+
+def _loop_at_first_episode_end(trainer, stop_after: int | None = None) -> None:
+    """Make the trainer's envs report the first episode that ends as ended by a castle
+    maze's loop (``info['looped']``, as LoopbackIsDeath reports it; a real loop needs 4-4
+    and a route to its check), and ask for a stop after ``stop_after`` steps."""
+    real, calls = trainer.envs.step_wait, []
+
+    def step_wait():
+        obs, reward, terminated, truncated, info = real()
+        calls.append(1)
+        done = np.logical_or(terminated, truncated)
+        if done.any() and "looped" not in info["final_info"] and not getattr(trainer, "_injected", False):
+            info["final_info"]["looped"] = done.copy()
+            trainer._injected = True
+        if stop_after is not None and len(calls) >= stop_after:
+            trainer.stop.name = "SIGINT"
+        return obs, reward, terminated, truncated, info
+
+    trainer.envs.step_wait = step_wait
+
+
+def test_a_loop_lengthens_the_horizon_from_then_on_and_a_resume_keeps_it(tmp_path):
+    """agent.loop_gamma: the first training episode that ends at a loop switches the replay's
+    discount to it (logged once); state.json records it, so a run resumed after the switch
+    learns as the unstopped run does. Without loop_gamma the loop is recorded, gamma kept."""
+    import config as C
+    from mario_dqn.checkpoint import load_checkpoint
+    from mario_dqn.runner import Trainer
+
+    base = ["num_envs=1", "total_steps=60", "learning_starts=20", "batch_size=8", "capacity=1000",
+            "eval_every=0", "checkpoint_every=1000", "max_episode_steps=15", "target_update_period=10",
+            "policy_average_steps=0"]
+    config = C.apply_overrides(C.Config(), [*base, "loop_gamma=0.99"])
+    assert config.agent.gamma == 0.95
+    for name in ("straight", "stopped", "off"):
+        (tmp_path / name).mkdir()
+    lines: list[str] = []
+    straight = Trainer(config, tmp_path / "straight", progress=False, log=lines.append)
+    _loop_at_first_episode_end(straight)
+    straight.run()
+    assert straight.replay.gamma == 0.99 and straight.counters.looped
+    assert lines[0] == "step 15: the game looped Mario back for a wrong route; gamma 0.95 -> 0.99 (agent.loop_gamma)"
+    assert not any("looped" in line for line in lines[1:])
+
+    stopped = Trainer(config, tmp_path / "stopped", progress=False, log=lines.append)
+    _loop_at_first_episode_end(stopped, stop_after=30)
+    assert stopped.run()["step"] == 30
+    assert load_checkpoint(tmp_path / "stopped").state["looped"] is True
+    resumed = Trainer(config, tmp_path / "stopped", progress=False, log=lines.append)
+    assert resumed.replay.gamma == 0.95
+    resumed.restore(load_checkpoint(tmp_path / "stopped"))
+    assert resumed.replay.gamma == 0.99
+    resumed.run()
+    assert metrics_rows(tmp_path / "stopped") == metrics_rows(tmp_path / "straight")
+    a, b = (tmp_path / name / "checkpoints" / "step-000000000060" for name in ("straight", "stopped"))
+    assert_same_checkpoints(a, b)
+
+    off = Trainer(C.apply_overrides(C.Config(), [*base, "total_steps=20"]), tmp_path / "off", progress=False,
+                  log=lines.append)
+    _loop_at_first_episode_end(off)
+    off.run()
+    assert off.counters.looped and off.replay.gamma == 0.95
+    assert sum("looped" in line for line in lines) == 2  # straight's and stopped's switches, not off's
