@@ -112,10 +112,10 @@ class AgentConfig:
     double: bool = spec(True, "Double DQN: the online net selects the next action, the target net evaluates it.")
     gamma: float = spec(0.95, "Discount factor per agent step.", low=0.0, high=1.0)
     loop_gamma: float = spec(
-        0.0, "Training: the discount from the first training episode the game loops back for a wrong route "
-             "through a castle maze (env.end_on_loopback ends it; 4-4, 7-4, 8-4) on; 0 = keep gamma. A maze's "
-             "route is chosen long before the check that loops it (4-4: ~70 agent steps), where gamma 0.95 leaves "
-             "~3% of the loop's cost; a longer horizon everywhere slowed 3-3 (docs/every-stage.md).",
+        0.0, "Training: from the first training episode that a castle maze's loop ends (env.end_on_loopback: "
+             "4-4, 7-4, 8-4, nowhere else) the discount is this instead of gamma; 0 = off. A maze's route is "
+             "chosen long before the check that loops it (4-4: ~70 agent steps), where gamma 0.95 leaves ~3% of "
+             "the loop's cost; a longer horizon everywhere slowed 3-3 (docs/every-stage.md).",
         low=0.0, high=1.0)
     n_step: int = spec(10, "Length of the multi-step return.", low=1, high=20)
     learning_rate: float = spec(2.5e-4, "Adam learning rate (at the first update).", low=0.0, low_open=True, high=1.0)
