@@ -200,7 +200,7 @@ def _end_stopped(played: Any, quiet: bool = False) -> None:
 
 
 @cli.command(short_help="Flag rate, x_pos and return on fixed seeds (per stage too).")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path), required=False)
 @click.option("--episodes", type=AT_LEAST_ONE, default=5, show_default=True, help="Episodes to play.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Episode i uses seed SEED+i.")
 @click.option("--epsilon", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
@@ -208,15 +208,18 @@ def _end_stopped(played: Any, quiet: bool = False) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--stage", "only_stage", metavar="W-S",
               help="Evaluate on this stage only (e.g. 1-3; for an agent of several stages, or to try an "
-                   "agent on a stage it was not trained on). Default: the agent's own stages.")
+                   "agent on a stage it was not trained on). Default: the agent's own stages. Without "
+                   "PATH: the shipped agent of that stage, or the shipped agent of its world.")
 def evaluate(path, episodes, seed, epsilon, as_json, only_stage):
-    """Evaluate a run, checkpoint, shipped agent or kept model (RUN/models/step-N.weights.h5)
-    on fixed seeds: mean return, x_pos and flag rate (pooled, and per stage when there are
-    several)."""
+    """Evaluate a run, checkpoint, shipped agent or kept model (RUN/models/step-N.weights.h5;
+    default: the shipped agent) on fixed seeds: mean return, x_pos and flag rate (pooled,
+    and per stage when there are several)."""
     from mario_dqn.play_session import episode_line, play_episodes, summary_lines
     from mario_dqn.signals import StopRequest
 
     stage = _check_stage(only_stage)
+    if path is None:
+        path = shipped.shipped_agent(stage)
     with StopRequest(finishing="stopping") as stop:  # from the start: a Ctrl-C while loading counts too
         config, agent = shipped.load_for_play(path, stage)
         played = play_episodes(agent, config, episodes, seed, epsilon, stop)
