@@ -494,7 +494,7 @@ BAD_INPUT = [
     (["evaluate", "x", "--episodes", "0"], "is not in the range x>=1"),
     (["evaluate", "x", "--epsilon", "2"], "2.0 is not in the range"),
     (["evaluate", "{run}", "--seed", "abc"], "is not a valid integer"),
-    (["evaluate"], "Missing argument"),
+    (["evaluate", "--stage", "8-4"], "no shipped agent for stage 8-4 yet"),  # without PATH: the stage's shipped one
     (["play", "{run}", "--episodes", "-1"], "is not in the range x>=1"),
     (["play", "{run}", "--epsilon", "-0.5"], "is not in the range"),
     (["evaluate", "{run}", "--stage", "9-1"], "--stage: bad stage '9-1': world must be 1-8"),
