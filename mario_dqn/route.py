@@ -131,22 +131,14 @@ def main(argv: list[str] | None = None) -> None:
     from mario_dqn.tf_import import import_tensorflow
 
     import_tensorflow()  # first, so its start-up chatter stays out of a one-line error
-    import config as C
-    from mario_dqn import checkpoint as ckpt
     from mario_dqn import shipped
 
     try:
-        stage = "-".join(map(str, C.parse_stage(args.stage))) if args.stage else None
-        config, agent = shipped.load_for_play(args.agent, stage)
-    except (ckpt.CheckpointError, ValueError) as err:
+        config, policy = shipped.load_one_stage(args.agent, args.stage)
+    except ValueError as err:
         sys.exit(f"error: {err}")
-    if len(config.env.stages) != 1:
-        sys.exit(f"error: {args.agent} plays {len(config.env.stages)} stages; name one with --stage")
     from mario_dqn.environment import make_env
     from mario_dqn.episode_start import evaluation_noops
-
-    def policy(obs: np.ndarray) -> int:
-        return int(agent.act(obs[None], 0.0, policy=True)[0])
 
     env = make_env(config.env)
     try:

@@ -33,6 +33,22 @@ def shown(path: Path) -> str:
         return str(path)
 
 
+def load_one_stage(path: Path, stage: str | None) -> tuple[C.Config, Any]:
+    """(config, greedy policy: observation -> action) of the agent at ``path`` on one stage,
+    for the tools that trace one episode (press_trace, route). ``stage`` is the 'W-S' text
+    as typed, or None for the agent's only stage. A bad stage, an agent that is not there
+    or one of several stages without ``stage`` raises ValueError with a one-line reason."""
+    name = "-".join(map(str, C.parse_stage(stage))) if stage else None
+    config, agent = load_for_play(Path(path), name)
+    if len(config.env.stages) != 1:
+        raise ValueError(f"{path} plays {len(config.env.stages)} stages; name one with --stage")
+
+    def policy(obs: Any) -> int:
+        return int(agent.act(obs[None], 0.0, policy=True)[0])
+
+    return config, policy
+
+
 def shipped_agent(stage: str | None = None) -> Path:
     """The shipped agent for ``stage`` ('W-S': its own, else its world's), or the 1-1 agent."""
     if stage is None:
