@@ -293,6 +293,34 @@ def test_a_pipe_that_puts_mario_pages_back_is_not_a_loop():
     env.close()
 
 
+@pytest.mark.parametrize("left_becomes", [None, 0, 1])
+def test_4_4_s_second_check_is_passed_only_by_a_route_that_moves_left(left_becomes):
+    """The real emulator on 4-4, replaying a recorded route (a kept training episode, then a
+    search with SIMPLE_MOVEMENT): Mario walks back left over the middle floor, drops through
+    its one-block gap to the bottom floor and passes the second loop check (page 9) at the
+    height it asks for. The same route with each Left press replaced by NOOP or Right is
+    looped back at that check: the entrance to the right route can only be reached moving
+    left, which is why RIGHT_ONLY cannot clear 4-4 (docs/every-stage.md)."""
+    left = ACTIONS["simple"].index(["left"])
+    env = LoopbackIsDeath(JoypadSpace(SuperMarioBrosEnv(target=(4, 4)), ACTIONS["simple"]))
+    env.reset(seed=0)
+    actions = _recorded_actions("lower-route-4-4.json")
+    assert actions.count(left) > 0
+    furthest = 0
+    for action in actions:
+        action = left_becomes if (action == left and left_becomes is not None) else action
+        _, _, terminated, truncated, info = env.step(action)
+        furthest = max(furthest, info["x_pos"])
+        if terminated or truncated:
+            break
+    env.close()
+    if left_becomes is None:
+        assert (terminated, truncated, info["x_pos"], info["life"]) == (False, False, 2150, 2)
+        assert "looped" not in info
+    else:
+        assert terminated and info["looped"] and furthest < 2100
+
+
 def test_make_env_ends_a_loop_in_training_only():
     config = cfg(stages=("4-4",))
     assert find_wrapper(make_env(config, training=True), LoopbackIsDeath) is not None
