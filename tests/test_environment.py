@@ -299,8 +299,8 @@ def test_4_4_s_second_check_is_passed_only_by_a_route_that_moves_left(left_becom
     search with SIMPLE_MOVEMENT): Mario walks back left over the middle floor, drops through
     its one-block gap to the bottom floor and passes the second loop check (page 9) at the
     height it asks for. The same route with each Left press replaced by NOOP or Right is
-    looped back at that check: the entrance to the right route can only be reached moving
-    left, which is why RIGHT_ONLY cannot clear 4-4 (docs/every-stage.md)."""
+    looped back at that check. The gap lies under a hanging block right of a pillar, so it is
+    reached only moving left; searches with RIGHT_ONLY found no way past (docs/every-stage.md)."""
     left = ACTIONS["simple"].index(["left"])
     env = LoopbackIsDeath(JoypadSpace(SuperMarioBrosEnv(target=(4, 4)), ACTIONS["simple"]))
     env.reset(seed=0)
