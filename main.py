@@ -160,7 +160,9 @@ def train(world, stage, stages, steps, envs, seed, name, save_dir, resume, force
                     trainer.start_from(start)
                     click.echo(f"starting from the policy of {config.runner.init_from} (step {source['step']:,}, "
                                f"model sha256 {source['model_sha256'][:12]})")
-            result = trainer.run()
+            from mario_dqn.runner import run_to_the_end
+
+            trainer, result = run_to_the_end(trainer)
         except Exception as err:
             if trainer is not None:
                 trainer.envs.close()  # the env processes started; a refusal must not leave them behind

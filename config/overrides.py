@@ -140,6 +140,9 @@ def validate(config: Config) -> Config:
         raise ConfigError("agent.anchor_weight anchors to the weight average: it needs agent.policy_average_steps > 0")
     if config.runner.stop_when_solved > 0 and config.runner.eval_every <= 0:
         raise ConfigError("runner.stop_when_solved counts evaluations: it needs runner.eval_every > 0")
+    if config.env.loop_action_set and not config.env.end_on_loopback:
+        raise ConfigError("env.loop_action_set starts over at a castle maze's loop, which env.end_on_loopback "
+                          "detects: it needs env.end_on_loopback=true")
     if config.env.action_set not in ACTION_SETS:  # pragma: no cover - guarded by choices
         raise ConfigError(f"env.action_set must be one of {', '.join(ACTION_SETS)}")
     return config
@@ -199,6 +202,7 @@ FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
     ("runner", "stop_when_solved"): 0,
     ("runner", "solved_flag_rate"): 0.8,  # unused without stop_when_solved
     ("agent", "loop_gamma"): 0.0,
+    ("env", "loop_action_set"): "",
 }
 """Fields that configs written before them lack, each with the value that reproduces how
 those runs behaved (not necessarily today's default): old runs and shipped agents keep

@@ -47,6 +47,13 @@ class EnvConfig:
     )
     action_set: str = spec("right_only", "Reduced action set (right_only: 5 actions, enough for 1-1 and fastest to learn).",
                              choices=ACTION_SETS)
+    loop_action_set: str = spec(
+        "", "Training only: the action set a run starts over with, from step 0, when a castle maze first loops "
+            "Mario back for a wrong route (4-4, 7-4, 8-4; nowhere else, so elsewhere it changes nothing) and "
+            "action_set is another: 4-4's second check is passed only by a route that walks Left "
+            "(docs/every-stage.md), which right_only lacks. The steps before the loop are thrown away (a "
+            "random agent meets 4-4's first check within a few thousand). Needs end_on_loopback. '' = off.",
+        choices=("", *ACTION_SETS))
     frame_skip: int = spec(4, "Emulator frames per agent step (rewards summed, last two frames max-pooled).",
                            low=1, high=16)
     stack_size: int = spec(4, "Number of consecutive frames in an observation.", low=1, high=16)

@@ -7,6 +7,8 @@
       models/         each checkpoint's policy weights, kept when checkpoints are pruned
       metrics.csv     one row per episode and evaluation (with tensorboard/ beside it)
       videos/         what ``play --record`` writes
+      started-over.json  only in a run that started over with another action set
+                      (``env.loop_action_set``): what the attempt before cost
 
 One owner for this layout: the command line, the notebook and the campaign create and
 read runs through these functions. Refusals are :class:`~mario_dqn.errors.RunDirError`,
@@ -15,6 +17,7 @@ failed writes :class:`~mario_dqn.errors.RunWriteError`, each one line.
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +32,8 @@ CHECKPOINTS_DIR = "checkpoints"
 MODELS_DIR = ckpt.MODELS_DIR
 METRICS_FILE = "metrics.csv"
 VIDEOS_DIR = "videos"
+STARTED_OVER_FILE = "started-over.json"
+TENSORBOARD_DIR = "tensorboard"
 
 
 def config_path(run_dir: Path) -> Path:
@@ -134,6 +139,32 @@ def resume_point(run_dir: Path, steps: int | None = None) -> tuple[C.Config, ckp
         raise UserInputError(f"{run_dir} is already at step {done_step:,} of {config.runner.total_steps:,}; "
                              f"pass --steps N with N > {done_step} to train further")
     return config, ckpt.load_checkpoint(path)
+
+
+def start_over(run_dir: Path, config: C.Config, action_set: str, step: int, wall_s: float) -> C.Config:
+    """Make ``run_dir`` a new run of ``config`` with ``action_set``, and return that config.
+
+    A castle maze that only a route with Left passes asked for it (``env.loop_action_set``):
+    what the attempt before wrote (checkpoints, kept models, metrics.csv, TensorBoard logs)
+    is removed, so the run that follows is, file for file, the run started with
+    ``--set env.action_set=ACTION_SET``; the steps and seconds the attempt took are kept in
+    started-over.json, since they count towards the time to solve the stage.
+    """
+    run_dir = Path(run_dir)
+    restarted = C.replace(config, {"env": {"action_set": action_set}})
+    note = {"action_set_before": config.env.action_set, "action_set": action_set, "steps_before": int(step),
+            "wall_s_before": round(float(wall_s), 1),
+            "why": "a castle maze looped Mario back for a wrong route (env.loop_action_set)"}
+    try:
+        for path in (checkpoints_dir(run_dir), models_dir(run_dir), run_dir / TENSORBOARD_DIR):
+            if path.exists():
+                shutil.rmtree(path)
+        metrics_path(run_dir).unlink(missing_ok=True)
+        (run_dir / STARTED_OVER_FILE).write_text(json.dumps(note, indent=1) + "\n")
+        write_config(run_dir, restarted)
+    except OSError as err:
+        raise RunWriteError(f"cannot start {run_dir} over: {err.filename or run_dir}: {err.strerror or err}") from None
+    return restarted
 
 
 def ended_solved(run_dir: Path) -> bool:

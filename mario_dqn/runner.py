@@ -30,7 +30,7 @@ from mario_dqn.environment import final_observations, make_vector_env, taken_act
 from mario_dqn.evaluation import EVAL_SEED_OFFSET, EvaluationStopped, evaluate, evaluate_each_stage
 from mario_dqn.metrics_log import MalformedMetrics, MetricsLog
 from mario_dqn.replay import make_replay
-from mario_dqn.run_dir import checkpoints_dir, models_dir
+from mario_dqn.run_dir import checkpoints_dir, models_dir, start_over
 from mario_dqn.schedules import linear_schedule
 from mario_dqn.signals import StopRequest
 from mario_dqn.solved import STREAK, is_solved, next_streak
@@ -109,6 +109,8 @@ class Trainer:
         self.agent = build_agent(config, int(self.envs.single_action_space.n))
         self.replay = make_replay(config.replay, config.agent, config.env, n, config.runner.seed)
         self.step = 0
+        self.start_over: str | None = None
+        """The action set this run must start over with (``env.loop_action_set``), once a loop asked for it."""
         self.counters = Counters()
         self.ep_return = np.zeros(n, np.float64)
         """Return so far of each env's running episode."""
@@ -206,7 +208,16 @@ class Trainer:
         looped = np.asarray(final.get("looped", np.zeros(len(done), bool)), bool) & done
         if looped.any() and not c.looped:
             c.looped = True
-            if self.config.agent.loop_gamma > 0:
+            wanted, env = self.config.env.loop_action_set, self.config.env
+            if wanted and wanted != env.action_set and not self.config.runner.init_from:
+                self.start_over = wanted
+                self._note(f"step {self.step:,}: the game looped Mario back for a wrong route; {env.action_set} has "
+                           f"no Left for this maze: starting over from step 0 with env.action_set={wanted} "
+                           f"(env.loop_action_set)")
+            elif wanted and wanted != env.action_set:
+                self._note(f"step {self.step:,}: the game looped Mario back for a wrong route; not starting over with "
+                           f"{wanted} (env.loop_action_set): runner.init_from's policy has {env.action_set}'s actions")
+            if self.config.agent.loop_gamma > 0 and self.start_over is None:
                 self._lengthen_horizon()
                 self._note(f"step {self.step:,}: the game looped Mario back for a wrong route; "
                            f"gamma {self.config.agent.gamma} -> {self.config.agent.loop_gamma} (agent.loop_gamma)")
@@ -305,6 +316,8 @@ class Trainer:
                 sps = (self.step - started_step) / max(time.perf_counter() - started, 1e-9)
                 if done.any():
                     self._end_episodes(done, info, epsilon, sps)
+                    if self.start_over is not None:
+                        break
                 if r.eval_every and self.step // r.eval_every > before // r.eval_every:
                     self._evaluate()
                 if self.step // r.checkpoint_every > before // r.checkpoint_every and self.step < r.total_steps:
@@ -316,7 +329,7 @@ class Trainer:
                         bar.set_postfix(sps=f"{sps:.0f}", fps=f"{sps * self.config.env.frame_skip:.0f}",
                                         eps=f"{epsilon.mean():.3f}", ret=f"{mean_ret:.1f}", best_x=c.best_x,
                                         flags=c.flags, refresh=False)
-            if saved_step != self.step:
+            if saved_step != self.step and self.start_over is None:  # starting over keeps nothing of this
                 last_path = self.save()
         finally:
             if bar is not None:
@@ -325,15 +338,31 @@ class Trainer:
                 self.metrics.close()
             finally:  # a log flush failing on a full disk must not leave env processes behind
                 self.envs.close()
-        if self.stop.name:
+        if self.start_over is not None:
+            pass  # noted when the loop asked for it; the caller starts the run over
+        elif self.stop.name:
             pending = " (the evaluation it interrupted runs first on --resume)" if c.eval_pending else ""
             self.log(f"stopped by {self.stop.name} at step {self.step}; checkpoint: {last_path}{pending}")
         elif self.solved():
             self.log(f"solved: {c.solved_streak} evaluations in a row at >= {r.solved_flag_rate:.0%} flags "
                      f"(runner.stop_when_solved); ended at step {self.step}")
         return {"step": self.step, "episodes": c.episodes, "flags": c.flags, "best_x": c.best_x,
-                "checkpoint": str(last_path), "stopped_by": self.stop.name, "solved": self.solved()}
+                "checkpoint": str(last_path), "stopped_by": self.stop.name, "solved": self.solved(),
+                "start_over": self.start_over, "wall_s": self.wall_s()}
 
     def solved(self) -> bool:
         """Whether ``runner.stop_when_solved`` has been met (then the run ends, and stays ended)."""
         return is_solved({STREAK: self.counters.solved_streak}, self.config.runner)
+
+
+def run_to_the_end(trainer: Trainer) -> tuple[Trainer, dict[str, Any]]:
+    """``trainer.run()``, and when a castle maze asked to start over with another action set
+    (``env.loop_action_set``), the run again from step 0 with it, in the same run directory:
+    the same run, file for file, as one started with that action set (the Trainer seeds
+    everything as it is built). Returns the trainer that finished and its result."""
+    result = trainer.run()
+    while result["start_over"] is not None:
+        config = start_over(trainer.run_dir, trainer.config, result["start_over"], result["step"], result["wall_s"])
+        trainer = Trainer(config, trainer.run_dir, progress=trainer.progress, log=trainer.log, stop=trainer.stop)
+        result = trainer.run()
+    return trainer, result

@@ -54,14 +54,23 @@ def resolve(command: str) -> C.Config:
 LOOP_CASTLES = {"4-4", "7-4", "8-4"}
 """The stages whose castle loops Mario back for a wrong route (LoopbackIsDeath's docstring)."""
 
-ONLY_AFTER_A_LOOP = {("agent", "loop_gamma")}
+ONLY_AFTER_A_LOOP = {("agent", "loop_gamma"), ("env", "loop_action_set")}
 """Settings that act only once the game has looped Mario back: on any other stage a run with
 them is the same run bit for bit (tests/test_runner.py: the switch happens only at a loop),
 so an agent trained before any-stage took one is still reproduced by any-stage."""
 
 
+def after_a_loop(config: C.Config) -> C.Config:
+    """The config a run of ``config`` on a castle maze trains with once its first loop has
+    started it over with ``env.loop_action_set`` (what its config.json then says)."""
+    wanted = config.env.loop_action_set
+    if not (LOOP_CASTLES & set(config.env.stages)) or not wanted or config.runner.init_from:
+        return config
+    return dataclasses.replace(config, env=dataclasses.replace(config.env, action_set=wanted))
+
+
 def differences(a: C.Config, b: C.Config) -> list[tuple[str, str, object, object]]:
-    left, right = dataclasses.asdict(a), dataclasses.asdict(b)
+    left, right = dataclasses.asdict(after_a_loop(a)), dataclasses.asdict(b)
     loops = bool(LOOP_CASTLES & set(b.env.stages))
     return [(section, key, left[section][key], right[section][key]) for section in left for key in left[section]
             if left[section][key] != right[section][key] and (section, key) not in RUN_LENGTH
@@ -96,4 +105,8 @@ def test_a_loop_only_setting_is_a_difference_on_a_castle_maze():
     command = recorded_commands()["world-4-3"]
     assert differences(resolve(command), frozen) == []
     on_4_4 = dataclasses.replace(frozen, env=dataclasses.replace(frozen.env, stages=("4-4",)))
-    assert ("agent", "loop_gamma", 0.99, 0.0) in differences(resolve(command.replace("--stage 3", "--stage 4")), on_4_4)
+    on_4_4_differs = differences(resolve(command.replace("--stage 3", "--stage 4")), on_4_4)
+    assert ("agent", "loop_gamma", 0.99, 0.0) in on_4_4_differs
+    assert ("env", "loop_action_set", "simple", "") in on_4_4_differs
+    # any-stage on 4-4 trains with simple's actions once the first loop started it over
+    assert ("env", "action_set", "simple", "right_only") in on_4_4_differs

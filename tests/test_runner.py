@@ -834,3 +834,49 @@ def test_a_loop_lengthens_the_horizon_from_then_on_and_a_resume_keeps_it(tmp_pat
     off.run()
     assert off.counters.looped and off.replay.gamma == 0.95
     assert sum("looped" in line for line in lines) == 2  # straight's and stopped's switches, not off's
+
+
+def test_a_loop_starts_the_run_over_with_loop_action_set_as_a_run_begun_with_it(tmp_path):
+    """env.loop_action_set: the first training episode that ends at a castle maze's loop ends
+    the attempt with right_only; the run directory then holds, file for file, the run that was
+    begun with the wider set (metrics, checkpoint, config), and started-over.json what the
+    attempt cost. A run already on that set only lengthens its horizon (agent.loop_gamma)."""
+    import config as C
+    from mario_dqn import run_dir as RD
+    from mario_dqn.runner import Trainer, run_to_the_end
+
+    base = ["num_envs=1", "total_steps=40", "learning_starts=20", "batch_size=8", "capacity=1000",
+            "eval_every=0", "checkpoint_every=1000", "max_episode_steps=15", "target_update_period=10",
+            "policy_average_steps=0", "loop_gamma=0.99", "loop_action_set=simple"]
+    config = C.apply_overrides(C.Config(), base)
+    assert config.env.action_set == "right_only"
+    lines: list[str] = []
+    for name in ("over", "begun"):
+        (tmp_path / name).mkdir()
+    RD.write_config(tmp_path / "over", config)
+    first = Trainer(config, tmp_path / "over", progress=False, log=lines.append)
+    _loop_at_first_episode_end(first)
+    last, result = run_to_the_end(first)
+    assert first.start_over == "simple" and first.agent.num_actions == 5 and first.replay.gamma == 0.95
+    assert last is not first and last.agent.num_actions == 7 and result["step"] == 40
+    assert lines[0] == ("step 15: the game looped Mario back for a wrong route; right_only has no Left for this "
+                        "maze: starting over from step 0 with env.action_set=simple (env.loop_action_set)")
+    note = json.loads((tmp_path / "over" / "started-over.json").read_text())
+    assert (note["action_set_before"], note["action_set"], note["steps_before"]) == ("right_only", "simple", 15)
+
+    wide = C.apply_overrides(config, ["action_set=simple"])
+    RD.write_config(tmp_path / "begun", wide)
+    Trainer(wide, tmp_path / "begun", progress=False, log=lines.append).run()
+    assert metrics_rows(tmp_path / "over") == metrics_rows(tmp_path / "begun")
+    assert min(int(row["step"]) for row in metrics_rows(tmp_path / "over")) > 0  # the attempt's rows are gone
+    assert (tmp_path / "over" / "config.json").read_text() == (tmp_path / "begun" / "config.json").read_text()
+    a, b = (tmp_path / name / "checkpoints" / "step-000000000040" for name in ("over", "begun"))
+    assert_same_checkpoints(a, b)
+    assert sorted(p.name for p in (tmp_path / "over" / "checkpoints").glob("step-*")) == ["step-000000000040"]
+
+    (tmp_path / "already").mkdir()
+    already = Trainer(wide, tmp_path / "already", progress=False, log=lines.append)
+    _loop_at_first_episode_end(already)
+    assert run_to_the_end(already)[0] is already
+    assert already.start_over is None and already.replay.gamma == 0.99
+    assert not (tmp_path / "already" / "started-over.json").exists()
