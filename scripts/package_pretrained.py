@@ -258,6 +258,14 @@ def flag_x(rows: list[dict[str, str]], stage: str) -> int | None:
     return min(xs) if xs else None
 
 
+def started_over(run: Path) -> dict | None:
+    """The attempt a run threw away when a castle maze's loop started it over with another
+    action set (its started-over.json, ``env.loop_action_set``), or None: its steps and
+    seconds count towards the time to solve, so training.json carries them."""
+    path = run / "started-over.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def first_flag(rows: list[dict[str, str]]) -> dict[str, float] | None:
     """Agent step, episode and wall-clock estimate of the first training episode that reached the flag
     from the stage start (one that began along an earlier episode, ``env.restart_from_best``, does not count)."""
@@ -595,6 +603,8 @@ def main() -> int:
         training["to_80"] = solved_at(read_metrics(args.run), args.run.name, args.solved_step)
     if args.reproduce is not None:
         training["reproduce"] = args.reproduce
+    if started_over(args.run) is not None:
+        training["started_over"] = started_over(args.run)
     (args.out / "training.json").write_text(json.dumps(training, indent=1) + "\n")
     print(json.dumps({k: results[k] for k in ("mean_return", "mean_x_pos", "max_x_pos", "flag_rate")}))
     print(json.dumps(training))

@@ -10,7 +10,9 @@ files):
 
     training.json     first_flag (agent steps and wall hours to the first training flag),
                       to_80 (to the first model with >= 80% flags on seeds 0-19, where it was
-                      measured), step and training_wall_hours (the model shipped), reproduce
+                      measured), step and training_wall_hours (the model shipped), reproduce,
+                      started_over (a run that started over with Left at a castle maze's
+                      loop: the attempt's steps and seconds, added to every figure)
     results.json      flag_rate: 20 greedy episodes, seeds 0-19
     robustness.json   other_seeds_greedy (seeds 1000-1019) and epsilon_0.05_held_out (seeds
                       1000-1019 with epsilon 0.05)
@@ -84,11 +86,19 @@ def flags_cell(checks: list[dict]) -> str:
     return " / ".join(figures)
 
 
+def before(training: dict) -> tuple[int, float]:
+    """(agent steps, wall hours) of the attempt a run threw away when it started over with
+    another action set (``env.loop_action_set``): part of its time to solve."""
+    started = training.get("started_over") or {}
+    return int(started.get("steps_before", 0)), float(started.get("wall_s_before", 0.0)) / 3600
+
+
 def first_flag_cell(training: dict) -> str:
     flag = training.get("first_flag")
     if not flag:
         return "-" if "distilled_from" in training else "none"
-    return f"{steps(flag['step'])}, {flag['wall_hours']:.2f} h"
+    more_steps, more_hours = before(training)
+    return f"{steps(flag['step'] + more_steps)}, {flag['wall_hours'] + more_hours:.2f} h"
 
 
 def to_80_cell(training: dict) -> str:
@@ -101,11 +111,16 @@ def to_80_cell(training: dict) -> str:
     solved = training.get("to_80")
     if not solved:
         return "not measured"
-    cell = f"{steps(solved['step'])}, {solved['wall_hours']:.2f} h"
+    more_steps, more_hours = before(training)
+    cell = f"{steps(solved['step'] + more_steps)}, {solved['wall_hours'] + more_hours:.2f} h"
     notes = [solved["note"]] if solved.get("note") else []
     if training.get("step") not in (None, solved["step"]):
         hours = training.get("training_wall_hours")
-        notes.append(f"shipped: {steps(training['step'])}" + (f", {hours:.2f} h" if hours is not None else ""))
+        notes.append(f"shipped: {steps(training['step'] + more_steps)}"
+                     + (f", {hours + more_hours:.2f} h" if hours is not None else ""))
+    if more_steps:
+        notes.append(f"with the {more_steps:,} steps before the run started over with "
+                     f"{training['started_over'].get('action_set', '?')}'s actions")
     return cell + (f" ({'; '.join(notes)})" if notes else "")
 
 

@@ -169,6 +169,24 @@ def test_the_80_percent_step_is_recorded_with_the_hours_to_it():
                                                        "source": "w21-s0, time-to-solve harness"}
 
 
+def test_a_run_that_started_over_carries_the_attempt_before_it(tmp_path):
+    """What the trainer writes when a castle maze's loop starts a run over (run_dir.start_over)
+    is what training.json records, so the stage table can count the attempt's steps."""
+    import config as C
+    from mario_dqn import run_dir as RD
+
+    run = tmp_path / "over"
+    run.mkdir()
+    assert package.started_over(run) is None
+    config = C.apply_overrides(C.Config(), ["stages=4-4", "loop_action_set=simple"])
+    RD.start_over(run, config, "simple", 664, 11.34)
+    assert package.started_over(run) == {"action_set_before": "right_only", "action_set": "simple",
+                                         "steps_before": 664, "wall_s_before": 11.3,
+                                         "why": "a castle maze looped Mario back for a wrong route "
+                                                "(env.loop_action_set)"}
+    assert C.from_json((run / "config.json").read_text()).env.action_set == "simple"
+
+
 def test_a_stage_outside_world_1_draws_its_flag_where_its_training_flags_ended(tmp_path):
     """FLAGPOLE_X knows World 1; another stage's line is its lowest training flag's x_pos,
     and a stage with no flag yet is drawn without one."""

@@ -116,6 +116,12 @@ def test_a_record_without_the_80_figure_says_so():
                              "to_80": {"step": 450_000, "wall_hours": 1.87, "note": "a slower VM"}}) == \
         "450k, 1.87 h (a slower VM)"
     assert table.first_flag_cell({"first_flag": None}) == "none"
+    over = {"step": 500_000, "training_wall_hours": 2.5, "first_flag": {"step": 343_324, "wall_hours": 1.8},
+            "to_80": {"step": 450_000, "wall_hours": 2.25},
+            "started_over": {"action_set": "simple", "steps_before": 1_664, "wall_s_before": 36.0}}
+    assert table.first_flag_cell(over) == "345k, 1.81 h"  # the attempt before starting over counts
+    assert table.to_80_cell(over) == ("452k, 2.26 h (shipped: 502k, 2.51 h; with the 1,664 steps before the run "
+                                      "started over with simple's actions)")
     assert table.steps(2_000_000) == "2M" and table.steps(125_000) == "125k"
     assert table.rate(0.8, 0.8) == "80%" and table.rate(0.75, 0.8) == "75%✗" and table.rate(None, 0.8) == "-"
 
