@@ -211,9 +211,9 @@ class Trainer:
             wanted, env = self.config.env.loop_action_set, self.config.env
             if wanted and wanted != env.action_set and not self.config.runner.init_from:
                 self.start_over = wanted
-                self._note(f"step {self.step:,}: the game looped Mario back for a wrong route; {env.action_set} has "
-                           f"no Left for this maze: starting over from step 0 with env.action_set={wanted} "
-                           f"(env.loop_action_set)")
+                self._note(f"step {self.step:,}: the game looped Mario back for a wrong route; starting over from "
+                           f"step 0 with env.action_set={wanted} instead of {env.action_set} (env.loop_action_set: "
+                           f"a maze's way out can need Left)")
             elif wanted and wanted != env.action_set:
                 self._note(f"step {self.step:,}: the game looped Mario back for a wrong route; not starting over with "
                            f"{wanted} (env.loop_action_set): runner.init_from's policy has {env.action_set}'s actions")

@@ -859,8 +859,9 @@ def test_a_loop_starts_the_run_over_with_loop_action_set_as_a_run_begun_with_it(
     last, result = run_to_the_end(first)
     assert first.start_over == "simple" and first.agent.num_actions == 5 and first.replay.gamma == 0.95
     assert last is not first and last.agent.num_actions == 7 and result["step"] == 40
-    assert lines[0] == ("step 15: the game looped Mario back for a wrong route; right_only has no Left for this "
-                        "maze: starting over from step 0 with env.action_set=simple (env.loop_action_set)")
+    assert lines[0] == ("step 15: the game looped Mario back for a wrong route; starting over from step 0 with "
+                        "env.action_set=simple instead of right_only (env.loop_action_set: a maze's way out can "
+                        "need Left)")
     note = json.loads((tmp_path / "over" / "started-over.json").read_text())
     assert (note["action_set_before"], note["action_set"], note["steps_before"]) == ("right_only", "simple", 15)
 
