@@ -603,8 +603,9 @@ def main() -> int:
         training["to_80"] = solved_at(read_metrics(args.run), args.run.name, args.solved_step)
     if args.reproduce is not None:
         training["reproduce"] = args.reproduce
-    if started_over(args.run) is not None:
-        training["started_over"] = started_over(args.run)
+    attempt = started_over(args.run)
+    if attempt is not None:
+        training["started_over"] = attempt
     (args.out / "training.json").write_text(json.dumps(training, indent=1) + "\n")
     print(json.dumps({k: results[k] for k in ("mean_return", "mean_x_pos", "max_x_pos", "flag_rate")}))
     print(json.dumps(training))
