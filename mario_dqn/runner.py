@@ -209,14 +209,16 @@ class Trainer:
         if looped.any() and not c.looped:
             c.looped = True
             wanted, env = self.config.env.loop_action_set, self.config.env
-            if wanted and wanted != env.action_set and not self.config.runner.init_from:
-                self.start_over = wanted
-                self._note(f"step {self.step:,}: the game looped Mario back for a wrong route; starting over from "
-                           f"step 0 with env.action_set={wanted} instead of {env.action_set} (env.loop_action_set: "
-                           f"a maze's way out can need Left)")
-            elif wanted and wanted != env.action_set:
-                self._note(f"step {self.step:,}: the game looped Mario back for a wrong route; not starting over with "
-                           f"{wanted} (env.loop_action_set): runner.init_from's policy has {env.action_set}'s actions")
+            if wanted and wanted != env.action_set:
+                if self.config.runner.init_from:
+                    self._note(f"step {self.step:,}: the game looped Mario back for a wrong route; not starting over "
+                               f"with {wanted} (env.loop_action_set): runner.init_from's policy has "
+                               f"{env.action_set}'s actions")
+                else:
+                    self.start_over = wanted
+                    self._note(f"step {self.step:,}: the game looped Mario back for a wrong route; starting over "
+                               f"from step 0 with env.action_set={wanted} instead of {env.action_set} "
+                               f"(env.loop_action_set: a maze's way out can need Left)")
             if self.config.agent.loop_gamma > 0 and self.start_over is None:
                 self._lengthen_horizon()
                 self._note(f"step {self.step:,}: the game looped Mario back for a wrong route; "
