@@ -89,8 +89,8 @@ def _resolve_train_config(world: int | None, stage: int | None, stages: str | No
 
 
 @cli.command(short_help="Train an agent on a stage (or several); resumable, Ctrl-C safe.")
-@click.option("--world", type=int, help="World 1-8 (with --stage). Default: 1.")
-@click.option("--stage", type=int, help="Stage 1-4 (with --world). Default: 1.")
+@click.option("--world", type=int, help="World number, 1 to 8 (with --stage). Default: 1.")
+@click.option("--stage", type=int, help="Stage number within --world, 1 to 4 (3-2 is --world 3 --stage 2). Default: 1.")
 @click.option("--stages", help="Several stages, e.g. '1-1,1-2'; each episode samples one.")
 @click.option("--steps", type=AT_LEAST_ONE,
               help=f"Total agent steps of the run (a resumed run continues up to this). "
@@ -444,8 +444,9 @@ def show_config(preset, list_presets):
         return
     try:
         config = presets.resolve(preset)
-    except C.ConfigError as err:
-        raise UserError(f"preset {preset!r}: {err}") from None
+    except C.ConfigError as err:  # name the preset once: load's own errors already do
+        message = str(err)
+        raise UserError(message if preset in message else f"preset {preset!r}: {message}") from None
     for key, value, doc in C.field_docs(config):
         shown = ",".join(value) if isinstance(value, tuple) else value
         click.echo(f"{key} = {shown}\n    {doc}")

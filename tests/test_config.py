@@ -235,6 +235,7 @@ def test_presets_through_the_cli(tmp_path):
         names = ", ".join(sorted(path.stem for path in (ROOT / "config" / "presets").glob("*.json")))
         assert {"w11-a", "world-1", "world-1-2", "world-1-3"} <= set(names.split(", "))  # the shipped ones
         assert refused.stderr.count("\n") == 1 and f"unknown preset 'nope'; presets: {names}\n" in refused.stderr
+        assert refused.stderr.count("nope") == 1, refused.stderr  # named once, not "preset 'nope': unknown preset 'nope'"
     assert not any(tmp_path.iterdir()), "a refused preset writes no run"
     resumed = _main("train", "--resume", str(tmp_path), "--preset", "w11-a")
     assert resumed.returncode == 2 and "only --steps may change" in resumed.stderr
