@@ -308,7 +308,7 @@ def _teacher_paths(stages: str, teachers: tuple[str, ...]) -> dict[str, Path]:
     for text in teachers:
         stage, sep, path = text.partition("=")
         if not sep or not path:
-            raise UserError(f"--teacher {text!r}: expected W-S=PATH, e.g. 1-2=save/runs/w12/checkpoints/latest")
+            raise UserError(f"--teacher {text!r}: expected W-S=PATH, e.g. 1-2=save/runs/w12 or 1-2=save/pretrained/world-1-2")
         stage = _check_stage(stage.strip())
         if stage not in names:
             raise UserError(f"--teacher {text!r}: stage {stage} is not one of --stages {','.join(names)}")
