@@ -446,7 +446,8 @@ def show_config(preset, list_presets):
         config = presets.resolve(preset)
     except C.ConfigError as err:  # name the preset once: load's own errors already do
         message = str(err)
-        raise UserError(message if preset in message else f"preset {preset!r}: {message}") from None
+        named = message.startswith(("unknown preset ", "preset "))
+        raise UserError(message if named else f"preset {preset!r}: {message}") from None
     for key, value, doc in C.field_docs(config):
         shown = ",".join(value) if isinstance(value, tuple) else value
         click.echo(f"{key} = {shown}\n    {doc}")
