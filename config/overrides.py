@@ -201,6 +201,11 @@ FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
     ("agent", "anchor_margin"): 0.8,  # unused without anchor_weight
     ("runner", "stop_when_solved"): 0,
     ("runner", "solved_flag_rate"): 0.8,  # unused without stop_when_solved
+    # 20, today's default, not 0: the check changes no training step, only whether a run ends,
+    # and the streak alone ended w31-rec-s0 (3-1) at 925k, where the harness read 35-60% on
+    # seeds 0-19; an old run that ended that way resumes and checks first. The shipped agents'
+    # reproduce commands resolve to the same config as their config.json with it.
+    ("runner", "solved_episodes"): 20,
     ("agent", "loop_gamma"): 0.0,
     ("env", "loop_action_set"): "",
 }

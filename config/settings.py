@@ -214,6 +214,12 @@ class RunnerConfig:
            "kept models (python -m mario_dqn.pick). 0 = never.", low=0, high=1000)
     solved_flag_rate: float = spec(0.8, "The flag rate an evaluation needs to count for runner.stop_when_solved.",
                                    low=0.0, high=1.0)
+    solved_episodes: int = spec(
+        20, "Once runner.stop_when_solved evaluations in a row reach the rate, one more evaluation of this many "
+            "episodes on seeds 0..N-1 (the harness's seeds, those of README's stage table) must reach it too, or "
+            "the streak starts over and training goes on: the in-training evaluations replay the same few seeds, "
+            "which a policy can pass three times in a row while the harness reads far less. 0 = no check.",
+        low=0, high=1000)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from typing import Any
 
 METRIC_FIELDS = ("kind", "step", "episode", "return", "length", "x_pos", "flag", "epsilon", "loss", "mean_q",
                  "steps_per_s", "max_x_pos", "flag_rate", "wall_s", "stage", "restart_steps")
-"""Columns of metrics.csv. ``kind`` is 'episode' (one training episode) or 'eval'
-(the mean over an evaluation's episodes; max_x_pos and flag_rate only there).
+"""Columns of metrics.csv. ``kind`` is 'episode' (one training episode), 'eval'
+(the mean over an evaluation's episodes; max_x_pos and flag_rate only there) or 'check'
+(as 'eval', for ``runner.stop_when_solved``'s check on ``runner.solved_episodes`` episodes).
 ``stage`` ('W-S') is the stage an episode played; an eval row has it only when the
 run trains on several stages, one row per stage beside the pooled row (which has none).
 ``wall_s`` is the seconds of training so far, summed over the run's resumes (from

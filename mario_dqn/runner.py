@@ -33,7 +33,7 @@ from mario_dqn.replay import make_replay
 from mario_dqn.run_dir import checkpoints_dir, models_dir, start_over
 from mario_dqn.schedules import linear_schedule
 from mario_dqn.signals import StopRequest
-from mario_dqn.solved import STREAK, is_solved, next_streak
+from mario_dqn.solved import CHECK_SEED, CONFIRMED, STREAK, check_due, is_solved, next_streak
 
 RECENT_EPISODES = 20
 """Episodes behind the progress bar's mean return."""
@@ -65,11 +65,13 @@ class Counters:
     """Evaluations in a row at ``runner.solved_flag_rate`` flags (mario_dqn.solved)."""
     looped: bool = False
     """A training episode has ended at a castle maze's loop (``agent.loop_gamma`` is on from then)."""
+    solved_confirmed: bool = False
+    """The solved streak's check on ``runner.solved_episodes`` episodes passed (mario_dqn.solved)."""
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    ADDED_LATER: ClassVar[frozenset[str]] = frozenset({"eval_pending", "solved_streak", "looped"})
+    ADDED_LATER: ClassVar[frozenset[str]] = frozenset({"eval_pending", "solved_streak", "looped", "solved_confirmed"})
     """Counters that older checkpoints lack: they keep their defaults there. Any other
     missing one is a damaged state.json (KeyError), never a silent zero."""
 
@@ -264,6 +266,40 @@ class Trainer:
         if c.best_eval is None or score > c.best_eval:
             c.best_eval = score
             ckpt.save_checkpoint(self.ckpt_dir, self.step, self.agent, self.state(), self.config, name="best")
+        if self._check_due():
+            self._check_solved()
+
+    def _check_due(self) -> bool:
+        return check_due({STREAK: self.counters.solved_streak, CONFIRMED: self.counters.solved_confirmed},
+                         self.config.runner)
+
+    def _check_solved(self) -> None:
+        """The solved streak's check: ``runner.solved_episodes`` greedy episodes on the
+        harness's seeds (a ``check`` row in metrics.csv). Short of the rate, the streak
+        starts over and training goes on. Like an evaluation it touches no training
+        state; a stop signal during it leaves it due, and the resumed run does it first."""
+        r, c = self.config.runner, self.counters
+        play = evaluate_each_stage if len(self.config.env.stages) > 1 else evaluate
+        try:
+            result = play(self.agent, self.config, r.solved_episodes, CHECK_SEED, r.eval_epsilon,
+                          stop=lambda: self.stop.name is not None)
+        except EvaluationStopped:
+            return
+        self.metrics.write({"kind": "check", "step": self.step, "episode": c.episodes,
+                            "return": round(result["mean_return"], 6), "x_pos": result["mean_x_pos"],
+                            "max_x_pos": result["max_x_pos"], "flag_rate": result["flag_rate"],
+                            "wall_s": round(self.wall_s(), 1)})
+        rates = ([part["flag_rate"] for part in result["per_stage"].values()] if len(self.config.env.stages) > 1
+                 else [result["flag_rate"]])
+        seeds = f"seeds {CHECK_SEED}-{CHECK_SEED + r.solved_episodes - 1}"
+        if all(rate >= r.solved_flag_rate for rate in rates):
+            c.solved_confirmed = True
+            self.log(f"solved check at step {self.step}: {min(rates):.0%} flags on {r.solved_episodes} episodes "
+                     f"({seeds})")
+        else:
+            c.solved_streak = 0
+            self.log(f"solved check at step {self.step}: {min(rates):.0%} flags on {r.solved_episodes} episodes "
+                     f"({seeds}), under {r.solved_flag_rate:.0%}: the streak starts over, training goes on")
 
     def save(self) -> Path:
         replay = self.replay if self.config.runner.save_replay else None
@@ -297,6 +333,8 @@ class Trainer:
         try:
             if c.eval_pending:
                 self._evaluate()
+            if self._check_due() and self.stop.name is None:
+                self._check_solved()
             while self.step < r.total_steps and self.stop.name is None and not self.solved():
                 epsilon = self.epsilon()
                 actions = self.agent.act(self.obs, epsilon)
@@ -346,7 +384,8 @@ class Trainer:
             pending = " (the evaluation it interrupted runs first on --resume)" if c.eval_pending else ""
             self.log(f"stopped by {self.stop.name} at step {self.step}; checkpoint: {last_path}{pending}")
         elif self.solved():
-            self.log(f"solved: {c.solved_streak} evaluations in a row at >= {r.solved_flag_rate:.0%} flags "
+            checked = f" and its check on {r.solved_episodes} episodes" if r.solved_episodes else ""
+            self.log(f"solved: {c.solved_streak} evaluations in a row at >= {r.solved_flag_rate:.0%} flags{checked} "
                      f"(runner.stop_when_solved); ended at step {self.step}")
         return {"step": self.step, "episodes": c.episodes, "flags": c.flags, "best_x": c.best_x,
                 "checkpoint": str(last_path), "stopped_by": self.stop.name, "solved": self.solved(),
@@ -354,7 +393,8 @@ class Trainer:
 
     def solved(self) -> bool:
         """Whether ``runner.stop_when_solved`` has been met (then the run ends, and stays ended)."""
-        return is_solved({STREAK: self.counters.solved_streak}, self.config.runner)
+        return is_solved({STREAK: self.counters.solved_streak, CONFIRMED: self.counters.solved_confirmed},
+                         self.config.runner)
 
 
 def run_to_the_end(trainer: Trainer) -> tuple[Trainer, dict[str, Any]]:

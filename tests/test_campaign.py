@@ -336,7 +336,8 @@ def test_a_trial_that_ended_solved_is_trained_short_of_its_steps(tmp_path):
     newest = run / "checkpoints" / step_name(STEPS // 2)
     newest.mkdir(parents=True)
     newest.joinpath("state.json").write_text(json.dumps({"format_version": STATE_FORMAT_VERSION, "step": STEPS // 2,
-                                                          "agent": {}, "solved_streak": 3}))
+                                                          "agent": {}, "solved_streak": 3,
+                                                          "solved_confirmed": True}))
     newest.joinpath(MARKER).write_text("")
     for setting, solved in ((3, True), (4, False), (0, False)):
         config = C.apply_overrides(C.Config(), ["env.stages=1-1", f"runner.stop_when_solved={setting}"])

@@ -736,15 +736,23 @@ def test_guided_restart_steps_are_stored_with_the_actions_taken(tmp_path):
 
 def test_the_solved_streak_counts_evaluations_in_a_row_at_the_rate_on_every_stage():
     import config as C
-    from mario_dqn.solved import is_solved, next_streak
+    from mario_dqn.solved import check_due, is_solved, next_streak
 
     assert next_streak(0, [0.8], 0.8) == 1 and next_streak(1, [1.0], 0.8) == 2
     assert next_streak(2, [0.6], 0.8) == 0  # one evaluation under it starts the count again
     assert next_streak(2, [1.0, 0.6], 0.8) == 0 and next_streak(2, [1.0, 0.8], 0.8) == 3  # every stage's own
     runner = C.apply_overrides(C.Config(), ["stop_when_solved=3"]).runner
-    assert is_solved({"solved_streak": 3}, runner) and not is_solved({"solved_streak": 2}, runner)
+    confirmed = {"solved_confirmed": True}
+    assert is_solved({"solved_streak": 3, **confirmed}, runner)
+    assert not is_solved({"solved_streak": 2, **confirmed}, runner)
     assert not is_solved({}, runner)  # a checkpoint from before the counter
-    assert not is_solved({"solved_streak": 99}, C.Config().runner)  # off by default
+    assert not is_solved({"solved_streak": 99, **confirmed}, C.Config().runner)  # off by default
+    # The streak alone is not enough while runner.solved_episodes asks for a check ...
+    assert not is_solved({"solved_streak": 3}, runner) and check_due({"solved_streak": 3}, runner)
+    assert not check_due({"solved_streak": 2}, runner) and not check_due({"solved_streak": 3, **confirmed}, runner)
+    # ... and is with the check off (0), as before it existed.
+    unchecked = C.apply_overrides(C.Config(), ["stop_when_solved=3", "solved_episodes=0"]).runner
+    assert is_solved({"solved_streak": 3}, unchecked) and not check_due({"solved_streak": 3}, unchecked)
     with pytest.raises(C.ConfigError, match="needs runner.eval_every > 0"):
         C.apply_overrides(C.Config(), ["stop_when_solved=3", "eval_every=0"])
 
@@ -759,17 +767,82 @@ def test_a_run_ends_when_solved_and_stays_ended(tmp_path):
     run = tmp_path / "solved"
     out = cli("train", "--steps", "1000", "--envs", "1", "--save-dir", str(tmp_path), "--name", "solved", *TINY,
               "--set", "eval_every=40", "--set", "eval_episodes=1", "--set", "max_episode_steps=15",
-              "--set", "checkpoint_every=1000", "--set", "stop_when_solved=2", "--set", "solved_flag_rate=0")
+              "--set", "checkpoint_every=1000", "--set", "stop_when_solved=2", "--set", "solved_flag_rate=0",
+              "--set", "solved_episodes=2")
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "solved: 2 evaluations in a row at >= 0% flags (runner.stop_when_solved); ended at step 80" in out.stdout
-    assert [row["step"] for row in metrics_rows(run) if row["kind"] == "eval"] == ["40", "80"]
+    assert "solved check at step 80: " in out.stdout and "on 2 episodes (seeds 0-1)\n" in out.stdout
+    assert ("solved: 2 evaluations in a row at >= 0% flags and its check on 2 episodes (runner.stop_when_solved); "
+            "ended at step 80") in out.stdout
+    rows = metrics_rows(run)
+    assert [row["step"] for row in rows if row["kind"] == "eval"] == ["40", "80"]
+    assert [row["step"] for row in rows if row["kind"] == "check"] == ["80"]  # only once the streak was there
     latest = run / "checkpoints" / "step-000000000080"
-    assert json.loads((latest / "state.json").read_text())["solved_streak"] == 2
+    state = json.loads((latest / "state.json").read_text())
+    assert state["solved_streak"] == 2 and state["solved_confirmed"] is True
     assert RD.ended_solved(run) and campaign.trained(run, 1000) and not campaign.trained(tmp_path / "nowhere", 1000)
     again = cli("train", "--resume", str(run), "--steps", "2000", "--no-progress")
     assert again.returncode == 2 and again.stderr.count("\n") == 1, again.stderr
     assert "ended solved at step 80 (2 evaluations in a row at >= 0% flags" in again.stderr
     assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == ["step-000000000080"]
+
+
+def test_a_solved_check_under_the_rate_starts_the_streak_over(tmp_path, monkeypatch):
+    """The streak of in-training evaluations (which replay the same seeds) only ends the run
+    once a check on runner.solved_episodes episodes of seeds 0.. reaches the rate too; a
+    check under it starts the streak over. A run that ended on the streak alone, before the
+    check existed (its config.json lacks solved_episodes), resumes and checks first."""
+    import config as C
+    from mario_dqn import run_dir as RD
+    from mario_dqn import runner as R
+    from mario_dqn.checkpoint import load_checkpoint
+    from mario_dqn.solved import CHECK_SEED
+
+    played: list[tuple[int, int]] = []
+    check_rates = iter([0.5, 0.9])  # then 0.6 for every later check
+
+    def fake_evaluate(agent, config, episodes, seed, epsilon, stop=None):
+        played.append((episodes, seed))
+        rate = next(check_rates, 0.6) if seed == CHECK_SEED else 1.0
+        return {"mean_return": 1.0, "mean_x_pos": 40.0, "max_x_pos": 40, "flag_rate": rate, "per_stage": {}}
+
+    monkeypatch.setattr(R, "evaluate", fake_evaluate)
+    base = ["num_envs=1", "total_steps=100", "learning_starts=20", "batch_size=8", "capacity=1000",
+            "eval_every=10", "eval_episodes=2", "checkpoint_every=1000", "max_episode_steps=15",
+            "target_update_period=10", "policy_average_steps=0", "stop_when_solved=2"]
+    lines: list[str] = []
+    (tmp_path / "checked").mkdir()
+    config = C.apply_overrides(C.Config(), [*base, "solved_episodes=3"])
+    result = R.Trainer(config, tmp_path / "checked", progress=False, log=lines.append).run()
+    assert result["solved"] and result["step"] == 40  # streak at 20 (check 50%: over), again at 40 (90%)
+    evals = (2, R.EVAL_SEED_OFFSET)  # the config's seed is 0
+    assert played == [evals, evals, (3, 0), evals, evals, (3, 0)]
+    assert [(row["step"], row["flag_rate"]) for row in metrics_rows(tmp_path / "checked")
+            if row["kind"] == "check"] == [("20", "0.5"), ("40", "0.9")]
+    assert lines[0] == ("solved check at step 20: 50% flags on 3 episodes (seeds 0-2), under 80%: "
+                        "the streak starts over, training goes on")
+    assert lines[1] == "solved check at step 40: 90% flags on 3 episodes (seeds 0-2)"
+
+    # The streak alone (the check off) ends a run at 20; read with the check, it resumes and checks first.
+    (tmp_path / "old").mkdir()
+    unchecked = C.apply_overrides(C.Config(), [*base, "solved_episodes=0"])
+    played.clear()
+    assert R.Trainer(unchecked, tmp_path / "old", progress=False, log=lines.append).run()["step"] == 20
+    assert played == [evals, evals]
+    old = json.loads(C.to_json(unchecked))
+    del old["runner"]["solved_episodes"]  # as a config.json written before the field
+    (tmp_path / "old" / "config.json").write_text(json.dumps(old))
+    resumed_config, checkpoint = RD.resume_point(tmp_path / "old", None)  # not refused as solved
+    assert resumed_config.runner.solved_episodes == 20
+    resumed = R.Trainer(resumed_config, tmp_path / "old", progress=False, log=lines.append)
+    resumed.restore(checkpoint)
+    before = len(lines)
+    result = resumed.run()
+    assert played[2] == (20, 0) and lines[before].startswith("solved check at step 20: 60% flags on 20 episodes")
+    assert not result["solved"] and result["step"] == 100
+    # After the failed check the streak grew again from the next evaluation, and was checked at each second one.
+    assert [row["step"] for row in metrics_rows(tmp_path / "old") if row["kind"] == "check"] == [
+        "20", "40", "60", "80", "100"]
+    assert load_checkpoint(tmp_path / "old").state["solved_confirmed"] is False
 
 
 def _loop_at_first_episode_end(trainer, stop_after: int | None = None) -> None:
