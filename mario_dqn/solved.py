@@ -4,8 +4,8 @@ Two steps: a streak of in-training evaluations at ``runner.solved_flag_rate`` fl
 one check on ``runner.solved_episodes`` episodes of other seeds. The streak alone misleads:
 every in-training evaluation replays the same few seeds, so a policy that handles those
 starts passes several in a row while the harness's 20 seeds read far less (3-1's run
-ended at 925k on a streak of 80 / 100 / 80% of 5 episodes; its last models read 35% and
-60% on seeds 0-19).
+ended at 925k on a streak of 100 / 80 / 100% of 5 episodes; the harness read those three
+models at 40 / 35 / 60% on seeds 0-19).
 
 Kept apart from the runner, which imports TensorFlow, so the campaign's driver can tell a
 solved trial from its checkpoint's state.json without it.
