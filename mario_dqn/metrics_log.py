@@ -169,12 +169,13 @@ def row_scalars(row: dict[str, Any]) -> list[tuple[str, float]]:
     ``row`` is what the loop writes (numbers, "" for none) or a row read back from
     metrics.csv (all strings, "nan" for a loss not computed yet); empty and NaN
     columns are left out, so TensorBoard shows no point rather than a false 0. A
-    stage's own evaluation row is tagged ``eval/<stage>/<column>``; training episodes
-    keep ``episode/<column>`` whatever their stage (one curve per run, as before).
+    stage's own evaluation row is tagged ``eval/<stage>/<column>`` (a check's
+    ``check/<stage>/<column>``); training episodes keep ``episode/<column>`` whatever their
+    stage (one curve per run, as before).
     """
     prefix = row["kind"]
-    if prefix == "eval" and row.get("stage"):
-        prefix = f"eval/{row['stage']}"
+    if prefix != "episode" and row.get("stage"):
+        prefix = f"{prefix}/{row['stage']}"
     scalars = []
     for key in SCALAR_FIELDS:
         value = row.get(key, "")

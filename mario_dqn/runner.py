@@ -238,30 +238,41 @@ class Trainer:
             self.ep_return[i] = 0.0
             self.ep_length[i] = 0
 
+    def _play(self, kind: str, episodes: int, seed: int) -> tuple[Any, list[float]] | None:
+        """Play ``episodes`` evaluation episodes from ``seed`` and write their ``kind`` rows
+        to metrics.csv (the pooled row, and with several stages each stage's own, which
+        the pooled row can hide). Returns the evaluation and each stage's flag rate (one
+        for a one-stage run), or None when a stop signal cut it short (no row written)."""
+        several = len(self.config.env.stages) > 1
+        play = evaluate_each_stage if several else evaluate
+        try:
+            result = play(self.agent, self.config, episodes, seed, self.config.runner.eval_epsilon,
+                          stop=lambda: self.stop.name is not None)
+        except EvaluationStopped:
+            return None
+        c = self.counters
+        self.metrics.write({"kind": kind, "step": self.step, "episode": c.episodes,
+                            "return": round(result["mean_return"], 6), "x_pos": result["mean_x_pos"],
+                            "max_x_pos": result["max_x_pos"], "flag_rate": result["flag_rate"],
+                            "wall_s": round(self.wall_s(), 1)})
+        parts = result["per_stage"] if several else {}
+        for stage, part in parts.items():
+            self.metrics.write({"kind": kind, "step": self.step, "episode": c.episodes, "stage": stage,
+                                "return": round(part["mean_return"], 6), "x_pos": part["mean_x_pos"],
+                                "flag_rate": part["flag_rate"], "wall_s": round(self.wall_s(), 1)})
+        return result, ([part["flag_rate"] for part in parts.values()] if several else [result["flag_rate"]])
+
     def _evaluate(self) -> None:
         """Evaluate now; a stop signal during it leaves it pending for the resumed run
         (it touches no training state, so doing it later gives the same row)."""
         r, c = self.config.runner, self.counters
         c.eval_pending = True
-        play = evaluate_each_stage if len(self.config.env.stages) > 1 else evaluate
-        try:
-            result = play(self.agent, self.config, r.eval_episodes, r.seed + EVAL_SEED_OFFSET, r.eval_epsilon,
-                          stop=lambda: self.stop.name is not None)
-        except EvaluationStopped:
+        played = self._play("eval", r.eval_episodes, r.seed + EVAL_SEED_OFFSET)
+        if played is None:
             return
         c.eval_pending = False
-        self.metrics.write({"kind": "eval", "step": self.step, "episode": c.episodes,
-                            "return": round(result["mean_return"], 6), "x_pos": result["mean_x_pos"],
-                            "max_x_pos": result["max_x_pos"], "flag_rate": result["flag_rate"],
-                            "wall_s": round(self.wall_s(), 1)})
-        if len(self.config.env.stages) > 1:  # and each stage's own, which the pooled row can hide
-            for stage, part in result["per_stage"].items():
-                self.metrics.write({"kind": "eval", "step": self.step, "episode": c.episodes, "stage": stage,
-                                    "return": round(part["mean_return"], 6), "x_pos": part["mean_x_pos"],
-                                    "flag_rate": part["flag_rate"], "wall_s": round(self.wall_s(), 1)})
-        rates = ([part["flag_rate"] for part in result["per_stage"].values()] if len(self.config.env.stages) > 1
-                 else [result["flag_rate"]])
-        c.solved_streak = next_streak(c.solved_streak, rates, self.config.runner.solved_flag_rate)
+        result, rates = played
+        c.solved_streak = next_streak(c.solved_streak, rates, r.solved_flag_rate)
         score = result["mean_return"]
         if c.best_eval is None or score > c.best_eval:
             c.best_eval = score
@@ -275,31 +286,22 @@ class Trainer:
 
     def _check_solved(self) -> None:
         """The solved streak's check: ``runner.solved_episodes`` greedy episodes on the
-        harness's seeds (a ``check`` row in metrics.csv). Short of the rate, the streak
+        harness's seeds (``check`` rows in metrics.csv). Short of the rate, the streak
         starts over and training goes on. Like an evaluation it touches no training
         state; a stop signal during it leaves it due, and the resumed run does it first."""
         r, c = self.config.runner, self.counters
-        play = evaluate_each_stage if len(self.config.env.stages) > 1 else evaluate
-        try:
-            result = play(self.agent, self.config, r.solved_episodes, CHECK_SEED, r.eval_epsilon,
-                          stop=lambda: self.stop.name is not None)
-        except EvaluationStopped:
+        played = self._play("check", r.solved_episodes, CHECK_SEED)
+        if played is None:
             return
-        self.metrics.write({"kind": "check", "step": self.step, "episode": c.episodes,
-                            "return": round(result["mean_return"], 6), "x_pos": result["mean_x_pos"],
-                            "max_x_pos": result["max_x_pos"], "flag_rate": result["flag_rate"],
-                            "wall_s": round(self.wall_s(), 1)})
-        rates = ([part["flag_rate"] for part in result["per_stage"].values()] if len(self.config.env.stages) > 1
-                 else [result["flag_rate"]])
-        seeds = f"seeds {CHECK_SEED}-{CHECK_SEED + r.solved_episodes - 1}"
+        rates = played[1]
+        said = (f"solved check at step {self.step}: {min(rates):.0%} flags on {r.solved_episodes} episodes "
+                f"(seeds {CHECK_SEED}-{CHECK_SEED + r.solved_episodes - 1})")
         if all(rate >= r.solved_flag_rate for rate in rates):
             c.solved_confirmed = True
-            self.log(f"solved check at step {self.step}: {min(rates):.0%} flags on {r.solved_episodes} episodes "
-                     f"({seeds})")
+            self.log(said)
         else:
             c.solved_streak = 0
-            self.log(f"solved check at step {self.step}: {min(rates):.0%} flags on {r.solved_episodes} episodes "
-                     f"({seeds}), under {r.solved_flag_rate:.0%}: the streak starts over, training goes on")
+            self.log(f"{said}, under {r.solved_flag_rate:.0%}: the streak starts over, training goes on")
 
     def save(self) -> Path:
         replay = self.replay if self.config.runner.save_replay else None
